@@ -1,0 +1,371 @@
+/* The embedded file backend: an OFD write lock on one file.
+ *
+ * The kernel releases the lock when the holder's last descriptor closes, also
+ * when the holder dies, so crash failover is immediate. Waiters keep the file
+ * open and watch it with inotify: the holder's close (clean release or death)
+ * raises IN_CLOSE_WRITE, which wakes them at once; a slow timer covers shared
+ * volumes where inotify sees nothing. The file holds the token counter and the
+ * holder's id ("token=N\nholder=ID\n"), written only under the lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "backends/backend.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+/* Re-check interval where inotify cannot see other hosts (NFS). */
+#define POLL_INTERVAL 0.5
+#define CONTENT_MAX 512
+
+struct backend {
+	struct backend_params p;
+	char *path;
+	int fd;                      /* open lock file, -1 when out of the election */
+	int ino_fd;                  /* inotify, -1 if unavailable */
+	bool campaigning, holding;
+	uint64_t token;
+	char leader[256];            /* last reported leader ("" = none) */
+
+	ev_io ino_watcher;
+	ev_timer poll_timer;
+	ev_timer kick;               /* delivers queued events from the loop */
+
+	/* Events waiting for delivery, in this order. */
+	bool ev_alive, ev_elected, ev_leader, ev_lost, ev_closed;
+	int64_t alive_sent_ns;
+	char lost_reason[128];
+};
+
+static void queue_kick(struct backend *b)
+{
+	if (!ev_is_active(&b->kick)) {
+		ev_timer_set(&b->kick, 0., 0.);
+		ev_timer_start(b->p.loop, &b->kick);
+	}
+}
+
+static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct backend *b = w->data;
+	const struct backend_events *ev = b->p.ev;
+	void *ctx = b->p.ctx;
+	char leader[sizeof(b->leader)], reason[sizeof(b->lost_reason)];
+	bool alive = b->ev_alive, elected = b->ev_elected, leader_changed = b->ev_leader;
+	bool lost = b->ev_lost, closed = b->ev_closed;
+	uint64_t token = b->token;
+	int64_t sent = b->alive_sent_ns;
+
+	(void)loop;
+	(void)revents;
+	/* Copy first: every callback may call back into this backend. */
+	memcpy(leader, b->leader, sizeof(leader));
+	memcpy(reason, b->lost_reason, sizeof(reason));
+	b->ev_alive = b->ev_elected = b->ev_leader = b->ev_lost = b->ev_closed = false;
+	if (alive)
+		ev->session_alive(ctx, sent);
+	if (elected)
+		ev->elected(ctx, token);
+	if (leader_changed)
+		ev->leader(ctx, leader[0] ? leader : NULL);
+	if (lost)
+		ev->lost(ctx, reason);
+	if (closed)
+		ev->closed(ctx);
+}
+
+static void report_leader(struct backend *b, const char *id)
+{
+	if (strcmp(b->leader, id) == 0)
+		return;
+	snprintf(b->leader, sizeof(b->leader), "%s", id);
+	b->ev_leader = true;
+	queue_kick(b);
+}
+
+static void report_alive(struct backend *b, int64_t sent)
+{
+	b->alive_sent_ns = sent;
+	b->ev_alive = true;
+	queue_kick(b);
+}
+
+/* ---- file content ---------------------------------------------------- */
+
+static int read_content(int fd, uint64_t *token, char *holder, size_t holder_len)
+{
+	char buf[CONTENT_MAX + 1], *line, *save = NULL;
+	ssize_t n = pread(fd, buf, CONTENT_MAX, 0);
+
+	*token = 0;
+	holder[0] = '\0';
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "token=", 6) == 0)
+			*token = strtoull(line + 6, NULL, 10);
+		else if (strncmp(line, "holder=", 7) == 0)
+			snprintf(holder, holder_len, "%s", line + 7);
+	}
+	return 0;
+}
+
+static int write_content(struct backend *b, const char *holder)
+{
+	char buf[CONTENT_MAX];
+	int len = snprintf(buf, sizeof(buf), "token=%llu\nholder=%s\n",
+	                   (unsigned long long)b->token, holder);
+
+	if (pwrite(b->fd, buf, (size_t)len, 0) != len || ftruncate(b->fd, len) < 0 ||
+	    fdatasync(b->fd) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- the lock -------------------------------------------------------- */
+
+static int lock_fd(int fd, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+
+	return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+/* The descriptor still names the file at the path (nobody replaced it). */
+static bool same_file(const struct backend *b)
+{
+	struct stat a, p;
+
+	return fstat(b->fd, &a) == 0 && stat(b->path, &p) == 0 && a.st_ino == p.st_ino &&
+	       a.st_dev == p.st_dev;
+}
+
+static int make_parent(const char *path)
+{
+	char dir[PATH_MAX], *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			return -1;
+		*slash = '/';
+	}
+	return 0;
+}
+
+static void watch_file(struct backend *b)
+{
+	if (b->ino_fd < 0)
+		return;
+	if (inotify_add_watch(b->ino_fd, b->path, IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB |
+	                      IN_DELETE_SELF | IN_MOVE_SELF) < 0)
+		log_debug("file: inotify on %s: %s", b->path, strerror(errno));
+}
+
+static int open_file(struct backend *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	if (make_parent(b->path) < 0 ||
+	    (b->fd = open(b->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		b->fd = -1;
+		return -1;
+	}
+	watch_file(b);
+	return 0;
+}
+
+static void close_file(struct backend *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);            /* releases the OFD lock, wakes waiters */
+	b->fd = -1;
+	b->holding = false;
+}
+
+static void try_acquire(struct backend *b)
+{
+	char holder[sizeof(b->leader)];
+	uint64_t counter;
+	int64_t sent;
+
+	if (!b->campaigning || b->holding)
+		return;
+	if (b->fd < 0 && open_file(b) < 0) {
+		log_warnx("file: cannot open %s: %s", b->path, strerror(errno));
+		return;
+	}
+	sent = clock_now_ns();
+	if (lock_fd(b->fd, F_WRLCK) < 0) {
+		if (errno != EAGAIN && errno != EACCES)
+			log_warnx("file: lock %s: %s", b->path, strerror(errno));
+		if (read_content(b->fd, &counter, holder, sizeof(holder)) == 0)
+			report_leader(b, holder);
+		return;
+	}
+	if (!same_file(b)) {
+		/* Replaced under us: the lock on the old inode means nothing. */
+		if (open_file(b) == 0)
+			try_acquire(b);
+		return;
+	}
+	read_content(b->fd, &counter, holder, sizeof(holder));
+	b->token = counter + 1;
+	if (write_content(b, b->p.id) < 0) {
+		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
+		lock_fd(b->fd, F_UNLCK);
+		return;
+	}
+	b->holding = true;
+	report_alive(b, sent);
+	b->ev_elected = true;
+	report_leader(b, b->p.id);
+	queue_kick(b);
+}
+
+static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct backend *b = w->data;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool rewatch = false;
+	ssize_t n;
+
+	(void)loop;
+	(void)revents;
+	while ((n = read(b->ino_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ie = (struct inotify_event *)p;
+			if (ie->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))
+				rewatch = true;
+			p += sizeof(*ie) + ie->len;
+		}
+	}
+	if (rewatch && b->campaigning && !b->holding)
+		open_file(b);            /* follow the file that now has the name */
+	try_acquire(b);
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct backend *b = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (b->campaigning && !b->holding && b->fd >= 0 && !same_file(b))
+		open_file(b);
+	try_acquire(b);
+}
+
+/* ---- backend_ops ----------------------------------------------------- */
+
+static int file_create(struct backend **out, const struct backend_params *p, char *err, size_t errlen)
+{
+	char *hosts, *path;
+	struct backend *b;
+
+	if (backend_split_url(p->url, &hosts, &path, err, errlen) < 0)
+		return -1;
+	if ((*hosts && strcmp(hosts, "localhost") != 0) || *path == '\0') {
+		snprintf(err, errlen, "file backend URL '%s' must name an absolute path: file:///DIR/NAME.lock",
+		         p->url);
+		free(hosts);
+		free(path);
+		return -1;
+	}
+	free(hosts);
+	b = calloc(1, sizeof(*b));
+	if (b == NULL || asprintf(&b->path, "/%s", path) < 0) {
+		free(b);
+		free(path);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	free(path);
+	b->p = *p;
+	b->fd = -1;
+	b->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	ev_io_init(&b->ino_watcher, on_inotify, b->ino_fd, EV_READ);
+	ev_timer_init(&b->poll_timer, on_poll, POLL_INTERVAL, POLL_INTERVAL);
+	ev_timer_init(&b->kick, on_kick, 0., 0.);
+	b->ino_watcher.data = b->poll_timer.data = b->kick.data = b;
+	if (b->ino_fd >= 0)
+		ev_io_start(p->loop, &b->ino_watcher);
+	*out = b;
+	return 0;
+}
+
+static void file_campaign(struct backend *b)
+{
+	b->campaigning = true;
+	if (b->fd < 0 && open_file(b) < 0) {
+		log_warnx("file: cannot open %s: %s (check the directory and its permissions)",
+		          b->path, strerror(errno));
+	}
+	ev_timer_again(b->p.loop, &b->poll_timer);
+	try_acquire(b);
+}
+
+static void file_renew(struct backend *b)
+{
+	int64_t sent = clock_now_ns();
+
+	if (b->holding && !same_file(b)) {
+		snprintf(b->lost_reason, sizeof(b->lost_reason), "lock file %s was removed or replaced", b->path);
+		close_file(b);
+		b->campaigning = false;
+		b->ev_lost = true;
+		queue_kick(b);
+		return;
+	}
+	report_alive(b, sent);
+}
+
+static void file_resign(struct backend *b)
+{
+	b->campaigning = false;
+	ev_timer_stop(b->p.loop, &b->poll_timer);
+	if (b->holding)
+		write_content(b, "");
+	close_file(b);
+}
+
+static void file_close(struct backend *b)
+{
+	file_resign(b);
+	b->ev_closed = true;
+	queue_kick(b);
+}
+
+static void file_destroy(struct backend *b)
+{
+	if (b == NULL)
+		return;
+	file_resign(b);
+	ev_io_stop(b->p.loop, &b->ino_watcher);
+	ev_timer_stop(b->p.loop, &b->kick);
+	if (b->ino_fd >= 0)
+		close(b->ino_fd);
+	free(b->path);
+	free(b);
+}
+
+const struct backend_ops file_backend_ops = {
+	.scheme = "file",
+	.create = file_create,
+	.campaign = file_campaign,
+	.renew = file_renew,
+	.resign = file_resign,
+	.close = file_close,
+	.destroy = file_destroy,
+};

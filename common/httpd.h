@@ -1,0 +1,66 @@
+/* A small HTTP/1.1 server on the libev loop, for the local API socket (Unix)
+ * and the optional TCP address. Parsing is done by http-parser (Debian's
+ * libhttp-parser), not by hand. Keep-alive is supported; requests on one
+ * connection are answered in order. Limits: headers 8 KiB (431), body
+ * 64 KiB (413), 128 connections; a malformed request gets 400 and the
+ * connection is closed; every 4xx is logged in one line.
+ *
+ * A handler answers at once with httpd_respond(), or later (long-poll): it
+ * calls httpd_defer() and keeps the request; if the client goes away first,
+ * the abort callback runs and the request must be forgotten.
+ */
+#ifndef ELECT_HTTPD_H
+#define ELECT_HTTPD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct ev_loop;
+struct httpd;
+
+struct http_request {
+	const char *method;       /* "GET", "POST", ... */
+	const char *path;         /* decoded path, without the query */
+	const char *query;        /* raw query string without '?', "" if none */
+	const char *body;         /* NUL-terminated copy of the body ("" if none) */
+	size_t body_len;
+	bool tcp;                 /* came in on the TCP listener */
+	void *priv;               /* httpd's own */
+};
+
+typedef void (*httpd_handler)(struct http_request *req, void *data);
+typedef void (*httpd_abort_cb)(struct http_request *req, void *data);
+
+struct httpd *httpd_new(struct ev_loop *loop, httpd_handler handler, void *data);
+/* Binds a Unix socket with the given mode. A stale socket file (nobody
+ * listening) is replaced; a live one is an error ("in use by another
+ * process"). -1 with a message in err. */
+int httpd_listen_unix(struct httpd *h, const char *path, mode_t mode, char *err, size_t errlen);
+/* "HOST:PORT" or ":PORT" (all addresses). */
+int httpd_listen_tcp(struct httpd *h, const char *addr, char *err, size_t errlen);
+
+/* Answer; the request is gone afterwards. body may be NULL for an empty body. */
+void httpd_respond(struct http_request *req, int status, const char *content_type,
+                   const char *body, size_t len);
+/* Convenience: JSON body from a string. */
+void httpd_respond_json(struct http_request *req, int status, const char *json);
+/* Error answer {"error":message} (JSON-escaped); a 4xx is logged with
+ * message as the reason. */
+void httpd_respond_error(struct http_request *req, int status, const char *message);
+/* Keep the request open; abort runs if the client disconnects first. */
+void httpd_defer(struct http_request *req, httpd_abort_cb abort, void *data);
+/* Copies the (URL-decoded) value of query parameter key into buf. 0 if
+ * present, -1 if absent or too long. */
+int httpd_query_param(const struct http_request *req, const char *key, char *buf, size_t len);
+
+/* The listening sockets themselves (common/httpd_listen.c): non-blocking,
+ * close-on-exec, listening; -1 with a message in err. */
+int httpd_unix_socket(const char *path, mode_t mode, char *err, size_t errlen);
+int httpd_tcp_socket(const char *addr, char *err, size_t errlen);
+
+/* Closes listeners (unlinks the Unix socket it created), aborts deferred
+ * requests (their abort callbacks run), closes connections, frees. */
+void httpd_free(struct httpd *h);
+
+#endif

@@ -1,0 +1,256 @@
+/* Glue between the elector core and the world: one libev loop with a timer
+ * for the core, signal watchers, the leader command (hooks/proc), hook
+ * scripts (hooks/hooks) and the API socket (elector/api). */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "backends/backend.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "elector/agent.h"
+#include "elector/api.h"
+#include "elector/core.h"
+#include "hooks/hooks.h"
+#include "hooks/proc.h"
+
+/* SIGTERM and SIGINT stop the agent; the rest go to the leader command. */
+static const int handled_signals[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+#define N_SIGNALS (int)(sizeof(handled_signals) / sizeof(handled_signals[0]))
+
+struct agent {
+	struct ev_loop *loop;
+	struct elect_opts *o;
+	struct elector *e;
+	struct hook_runner *hooks;
+	struct api *api;
+	struct proc *cmd;
+	ev_timer timer;
+	ev_signal signals[N_SIGNALS];
+	int exit_status;
+};
+
+/* ---- actions for the core -------------------------------------------- */
+
+static void on_command_exit(struct proc *p, int status, void *data)
+{
+	struct agent *a = data;
+
+	(void)p;
+	a->cmd = NULL;
+	log_info("leader command exited with status %d", proc_exit_code(status));
+	elector_command_exited(a->e, status);
+}
+
+static int act_start_command(void *ctx, uint64_t token)
+{
+	struct agent *a = ctx;
+	char tok[32], name[320], id[320], leader[320], backend[1100], err[512];
+	char *env[] = { tok, name, id, leader, backend, "ELECT_EVENT=elected", NULL };
+	struct proc_spec spec = { .argv = a->o->command, .env = env, .log_tag = NULL };
+
+	snprintf(tok, sizeof(tok), "ELECT_TOKEN=%" PRIu64, token);
+	snprintf(name, sizeof(name), "ELECT_NAME=%s", a->o->name);
+	snprintf(id, sizeof(id), "ELECT_ID=%s", a->o->id);
+	snprintf(leader, sizeof(leader), "ELECT_LEADER=%s", a->o->id);
+	snprintf(backend, sizeof(backend), "ELECT_BACKEND=%s", a->o->backend);
+	errno = 0;
+	a->cmd = proc_spawn(a->loop, &spec, on_command_exit, a, err, sizeof(err));
+	if (a->cmd == NULL) {
+		int code = (errno == ENOENT || strstr(err, strerror(ENOENT))) ? 127 : 126;
+		log_error("%s", err);
+		return code;
+	}
+	log_info("leader command started, pid %d, token %" PRIu64, (int)proc_pid(a->cmd), token);
+	return 0;
+}
+
+static void act_stop_command(void *ctx, int sig, int64_t grace_ns)
+{
+	struct agent *a = ctx;
+
+	if (a->cmd)
+		proc_stop(a->cmd, sig, grace_ns);
+}
+
+static void act_run_hook(void *ctx, enum hook_event ev, const char *reason)
+{
+	struct agent *a = ctx;
+	struct elector_status st;
+	struct hook_vars vars;
+
+	elector_status(a->e, &st);
+	vars = (struct hook_vars){ .name = a->o->name, .id = a->o->id, .leader = st.leader,
+	                           .backend = a->o->backend, .reason = reason, .token = st.token };
+	hooks_enqueue(a->hooks, ev, &vars);
+}
+
+static void act_drop_stale_hooks(void *ctx)
+{
+	struct agent *a = ctx;
+
+	hooks_drop_pending(a->hooks, HOOK_ELECTED);
+	hooks_drop_pending(a->hooks, HOOK_LEADER);
+}
+
+static void act_set_timer(void *ctx, int64_t at_ns)
+{
+	struct agent *a = ctx;
+
+	ev_timer_stop(a->loop, &a->timer);
+	if (at_ns < 0)
+		return;
+	ev_timer_set(&a->timer, clock_ns_to_ev(at_ns - clock_now_ns()), 0.);
+	ev_timer_start(a->loop, &a->timer);
+}
+
+static void act_changed(void *ctx)
+{
+	struct agent *a = ctx;
+
+	if (a->api)
+		api_changed(a->api);
+}
+
+static void act_exit(void *ctx, int status)
+{
+	struct agent *a = ctx;
+
+	a->exit_status = status;
+	ev_break(a->loop, EVBREAK_ALL);
+}
+
+static const struct elector_actions agent_actions = {
+	.start_command = act_start_command, .stop_command = act_stop_command,
+	.run_hook = act_run_hook, .drop_stale_hooks = act_drop_stale_hooks,
+	.set_timer = act_set_timer, .changed = act_changed, .exit = act_exit,
+};
+
+/* ---- callbacks from the loop ----------------------------------------- */
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+
+	(void)loop;
+	(void)revents;
+	elector_on_timer(a->e);
+}
+
+static void on_hook_done(enum hook_event ev, int ok, void *data)
+{
+	struct agent *a = data;
+
+	elector_hook_done(a->e, ev, ok);
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct agent *a = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (w->signum == SIGTERM || w->signum == SIGINT) {
+		elector_shutdown(a->e, w->signum);
+	} else if (a->cmd) {
+		proc_signal(a->cmd, w->signum);
+	} else {
+		log_info("signal %d ignored: no leader command running", w->signum);
+	}
+}
+
+/* ---- setup ----------------------------------------------------------- */
+
+static void start_signals(struct agent *a)
+{
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < N_SIGNALS; i++) {
+		ev_signal_init(&a->signals[i], on_signal, handled_signals[i]);
+		a->signals[i].data = a;
+		ev_signal_start(a->loop, &a->signals[i]);
+	}
+}
+
+static void fill_config(const struct elect_opts *o, struct elector_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->name = o->name;
+	cfg->id = o->id;
+	cfg->backend_url = o->backend;
+	cfg->ttl_ns = o->ttl;
+	cfg->renew_ns = o->renew;
+	cfg->kill_grace_ns = o->kill_grace;
+	cfg->hook_timeout_ns = o->hook_timeout;
+	cfg->backoff_ns = o->renew;
+	cfg->has_command = o->command != NULL;
+	cfg->once = o->once;
+	cfg->hook[HOOK_ELECTED] = o->on_elected != NULL;
+	cfg->hook[HOOK_DEMOTED] = o->on_demoted != NULL;
+	cfg->hook[HOOK_LEADER] = o->on_leader != NULL;
+}
+
+static void agent_free(struct agent *a)
+{
+	for (int i = 0; i < N_SIGNALS; i++)
+		ev_signal_stop(a->loop, &a->signals[i]);
+	ev_timer_stop(a->loop, &a->timer);
+	if (a->api)
+		api_free(a->api);
+	if (a->hooks)
+		hooks_free(a->hooks);
+	if (a->cmd)
+		proc_abandon(a->cmd);
+	elector_free(a->e);
+}
+
+int agent_run(struct elect_opts *o)
+{
+	struct agent a = { .o = o, .exit_status = 0 };
+	struct elector_config cfg;
+	const struct backend_ops *ops = backend_lookup(o->backend);
+	const char *hook_paths[HOOK_N] = { o->on_elected, o->on_demoted, o->on_leader };
+	struct backend_params bp = {
+		.url = o->backend, .name = o->name, .id = o->id, .ttl_ns = o->ttl,
+		.renew_ns = o->renew, .request_timeout_ns = o->request_timeout,
+		.tls_ca = o->tls_ca, .tls_cert = o->tls_cert, .tls_key = o->tls_key, .auth = o->auth,
+	};
+	char err[512];
+
+	fill_config(o, &cfg);
+	if (ops == NULL)
+		log_fatalx(2, "unknown backend '%s': use one of %s, e.g. file:///run/elect/NAME.lock",
+		           o->backend, backend_schemes());
+	if (elector_check_timing(&cfg, err, sizeof(err)) < 0)
+		log_fatalx(2, "%s", err);
+	a.loop = ev_default_loop(EVFLAG_AUTO);
+	bp.loop = a.loop;
+	a.e = elector_new(&cfg, ops, &bp, &agent_actions, &a, err, sizeof(err));
+	if (a.e == NULL)
+		log_fatalx(2, "%s", err);
+	if (o->check_config) {
+		elector_free(a.e);
+		printf("configuration ok: election %s, id %s, backend %s\n", o->name, o->id, o->backend);
+		return 0;
+	}
+	a.hooks = hooks_new(a.loop, hook_paths, o->hook_timeout, on_hook_done, &a);
+	a.api = api_new(a.loop, a.e, o->backend);
+	if (api_listen(a.api, o->socket, 0660, o->http, err, sizeof(err)) < 0) {
+		agent_free(&a);
+		log_fatalx(1, "%s", err);
+	}
+	ev_timer_init(&a.timer, on_timer, 0., 0.);
+	a.timer.data = &a;
+	start_signals(&a);
+	log_info("starting: id %s, backend %s, ttl %" PRId64 "ms, renew %" PRId64 "ms",
+	         o->id, o->backend, o->ttl / NS_PER_MS, o->renew / NS_PER_MS);
+	elector_start(a.e);
+	ev_run(a.loop, 0);
+	agent_free(&a);
+	ev_loop_destroy(a.loop);
+	return a.exit_status;
+}

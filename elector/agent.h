@@ -1,0 +1,23 @@
+/* The elect agent: options, and the glue between the elector core and the
+ * loop (timer, signals), the leader command, hooks and the API socket. */
+#ifndef ELECT_AGENT_H
+#define ELECT_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct elect_opts {
+	char *name, *id, *backend, *socket, *http, *config, *log_format;
+	char *on_elected, *on_demoted, *on_leader;
+	char *tls_ca, *tls_cert, *tls_key, *auth;
+	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
+	int verbose;
+	bool once, check_config;
+	/* Not options: resolved by main. */
+	char **command;           /* NULL in sidecar mode */
+};
+
+/* Runs the agent until it exits; returns the exit status. */
+int agent_run(struct elect_opts *o);
+
+#endif

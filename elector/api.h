@@ -1,0 +1,38 @@
+/* The agent's HTTP API on its socket (and optional TCP address):
+ *   GET  /v1/status[?wait=DURATION&index=N]  status JSON; with wait, returns as
+ *        soon as the status index differs from N (or after DURATION, max 5m)
+ *   POST /v1/resign    200 {"resigned":true} / 409 {"error":"not leader"}
+ *   GET  /healthz      200 {"status":"ok"}
+ *   GET  /readyz       200 while leader (or suspended), else 503
+ *   GET  /metrics      Prometheus text format
+ *   GET  /             (TCP only) {"name":"<leader id>"} like k8s leader-elector
+ * Status JSON: {"name","id","state","leader","token","is_leader","since",
+ *   "since_unix_ms","deadline_left_ms","index","reason","backend"}
+ *   leader null when unknown; deadline_left_ms null unless leading; token 0
+ *   before the first acquisition; since is RFC 3339 UTC with milliseconds.
+ */
+#ifndef ELECT_API_H
+#define ELECT_API_H
+
+struct ev_loop;
+struct elector;
+struct api;
+
+struct api *api_new(struct ev_loop *loop, struct elector *e, const char *backend_url);
+/* mode: e.g. 0660. path NULL = no Unix socket; tcp_addr NULL = none. */
+int api_listen(struct api *a, const char *socket_path, unsigned mode, const char *tcp_addr,
+               char *err, size_t errlen);
+/* The elector's state changed: answer the long-poll waiters. */
+void api_changed(struct api *a);
+void api_free(struct api *a);
+
+/* Client side, for `elect status|resign|wait-leader` (blocking, libcurl easy
+ * with CURLOPT_UNIX_SOCKET_PATH). Each returns the process exit status and
+ * prints a one-line error on stderr when the agent cannot be reached. */
+int client_status(const char *socket_path);
+int client_resign(const char *socket_path);
+/* Blocks until the agent leads (0), the timeout passes (1; timeout_ns < 0 =
+ * forever), or the agent cannot be reached (2). */
+int client_wait_leader(const char *socket_path, long long timeout_ns);
+
+#endif

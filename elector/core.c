@@ -1,0 +1,557 @@
+/* The election state machine: follower -> candidate -> leader -> suspended ->
+ * stepping-down -> follower, and the deadline that keeps a leader from
+ * outliving its session (DESIGN.md, "The safety rule"). Backend-independent:
+ * every backend feeds the same events, and this file alone decides when to
+ * stop leader work. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "common/clock.h"
+#include "common/duration.h"
+#include "common/log.h"
+#include "elector/core.h"
+
+/* Time for the kernel to deliver a SIGKILLed child's exit to the loop. */
+#define REAP_SLACK_NS (50 * NS_PER_MS)
+/* If the backend never reports closed(), exit anyway after this. */
+#define CLOSE_TIMEOUT_NS (10 * NS_PER_SEC)
+/* Shortest retry after a failed renewal. */
+#define MIN_RETRY_NS (50 * NS_PER_MS)
+
+struct elector {
+	struct elector_config cfg;
+	const struct backend_ops *ops;
+	struct backend *be;
+	struct backend_events ev;
+	const struct elector_actions *act;
+	void *act_ctx;
+
+	enum elector_state state;
+	const char *state_name;      /* log context points here */
+	char reason[192];
+	int64_t since_wall_ms;
+	uint64_t index;
+
+	uint64_t token;
+	char *leader;
+
+	int64_t alive_sent_ns;       /* send time of the last proof the session lives; 0 = none */
+	int64_t next_renew_ns;       /* -1 until campaigning */
+	int64_t campaign_at_ns;      /* follower: campaign again at this time; -1 = not planned */
+	int64_t close_by_ns;         /* -1 unless closing */
+
+	bool command_running;
+	bool command_ran;            /* for --once */
+	bool command_exited_self;    /* it ended without us asking: elect exits */
+	bool awaiting_elected_hook;
+	bool demoted_started, demoted_done;
+	bool backoff_after_step_down;
+	bool shutting_down, closing, exited;
+	int shutdown_sig;
+	int exit_status;
+
+	struct elector_metrics m;
+};
+
+static const char *const state_names[ST_N] = {
+	"follower", "candidate", "leader", "suspended", "stepping-down"
+};
+
+const char *elector_state_name(enum elector_state s)
+{
+	return s < ST_N ? state_names[s] : "unknown";
+}
+
+static bool leading(const struct elector *e)
+{
+	return e->state == ST_LEADER || e->state == ST_SUSPENDED;
+}
+
+/* ---- timing ---------------------------------------------------------- */
+
+static int64_t hook_allowance(const struct elector_config *cfg)
+{
+	return cfg->hook_timeout_ns + HOOK_KILL_GRACE_NS;
+}
+
+int64_t elector_step_down_budget(const struct elector_config *cfg)
+{
+	int64_t budget = REAP_SLACK_NS;
+	bool any_hook = cfg->hook[HOOK_ELECTED] || cfg->hook[HOOK_DEMOTED] || cfg->hook[HOOK_LEADER];
+
+	if (cfg->has_command)
+		budget += cfg->kill_grace_ns;
+	if (any_hook)               /* a hook already running must end before demoted starts */
+		budget += hook_allowance(cfg);
+	if (cfg->hook[HOOK_DEMOTED])
+		budget += hook_allowance(cfg);
+	return budget;
+}
+
+int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen)
+{
+	char ttl[32], renew[32], grace[32], hook[32], left[32];
+	int64_t lead_for, hooks_ns;
+
+	if (cfg->ttl_ns <= 0 || cfg->renew_ns <= 0 || cfg->kill_grace_ns < 0 || cfg->hook_timeout_ns <= 0) {
+		snprintf(err, errlen, "--ttl, --renew and --hook-timeout must be positive and --kill-grace not negative");
+		return -1;
+	}
+	/* Covers the loop's own lateness and clock-rate differences. */
+	cfg->margin_ns = 50 * NS_PER_MS + cfg->ttl_ns / 100;
+	duration_format(cfg->ttl_ns, ttl, sizeof(ttl));
+	duration_format(cfg->renew_ns, renew, sizeof(renew));
+	duration_format(cfg->kill_grace_ns, grace, sizeof(grace));
+	hooks_ns = elector_step_down_budget(cfg) - REAP_SLACK_NS - (cfg->has_command ? cfg->kill_grace_ns : 0);
+	duration_format(hooks_ns, hook, sizeof(hook));
+	if (cfg->renew_ns >= cfg->ttl_ns) {
+		snprintf(err, errlen, "unsafe timing: --renew %s must be shorter than --ttl %s (etcd and Kubernetes renew every TTL/3)",
+		         renew, ttl);
+		return -1;
+	}
+	lead_for = cfg->ttl_ns - cfg->margin_ns - elector_step_down_budget(cfg);
+	if (lead_for <= cfg->renew_ns) {
+		duration_format(lead_for > 0 ? lead_for : 0, left, sizeof(left));
+		snprintf(err, errlen,
+		         "unsafe timing: a leader must start stepping down %s after its last renewal "
+		         "(--ttl %s minus margin, --kill-grace %s and hooks %s), which is not later than "
+		         "the next renewal (--renew %s): raise --ttl or lower --renew, --kill-grace or --hook-timeout",
+		         left, ttl, cfg->has_command ? grace : "0s (no command)", hook, renew);
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t deadline_ns(const struct elector *e)
+{
+	return e->alive_sent_ns + e->cfg.ttl_ns - e->cfg.margin_ns;
+}
+
+static int64_t step_down_at_ns(const struct elector *e)
+{
+	return deadline_ns(e) - elector_step_down_budget(&e->cfg);
+}
+
+static void reschedule(struct elector *e)
+{
+	int64_t at = -1;
+
+#define EARLIER(t) do { if ((t) >= 0 && (at < 0 || (t) < at)) at = (t); } while (0)
+	if (!e->closing)
+		EARLIER(e->next_renew_ns);
+	if (leading(e))
+		EARLIER(step_down_at_ns(e));
+	if (e->state == ST_FOLLOWER && !e->shutting_down)
+		EARLIER(e->campaign_at_ns);
+	if (e->closing)
+		EARLIER(e->close_by_ns);
+#undef EARLIER
+	e->act->set_timer(e->act_ctx, at);
+}
+
+/* ---- transitions ----------------------------------------------------- */
+
+static void notify(struct elector *e)
+{
+	e->index++;
+	e->act->changed(e->act_ctx);
+}
+
+static void set_state(struct elector *e, enum elector_state to, const char *reason)
+{
+	const char *from = state_names[e->state];
+
+	if (reason != e->reason)
+		snprintf(e->reason, sizeof(e->reason), "%s", reason);
+	if (to == e->state)
+		return;
+	e->state = to;
+	e->state_name = state_names[to];
+	e->since_wall_ms = clock_wall_ms();
+	e->m.transitions[to]++;
+	log_transition(from, state_names[to], reason);
+	notify(e);
+}
+
+static void set_leader(struct elector *e, const char *id)
+{
+	if (id != NULL && *id == '\0')
+		id = NULL;
+	if ((id == NULL && e->leader == NULL) || (id && e->leader && strcmp(id, e->leader) == 0))
+		return;
+	free(e->leader);
+	e->leader = id ? strdup(id) : NULL;
+	log_info("leader is now %s", e->leader ? e->leader : "(none)");
+	notify(e);
+	if (e->cfg.hook[HOOK_LEADER])
+		e->act->run_hook(e->act_ctx, HOOK_LEADER, "leader changed");
+}
+
+static void begin_close(struct elector *e)
+{
+	if (e->closing)
+		return;
+	e->closing = true;
+	e->close_by_ns = clock_now_ns() + CLOSE_TIMEOUT_NS;
+	log_info("leaving the election and closing the backend session");
+	e->ops->close(e->be);
+}
+
+static void finish_exit(struct elector *e)
+{
+	if (e->exited)
+		return;
+	e->exited = true;
+	e->act->set_timer(e->act_ctx, -1);
+	e->act->exit(e->act_ctx, e->exit_status);
+}
+
+/* Leader work is over: leave the election, then campaign again or exit. */
+static void step_down_done(struct elector *e)
+{
+	bool done_with_command = e->cfg.has_command &&
+	                         (e->command_exited_self || (e->cfg.once && e->command_ran));
+
+	e->ops->resign(e->be);
+	e->demoted_started = e->demoted_done = false;
+	set_state(e, ST_FOLLOWER, e->reason);
+	if (done_with_command)
+		e->shutting_down = true;
+	if (e->shutting_down) {
+		begin_close(e);
+		return;
+	}
+	e->campaign_at_ns = clock_now_ns() + (e->backoff_after_step_down ? e->cfg.backoff_ns : 0);
+	e->backoff_after_step_down = false;
+}
+
+/* Stepping down goes: command dead -> demoted hook done -> resign. */
+static void step_down_progress(struct elector *e)
+{
+	if (e->state != ST_STEPPING_DOWN || e->command_running)
+		return;
+	if (e->cfg.hook[HOOK_DEMOTED] && !e->demoted_started) {
+		e->demoted_started = true;
+		e->act->run_hook(e->act_ctx, HOOK_DEMOTED, e->reason);
+		return;
+	}
+	if (e->cfg.hook[HOOK_DEMOTED] && !e->demoted_done)
+		return;
+	step_down_done(e);
+}
+
+static void begin_step_down(struct elector *e, const char *reason, bool backoff)
+{
+	if (!leading(e))
+		return;
+	e->backoff_after_step_down = backoff;
+	set_state(e, ST_STEPPING_DOWN, reason);
+	e->act->drop_stale_hooks(e->act_ctx);
+	e->awaiting_elected_hook = false;
+	if (e->command_running)
+		e->act->stop_command(e->act_ctx, e->shutdown_sig ? e->shutdown_sig : SIGTERM,
+		                     e->cfg.kill_grace_ns);
+	step_down_progress(e);
+}
+
+static void start_command(struct elector *e)
+{
+	int rc;
+
+	if (!e->cfg.has_command || !leading(e))
+		return;
+	rc = e->act->start_command(e->act_ctx, e->token);
+	if (rc == 0) {
+		e->command_running = true;
+		e->command_ran = true;
+		return;
+	}
+	e->exit_status = rc;
+	e->command_exited_self = true;
+	begin_step_down(e, "leader command could not be started", false);
+}
+
+static void check_deadline(struct elector *e, int64_t now)
+{
+	char buf[32], reason[96];
+
+	if (!leading(e) || now < step_down_at_ns(e))
+		return;
+	duration_format(now - e->alive_sent_ns, buf, sizeof(buf));
+	snprintf(reason, sizeof(reason), "deadline: no successful renewal for %s", buf);
+	begin_step_down(e, reason, false);
+}
+
+/* ---- backend events -------------------------------------------------- */
+
+static void on_session_alive(void *ctx, int64_t sent_ns)
+{
+	struct elector *e = ctx;
+	int64_t now = clock_now_ns();
+
+	if (sent_ns > e->alive_sent_ns)
+		e->alive_sent_ns = sent_ns;
+	e->m.renewals_ok++;
+	e->m.renew_latency_last_ns = now - sent_ns;
+	e->m.renew_latency_sum_ns += now - sent_ns;
+	if (e->state == ST_SUSPENDED && now < step_down_at_ns(e))
+		set_state(e, ST_LEADER, "renewal succeeded");
+	check_deadline(e, now);
+	reschedule(e);
+}
+
+static void on_session_failed(void *ctx, const char *reason)
+{
+	struct elector *e = ctx;
+	int64_t now = clock_now_ns(), retry = e->cfg.renew_ns / 4;
+
+	e->m.backend_errors++;
+	log_debug("renewal failed: %s", reason);
+	if (e->state == ST_LEADER) {
+		char why[160];
+		snprintf(why, sizeof(why), "renewal failed: %s", reason);
+		set_state(e, ST_SUSPENDED, why);
+	}
+	if (retry < MIN_RETRY_NS)
+		retry = MIN_RETRY_NS;
+	if (e->next_renew_ns > now + retry)
+		e->next_renew_ns = now + retry;
+	check_deadline(e, now);
+	reschedule(e);
+}
+
+static void on_elected(void *ctx, uint64_t token)
+{
+	struct elector *e = ctx;
+	int64_t now = clock_now_ns();
+
+	if (e->state != ST_CANDIDATE || e->shutting_down) {
+		/* We left the election meanwhile; make sure the backend does too. */
+		e->ops->resign(e->be);
+		return;
+	}
+	if (e->alive_sent_ns == 0) {
+		log_error("backend reported leadership without a live session; resigning");
+		e->ops->resign(e->be);
+		set_state(e, ST_FOLLOWER, "no live session");
+		e->campaign_at_ns = now + e->cfg.backoff_ns;
+		reschedule(e);
+		return;
+	}
+	e->token = token;
+	set_state(e, ST_LEADER, "elected");
+	set_leader(e, e->cfg.id);
+	if (now >= step_down_at_ns(e)) {
+		begin_step_down(e, "elected with a session too old to lead safely", false);
+	} else if (e->cfg.hook[HOOK_ELECTED]) {
+		e->awaiting_elected_hook = true;
+		e->act->run_hook(e->act_ctx, HOOK_ELECTED, "elected");
+	} else {
+		start_command(e);
+	}
+	reschedule(e);
+}
+
+static void on_lost(void *ctx, const char *reason)
+{
+	struct elector *e = ctx;
+
+	e->alive_sent_ns = 0;
+	log_warnx("backend: %s", reason);
+	if (leading(e)) {
+		begin_step_down(e, reason, false);
+	} else if (e->state == ST_CANDIDATE && !e->shutting_down) {
+		set_state(e, ST_FOLLOWER, reason);
+		e->campaign_at_ns = clock_now_ns();
+	}
+	reschedule(e);
+}
+
+static void on_leader(void *ctx, const char *leader_id)
+{
+	set_leader(ctx, leader_id);
+}
+
+static void on_closed(void *ctx)
+{
+	struct elector *e = ctx;
+
+	if (e->closing)
+		finish_exit(e);
+}
+
+/* ---- inputs from the agent ------------------------------------------- */
+
+void elector_on_timer(struct elector *e)
+{
+	int64_t now = clock_now_ns();
+
+	if (e->exited)
+		return;
+	if (e->closing && now >= e->close_by_ns) {
+		log_warnx("backend did not confirm the close in time; exiting anyway");
+		finish_exit(e);
+		return;
+	}
+	check_deadline(e, now);
+	if (!e->closing && e->next_renew_ns >= 0 && now >= e->next_renew_ns) {
+		e->next_renew_ns = now + e->cfg.renew_ns;
+		e->ops->renew(e->be);
+	}
+	if (e->state == ST_FOLLOWER && !e->shutting_down && e->campaign_at_ns >= 0 &&
+	    now >= e->campaign_at_ns) {
+		e->campaign_at_ns = -1;
+		set_state(e, ST_CANDIDATE, "campaigning");
+		e->ops->campaign(e->be);
+	}
+	reschedule(e);
+}
+
+void elector_start(struct elector *e)
+{
+	e->next_renew_ns = clock_now_ns() + e->cfg.renew_ns;
+	set_state(e, ST_CANDIDATE, "campaigning");
+	e->ops->campaign(e->be);
+	reschedule(e);
+}
+
+static int exit_code_of(int status)
+{
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+void elector_command_exited(struct elector *e, int status)
+{
+	char reason[64];
+
+	e->command_running = false;
+	e->exit_status = exit_code_of(status);
+	if (leading(e)) {
+		snprintf(reason, sizeof(reason), "leader command exited with status %d", e->exit_status);
+		e->command_exited_self = true;
+		begin_step_down(e, reason, false);
+	} else {
+		log_info("leader command stopped, status %d", e->exit_status);
+		step_down_progress(e);
+	}
+	reschedule(e);
+}
+
+void elector_hook_done(struct elector *e, enum hook_event ev, int ok)
+{
+	e->m.hook_runs[ev]++;
+	if (!ok)
+		e->m.hook_failures[ev]++;
+	if (ev == HOOK_ELECTED && e->awaiting_elected_hook) {
+		e->awaiting_elected_hook = false;
+		if (ok)
+			start_command(e);
+		else
+			begin_step_down(e, "elected hook failed", true);
+	} else if (ev == HOOK_DEMOTED && e->demoted_started) {
+		e->demoted_done = true;
+		step_down_progress(e);
+	}
+	reschedule(e);
+}
+
+int elector_resign(struct elector *e)
+{
+	if (!leading(e))
+		return -1;
+	begin_step_down(e, "resigned on request", true);
+	reschedule(e);
+	return 0;
+}
+
+void elector_shutdown(struct elector *e, int sig)
+{
+	if (e->shutting_down) {
+		/* A second signal: do not wait out the kill grace. */
+		if (e->command_running)
+			e->act->stop_command(e->act_ctx, SIGKILL, 0);
+		return;
+	}
+	e->shutting_down = true;
+	e->shutdown_sig = sig;
+	log_info("signal %d: shutting down", sig);
+	if (leading(e))
+		begin_step_down(e, "shutting down", false);
+	else if (e->state != ST_STEPPING_DOWN)
+		begin_close(e);
+	reschedule(e);
+}
+
+void elector_status(const struct elector *e, struct elector_status *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->name = e->cfg.name;
+	st->id = e->cfg.id;
+	st->state = state_names[e->state];
+	st->leader = e->leader;
+	st->token = e->token;
+	st->is_leader = leading(e);
+	st->since_wall_ms = e->since_wall_ms;
+	st->deadline_left_ns = -1;
+	if (leading(e)) {
+		st->deadline_left_ns = deadline_ns(e) - clock_now_ns();
+		if (st->deadline_left_ns < 0)
+			st->deadline_left_ns = 0;
+	}
+	st->index = e->index;
+	st->reason = e->reason;
+	st->metrics = &e->m;
+}
+
+/* ---- life cycle ------------------------------------------------------ */
+
+struct elector *elector_new(const struct elector_config *cfg, const struct backend_ops *ops,
+                            struct backend_params *bp, const struct elector_actions *act,
+                            void *act_ctx, char *err, size_t errlen)
+{
+	struct elector *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	e->cfg = *cfg;
+	e->ops = ops;
+	e->act = act;
+	e->act_ctx = act_ctx;
+	e->state = ST_FOLLOWER;
+	e->state_name = state_names[ST_FOLLOWER];
+	e->since_wall_ms = clock_wall_ms();
+	e->next_renew_ns = e->campaign_at_ns = e->close_by_ns = -1;
+	e->ev = (struct backend_events){
+		.session_alive = on_session_alive, .session_failed = on_session_failed,
+		.elected = on_elected, .lost = on_lost, .leader = on_leader, .closed = on_closed,
+	};
+	bp->ev = &e->ev;
+	bp->ctx = e;
+	if (ops->check_timing && ops->check_timing(bp, err, errlen) < 0) {
+		free(e);
+		return NULL;
+	}
+	if (ops->create(&e->be, bp, err, errlen) < 0) {
+		free(e);
+		return NULL;
+	}
+	log_set_context(e->cfg.name, &e->state_name);
+	return e;
+}
+
+void elector_free(struct elector *e)
+{
+	if (e == NULL)
+		return;
+	log_set_context(NULL, NULL);
+	e->ops->destroy(e->be);
+	free(e->leader);
+	free(e);
+}

@@ -1,0 +1,218 @@
+/* elect: leader election for a command, a sidecar, or scripts.
+ *
+ *   elect [options] -- CMD [ARGS...]      run CMD only while this node leads
+ *   elect run [options]                   sidecar: campaign, hooks, socket
+ *   elect status|resign|wait-leader       talk to a running agent
+ *
+ * main() goes in a fixed order: log init, options, check, run. */
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "backends/backend.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/options.h"
+#include "elector/agent.h"
+#include "elector/api.h"
+
+#define ELECT_VERSION "0.1.0"
+#define USAGE_EXIT 2
+
+#define OPT(flag, sh, type, field, arg, help) \
+	{ flag, sh, type, offsetof(struct elect_opts, field), arg, help }
+
+static const struct opt_def elect_options[] = {
+	OPT("name", 'n', OPT_STRING, name, "NAME", "election name (default: default)"),
+	OPT("id", 0, OPT_STRING, id, "ID", "this candidate's id (default: hostname)"),
+	OPT("backend", 'b', OPT_STRING, backend, "URL", "file:///PATH, etcd://HOSTS/PREFIX, zk://HOSTS/PATH"),
+	OPT("ttl", 0, OPT_DURATION, ttl, "DURATION", "session TTL (default 15s)"),
+	OPT("renew", 0, OPT_DURATION, renew, "DURATION", "renew interval (default TTL/3)"),
+	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION", "SIGTERM to SIGKILL of the command (default 3s)"),
+	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/NAME@ID.sock; none: off)"),
+	OPT("http", 0, OPT_STRING, http, "HOST:PORT", "also serve the API on TCP"),
+	OPT("on-elected", 0, OPT_STRING, on_elected, "PATH", "hook run when elected"),
+	OPT("on-demoted", 0, OPT_STRING, on_demoted, "PATH", "hook run after leadership ends"),
+	OPT("on-leader", 0, OPT_STRING, on_leader, "PATH", "hook run when the observed leader changes"),
+	OPT("hook-timeout", 0, OPT_DURATION, hook_timeout, "DURATION", "time limit of one hook (default 2s)"),
+	OPT("config", 'c', OPT_STRING, config, "FILE", "JSON config file (flag > env > file)"),
+	OPT("log-format", 0, OPT_STRING, log_format, "text|json", "log format (default text)"),
+	OPT("verbose", 'v', OPT_COUNT, verbose, "", "more logging (debug)"),
+	OPT("once", 0, OPT_BOOL, once, "", "run the command at most once, then exit"),
+	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
+	OPT("request-timeout", 0, OPT_DURATION, request_timeout, "DURATION", "one backend request's timeout"),
+	OPT("tls-ca", 0, OPT_STRING, tls_ca, "FILE", "CA certificate for the backend"),
+	OPT("tls-cert", 0, OPT_STRING, tls_cert, "FILE", "client certificate for the backend"),
+	OPT("tls-key", 0, OPT_STRING, tls_key, "FILE", "client key for the backend"),
+	OPT("auth", 0, OPT_STRING, auth, "USER:PASSWORD", "backend credentials"),
+	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this"),
+	{ NULL, 0, 0, 0, NULL, NULL },
+};
+
+static void usage(void)
+{
+	printf("usage: elect [options] -- CMD [ARGS...]   run CMD only while this node leads\n"
+	       "       elect run [options]                 sidecar: campaign, run hooks, serve the socket\n"
+	       "       elect status [--socket PATH]        print the agent's status JSON\n"
+	       "       elect resign [--socket PATH]        make the agent step down\n"
+	       "       elect wait-leader [--timeout D]     block until the agent leads (exit 0)\n\n"
+	       "options (flag > environment > config file):\n");
+	options_usage(elect_options, "ELECT_");
+	printf("\nDurations: 500ms, 10s, 1m. Backends: %s.\n", backend_schemes());
+}
+
+static const char *run_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (xdg && *xdg)
+		snprintf(buf, len, "%s/elect", xdg);
+	else if (geteuid() == 0)
+		snprintf(buf, len, "/run/elect");
+	else
+		snprintf(buf, len, "/tmp/elect-%u", (unsigned)geteuid());
+	return buf;
+}
+
+static int valid_token(const char *s, const char *extra, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return 0;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+			return 0;
+	return 1;
+}
+
+static void set_default(char **field, const char *value)
+{
+	if (*field == NULL && (*field = strdup(value)) == NULL)
+		log_fatalx(1, "out of memory");
+}
+
+static void check_hook(const char *flag, const char *path)
+{
+	if (path && access(path, X_OK) < 0)
+		log_fatalx(USAGE_EXIT, "--%s %s: not an executable file (give the path of an executable hook)",
+		           flag, path);
+}
+
+/* Fills defaults and refuses what cannot work, before anything runs. */
+static void resolve(struct elect_opts *o, bool agent)
+{
+	char dir[512], host[256];
+
+	set_default(&o->name, "default");
+	if (!valid_token(o->name, "._-", 128))
+		log_fatalx(USAGE_EXIT, "--name '%s': use 1-128 letters, digits, '.', '_' or '-'", o->name);
+	if (o->id == NULL) {
+		if (gethostname(host, sizeof(host)) < 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		set_default(&o->id, host);
+	}
+	if (!valid_token(o->id, "._-:@", 200))
+		log_fatalx(USAGE_EXIT, "--id '%s': use 1-200 letters, digits, '.', '_', '-', ':' or '@'", o->id);
+	run_dir(dir, sizeof(dir));
+	if (o->socket == NULL && asprintf(&o->socket, "%s/%s@%s.sock", dir, o->name, o->id) < 0)
+		log_fatalx(1, "out of memory");
+	if (strcmp(o->socket, "none") == 0 || *o->socket == '\0') {
+		free(o->socket);
+		o->socket = NULL;
+	}
+	if (!agent)
+		return;
+	if (o->backend == NULL && asprintf(&o->backend, "file://%s/%s.lock", dir, o->name) < 0)
+		log_fatalx(1, "out of memory");
+	if (o->ttl == 0)
+		o->ttl = 15 * NS_PER_SEC;
+	if (o->renew == 0)
+		o->renew = o->ttl / 3;
+	if (o->log_format && strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
+		log_fatalx(USAGE_EXIT, "--log-format '%s': use text or json", o->log_format);
+	check_hook("on-elected", o->on_elected);
+	check_hook("on-demoted", o->on_demoted);
+	check_hook("on-leader", o->on_leader);
+}
+
+static void default_durations(struct elect_opts *o)
+{
+	o->kill_grace = 3 * NS_PER_SEC;
+	o->hook_timeout = 2 * NS_PER_SEC;
+	o->timeout = -1;
+}
+
+static void free_opts(struct elect_opts *o)
+{
+	options_free(elect_options, o);
+}
+
+int main(int argc, char **argv)
+{
+	struct elect_opts o = { 0 };
+	struct opt_result res;
+	const char *sub = NULL;
+	char err[512];
+	int rc;
+
+	log_init("elect", LOG_FMT_TEXT, 0);
+	if (argc > 1 && (!strcmp(argv[1], "run") || !strcmp(argv[1], "status") ||
+	                 !strcmp(argv[1], "resign") || !strcmp(argv[1], "wait-leader"))) {
+		sub = argv[1];
+		argv++;
+		argc--;
+	}
+	default_durations(&o);
+	if (options_load(elect_options, &o, "ELECT_", "config", argc, argv, &res, err, sizeof(err)) < 0) {
+		free_opts(&o);
+		log_fatalx(USAGE_EXIT, "%s", err);
+	}
+	if (res.help || res.version) {
+		if (res.help)
+			usage();
+		else
+			printf("elect %s\n", ELECT_VERSION);
+		free_opts(&o);
+		return 0;
+	}
+	log_init("elect", o.log_format && !strcmp(o.log_format, "json") ? LOG_FMT_JSON : LOG_FMT_TEXT,
+	         o.verbose);
+	if (sub && strcmp(sub, "run") != 0) {
+		if (res.n_rest > 0)
+			log_fatalx(USAGE_EXIT, "'elect %s' takes no command (unexpected '%s')", sub, res.rest[0]);
+		resolve(&o, false);
+		if (o.socket == NULL)
+			log_fatalx(USAGE_EXIT, "'elect %s' needs the agent's socket: give --socket PATH", sub);
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		if (!strcmp(sub, "status"))
+			rc = client_status(o.socket);
+		else if (!strcmp(sub, "resign"))
+			rc = client_resign(o.socket);
+		else
+			rc = client_wait_leader(o.socket, o.timeout);
+		curl_global_cleanup();
+		free_opts(&o);
+		return rc;
+	}
+	if (sub == NULL && res.n_rest == 0)
+		log_fatalx(USAGE_EXIT, "no command given: use 'elect [options] -- CMD [ARGS...]', "
+		           "or 'elect run' for the sidecar (see --help)");
+	if (sub && res.n_rest > 0)
+		log_fatalx(USAGE_EXIT, "'elect run' takes no command (unexpected '%s'); "
+		           "use 'elect [options] -- CMD' to run one", res.rest[0]);
+	o.command = sub ? NULL : res.rest;
+	resolve(&o, true);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	rc = agent_run(&o);
+	curl_global_cleanup();
+	free_opts(&o);
+	return rc;
+}
