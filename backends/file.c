@@ -340,6 +340,11 @@ static void file_resign(struct backend *b)
 	close_file(b);
 }
 
+static int file_leader_fd(struct backend *b)
+{
+	return b->holding ? b->fd : -1;
+}
+
 static void file_close(struct backend *b)
 {
 	file_resign(b);
@@ -368,4 +373,5 @@ const struct backend_ops file_backend_ops = {
 	.resign = file_resign,
 	.close = file_close,
 	.destroy = file_destroy,
+	.leader_fd = file_leader_fd,
 };

@@ -47,12 +47,13 @@ static void on_command_exit(struct proc *p, int status, void *data)
 	elector_command_exited(a->e, status);
 }
 
-static int act_start_command(void *ctx, uint64_t token)
+static int act_start_command(void *ctx, uint64_t token, int inherit_fd)
 {
 	struct agent *a = ctx;
 	char tok[32], name[320], id[320], leader[320], backend[1100], err[512];
 	char *env[] = { tok, name, id, leader, backend, "ELECT_EVENT=elected", NULL };
-	struct proc_spec spec = { .argv = a->o->command, .env = env, .log_tag = NULL };
+	struct proc_spec spec = { .argv = a->o->command, .env = env, .log_tag = NULL,
+	                          .inherit_fd = inherit_fd };
 
 	snprintf(tok, sizeof(tok), "ELECT_TOKEN=%" PRIu64, token);
 	snprintf(name, sizeof(name), "ELECT_NAME=%s", a->o->name);
@@ -90,12 +91,12 @@ static void act_run_hook(void *ctx, enum hook_event ev, const char *reason)
 	hooks_enqueue(a->hooks, ev, &vars);
 }
 
-static void act_drop_stale_hooks(void *ctx)
+static bool act_drop_stale_hooks(void *ctx)
 {
 	struct agent *a = ctx;
 
-	hooks_drop_pending(a->hooks, HOOK_ELECTED);
 	hooks_drop_pending(a->hooks, HOOK_LEADER);
+	return hooks_drop_pending(a->hooks, HOOK_ELECTED) > 0;
 }
 
 static void act_set_timer(void *ctx, int64_t at_ns)

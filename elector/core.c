@@ -48,6 +48,7 @@ struct elector {
 	bool command_exited_self;    /* it ended without us asking: elect exits */
 	bool awaiting_elected_hook;
 	bool demoted_started, demoted_done;
+	bool skip_demoted;           /* the elected hook never ran: nothing to undo */
 	bool backoff_after_step_down;
 	bool shutting_down, closing, exited;
 	int shutdown_sig;
@@ -176,18 +177,30 @@ static void set_state(struct elector *e, enum elector_state to, const char *reas
 	notify(e);
 }
 
-static void set_leader(struct elector *e, const char *id)
+/* Records the observed leader; true if it changed. */
+static bool record_leader(struct elector *e, const char *id)
 {
 	if (id != NULL && *id == '\0')
 		id = NULL;
 	if ((id == NULL && e->leader == NULL) || (id && e->leader && strcmp(id, e->leader) == 0))
-		return;
+		return false;
 	free(e->leader);
 	e->leader = id ? strdup(id) : NULL;
 	log_info("leader is now %s", e->leader ? e->leader : "(none)");
 	notify(e);
+	return true;
+}
+
+static void leader_hook(struct elector *e)
+{
 	if (e->cfg.hook[HOOK_LEADER])
 		e->act->run_hook(e->act_ctx, HOOK_LEADER, "leader changed");
+}
+
+static void set_leader(struct elector *e, const char *id)
+{
+	if (record_leader(e, id))
+		leader_hook(e);
 }
 
 static void begin_close(struct elector *e)
@@ -216,7 +229,7 @@ static void step_down_done(struct elector *e)
 	                         (e->command_exited_self || (e->cfg.once && e->command_ran));
 
 	e->ops->resign(e->be);
-	e->demoted_started = e->demoted_done = false;
+	e->demoted_started = e->demoted_done = e->skip_demoted = false;
 	set_state(e, ST_FOLLOWER, e->reason);
 	if (done_with_command)
 		e->shutting_down = true;
@@ -233,12 +246,12 @@ static void step_down_progress(struct elector *e)
 {
 	if (e->state != ST_STEPPING_DOWN || e->command_running)
 		return;
-	if (e->cfg.hook[HOOK_DEMOTED] && !e->demoted_started) {
+	if (e->cfg.hook[HOOK_DEMOTED] && !e->demoted_started && !e->skip_demoted) {
 		e->demoted_started = true;
 		e->act->run_hook(e->act_ctx, HOOK_DEMOTED, e->reason);
 		return;
 	}
-	if (e->cfg.hook[HOOK_DEMOTED] && !e->demoted_done)
+	if (e->demoted_started && !e->demoted_done)
 		return;
 	step_down_done(e);
 }
@@ -249,7 +262,7 @@ static void begin_step_down(struct elector *e, const char *reason, bool backoff)
 		return;
 	e->backoff_after_step_down = backoff;
 	set_state(e, ST_STEPPING_DOWN, reason);
-	e->act->drop_stale_hooks(e->act_ctx);
+	e->skip_demoted = e->act->drop_stale_hooks(e->act_ctx);
 	e->awaiting_elected_hook = false;
 	if (e->command_running)
 		e->act->stop_command(e->act_ctx, e->shutdown_sig ? e->shutdown_sig : SIGTERM,
@@ -259,11 +272,12 @@ static void begin_step_down(struct elector *e, const char *reason, bool backoff)
 
 static void start_command(struct elector *e)
 {
-	int rc;
+	int rc, fd;
 
 	if (!e->cfg.has_command || !leading(e))
 		return;
-	rc = e->act->start_command(e->act_ctx, e->token);
+	fd = e->ops->leader_fd ? e->ops->leader_fd(e->be) : -1;
+	rc = e->act->start_command(e->act_ctx, e->token, fd > 2 ? fd : 0);
 	if (rc == 0) {
 		e->command_running = true;
 		e->command_ran = true;
@@ -327,6 +341,7 @@ static void on_elected(void *ctx, uint64_t token)
 {
 	struct elector *e = ctx;
 	int64_t now = clock_now_ns();
+	bool leader_changed;
 
 	if (e->state != ST_CANDIDATE || e->shutting_down) {
 		/* We left the election meanwhile; make sure the backend does too. */
@@ -343,7 +358,7 @@ static void on_elected(void *ctx, uint64_t token)
 	}
 	e->token = token;
 	set_state(e, ST_LEADER, "elected");
-	set_leader(e, e->cfg.id);
+	leader_changed = record_leader(e, e->cfg.id);
 	if (now >= step_down_at_ns(e)) {
 		begin_step_down(e, "elected with a session too old to lead safely", false);
 	} else if (e->cfg.hook[HOOK_ELECTED]) {
@@ -352,6 +367,9 @@ static void on_elected(void *ctx, uint64_t token)
 	} else {
 		start_command(e);
 	}
+	/* Queued after the elected hook: hooks see "elected" before "leader". */
+	if (leader_changed && leading(e))
+		leader_hook(e);
 	reschedule(e);
 }
 

@@ -38,15 +38,17 @@ struct elector_config {
  * and elector_hook_done(). None of these may call back into the core
  * synchronously. */
 struct elector_actions {
-	/* Start the leader command with this token. 0, or the exit status to
-	 * report (126/127) if it could not be executed (then no
+	/* Start the leader command with this token; inherit_fd (> 2) must stay
+	 * open in it (backend_ops.leader_fd), 0 for none. 0, or the exit status
+	 * to report (126/127) if it could not be executed (then no
 	 * elector_command_exited() will come). */
-	int (*start_command)(void *ctx, uint64_t token);
+	int (*start_command)(void *ctx, uint64_t token, int inherit_fd);
 	/* sig to the command's group now, SIGKILL after grace. */
 	void (*stop_command)(void *ctx, int sig, int64_t grace_ns);
 	void (*run_hook)(void *ctx, enum hook_event ev, const char *reason);
-	/* Forget queued (not started) elected/leader hooks: stale after step-down. */
-	void (*drop_stale_hooks)(void *ctx);
+	/* Forget queued (not started) elected/leader hooks: stale after step-down.
+	 * Returns true if an elected hook was dropped (it never ran). */
+	bool (*drop_stale_hooks)(void *ctx);
 	/* Call elector_on_timer() at monotonic time at_ns (-1: no wakeup needed). */
 	void (*set_timer)(void *ctx, int64_t at_ns);
 	/* State, leader or token changed (wake status waiters). */

@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "backends/backend.h"
 #include "common/clock.h"
@@ -191,14 +190,12 @@ int main(int argc, char **argv)
 		resolve(&o, false);
 		if (o.socket == NULL)
 			log_fatalx(USAGE_EXIT, "'elect %s' needs the agent's socket: give --socket PATH", sub);
-		curl_global_init(CURL_GLOBAL_DEFAULT);
 		if (!strcmp(sub, "status"))
 			rc = client_status(o.socket);
 		else if (!strcmp(sub, "resign"))
 			rc = client_resign(o.socket);
 		else
 			rc = client_wait_leader(o.socket, o.timeout);
-		curl_global_cleanup();
 		free_opts(&o);
 		return rc;
 	}
@@ -210,9 +207,8 @@ int main(int argc, char **argv)
 		           "use 'elect [options] -- CMD' to run one", res.rest[0]);
 	o.command = sub ? NULL : res.rest;
 	resolve(&o, true);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* curl (and OpenSSL) are initialised by the backends that use them. */
 	rc = agent_run(&o);
-	curl_global_cleanup();
 	free_opts(&o);
 	return rc;
 }

@@ -38,8 +38,9 @@ int hooks_configured(const struct hook_runner *r, enum hook_event ev);
 /* Queue a run (vars are copied; NULL strings become ""). An event with no
  * hook configured is ignored. When nothing runs, the run starts at once. */
 void hooks_enqueue(struct hook_runner *r, enum hook_event ev, const struct hook_vars *vars);
-/* Drop queued runs of ev that have not started yet (stale after a step-down). */
-void hooks_drop_pending(struct hook_runner *r, enum hook_event ev);
+/* Drop queued runs of ev that have not started yet (stale after a step-down).
+ * Returns how many were dropped. */
+int hooks_drop_pending(struct hook_runner *r, enum hook_event ev);
 /* Nothing running and nothing queued. */
 int hooks_idle(const struct hook_runner *r);
 const char *hooks_event_name(enum hook_event ev);

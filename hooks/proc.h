@@ -43,10 +43,13 @@ struct proc_spec {
 	char *const *env;         /* extra "KEY=VALUE" entries (NULL-terminated) on top of environ; may be NULL */
 	const char *log_tag;      /* non-NULL: stdout+stderr go line by line to the log,
 	                             tagged; NULL: inherit the agent's stdout/stderr */
+	int inherit_fd;           /* > 2: this one descriptor stays open in the child
+	                             (the file backend's lock); 0: none */
 };
 
 /* Starts the child. Returns NULL with a one-line message in err when it could
- * not be started or executed (then no callback will come). */
+ * not be started or executed (then no callback will come); errno then says
+ * why (ENOENT: command not found, as a shell's 127; else as 126). */
 struct proc *proc_spawn(struct ev_loop *loop, const struct proc_spec *spec,
                         proc_exit_cb cb, void *data, char *err, size_t errlen);
 /* Sends sig to the child's process group. */

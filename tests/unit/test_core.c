@@ -53,16 +53,18 @@ static void sb_renew(struct backend *b) { b->renews++; }
 static void sb_resign(struct backend *b) { b->resigns++; }
 static void sb_close(struct backend *b) { b->closes++; }
 static void sb_destroy(struct backend *b) { free(b); the_backend = NULL; }
+static int sb_leader_fd(struct backend *b) { (void)b; return 7; }
 
 static const struct backend_ops scripted_ops = {
 	.scheme = "scripted", .create = sb_create, .campaign = sb_campaign, .renew = sb_renew,
-	.resign = sb_resign, .close = sb_close, .destroy = sb_destroy,
+	.resign = sb_resign, .close = sb_close, .destroy = sb_destroy, .leader_fd = sb_leader_fd,
 };
 
 /* ---- fake actions ---------------------------------------------------- */
 
 struct fake {
-	int starts, start_rc;
+	int starts, start_rc, inherit_fd;
+	bool drop_elected;
 	uint64_t started_token;
 	int stops, stop_sig;
 	int64_t stop_grace, stop_at;
@@ -77,7 +79,14 @@ struct fake {
 
 static struct fake fk;
 
-static int fa_start(void *ctx, uint64_t token) { (void)ctx; fk.starts++; fk.started_token = token; return fk.start_rc; }
+static int fa_start(void *ctx, uint64_t token, int fd)
+{
+	(void)ctx;
+	fk.starts++;
+	fk.started_token = token;
+	fk.inherit_fd = fd;
+	return fk.start_rc;
+}
 static void fa_stop(void *ctx, int sig, int64_t grace)
 {
 	(void)ctx;
@@ -94,7 +103,7 @@ static void fa_hook(void *ctx, enum hook_event ev, const char *reason)
 	if (fk.n_hooks < 16)
 		fk.hook_order[fk.n_hooks++] = ev;
 }
-static void fa_drop(void *ctx) { (void)ctx; fk.drops++; }
+static bool fa_drop(void *ctx) { (void)ctx; fk.drops++; return fk.drop_elected; }
 static void fa_timer(void *ctx, int64_t at) { (void)ctx; fk.timer_at = at; }
 static void fa_changed(void *ctx) { (void)ctx; fk.changes++; }
 static void fa_exit(void *ctx, int status) { (void)ctx; fk.exited++; fk.exit_status = status; }
@@ -199,6 +208,8 @@ static void test_acquisition(void **state)
 	assert_string_equal(st.leader, "node-1");
 	assert_int_equal(fk.starts, 1);
 	assert_int_equal(fk.started_token, 42);
+	/* The backend's hold is handed to the command (file lock descriptor). */
+	assert_int_equal(fk.inherit_fd, 7);
 	assert_true(st.deadline_left_ns > 0 && st.deadline_left_ns <= f->cfg.ttl_ns);
 }
 
@@ -360,6 +371,41 @@ static void test_elected_hook_failure_resigns(void **state)
 	assert_int_equal(fk.hook_order[1], HOOK_DEMOTED);
 }
 
+static void test_hooks_order_elected_before_leader(void **state)
+{
+	struct fixture *f = *state;
+	struct elector *e;
+
+	f->cfg.hook[HOOK_ELECTED] = true;
+	f->cfg.hook[HOOK_LEADER] = true;
+	e = make(f);
+	win(e, 5);
+	assert_int_equal(fk.n_hooks, 2);
+	assert_int_equal(fk.hook_order[0], HOOK_ELECTED);
+	assert_int_equal(fk.hook_order[1], HOOK_LEADER);
+}
+
+static void test_no_demoted_when_elected_never_ran(void **state)
+{
+	struct fixture *f = *state;
+	struct elector *e;
+
+	f->cfg.hook[HOOK_ELECTED] = true;
+	f->cfg.hook[HOOK_DEMOTED] = true;
+	f->cfg.hook[HOOK_LEADER] = true;
+	e = make(f);
+	win(e, 5);
+	/* The elected hook was still queued behind another hook when we resigned. */
+	fk.drop_elected = true;
+	assert_int_equal(elector_resign(e), 0);
+	assert_int_equal(fk.hooks[HOOK_DEMOTED], 0);
+	assert_string_equal(state_of(e), "follower");
+	assert_int_equal(the_backend->resigns, 1);
+	/* A late completion of the dropped hook does not start the command. */
+	elector_hook_done(e, HOOK_ELECTED, 1);
+	assert_int_equal(fk.starts, 0);
+}
+
 static void test_command_exit_ends_agent(void **state)
 {
 	struct fixture *f = *state;
@@ -483,6 +529,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lost_steps_down_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resign_backs_off, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_elected_hook_failure_resigns, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hooks_order_elected_before_leader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_demoted_when_elected_never_ran, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_exit_ends_agent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_command_cannot_start, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_hands_over, setup, teardown),

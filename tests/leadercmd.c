@@ -1,0 +1,197 @@
+/* The leader command used by the process-level tests and the benchmark.
+ *
+ *   leadercmd LOG [--exit-after MS] [--exit-code N] [--ignore-term]
+ *             [--env-out FILE]
+ *
+ * Appends to LOG (O_APPEND, one write() per line, so lines of concurrent
+ * writers never interleave):
+ *   start <id> <token> <monotonic ns> <pid>   when it begins
+ *   signal <id> <token> <monotonic ns> <pid> <signo>  per forwarded signal
+ *   stop <id> <token> <monotonic ns> <pid>    when it ends on its own terms
+ *   dead <id> <token> <monotonic ns> <pid>    when the process is gone
+ * <id> and <token> come from ELECT_ID and ELECT_TOKEN; the clock is
+ * CLOCK_MONOTONIC, the one elect and Python's time.monotonic_ns() use.
+ *
+ * Why a "dead" line: kill -9 leaves no chance to write "stop". Before the
+ * start line, we fork a watcher that leaves our process group and session
+ * (so the group signals elect sends do not reach it) and blocks reading a
+ * pipe whose only write end we hold. The kernel closes that end when we die,
+ * however we die, so the watcher's timestamp is our death to within a
+ * scheduler wakeup. The checker ends an interval at "dead" when present.
+ *
+ * The start timestamp is taken first thing, before the watcher fork: for the
+ * safety check an early start is the conservative choice.
+ *
+ * Signals are blocked and taken with sigtimedwait(): no handlers, nothing
+ * async-signal-unsafe. SIGTERM, SIGINT, SIGHUP, SIGQUIT: write "stop", exit
+ * 128+sig (SIGTERM is only logged as "signal" with --ignore-term, so tests
+ * can check that elect escalates to SIGKILL). SIGUSR1/SIGUSR2: "signal" line.
+ *
+ * Not built by make's wildcards; tests/harness.py compiles it on demand.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_fd = -1;
+static const char *my_id = "?", *my_token = "?";
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void put_line(const char *what, long long ns, long pid, int extra)
+{
+	char buf[512];
+	int n;
+
+	if (extra >= 0)
+		n = snprintf(buf, sizeof buf, "%s %s %s %lld %ld %d\n", what, my_id, my_token,
+		             ns, pid, extra);
+	else
+		n = snprintf(buf, sizeof buf, "%s %s %s %lld %ld\n", what, my_id, my_token, ns, pid);
+	if (n > 0 && (size_t)n < sizeof buf && write(log_fd, buf, (size_t)n) != n)
+		_exit(3);
+}
+
+/* Fork the death watcher. Returns the write end we must keep open. */
+static void start_watcher(long pid)
+{
+	int p[2];
+	char c;
+	ssize_t r;
+
+	if (pipe(p) < 0) {
+		perror("leadercmd: pipe");
+		exit(3);
+	}
+	switch (fork()) {
+	case -1:
+		perror("leadercmd: fork");
+		exit(3);
+	case 0: {
+		int null = open("/dev/null", O_RDWR);
+
+		setsid();
+		close(p[1]);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		do
+			r = read(p[0], &c, 1);
+		while (r < 0 && errno == EINTR);
+		put_line("dead", now_ns(), pid, -1);
+		_exit(0);
+	}
+	default:
+		close(p[0]);
+	}
+}
+
+static void write_env(const char *path)
+{
+	static const char *const names[] = {
+		"ELECT_NAME", "ELECT_ID", "ELECT_TOKEN", "ELECT_LEADER",
+		"ELECT_EVENT", "ELECT_BACKEND", NULL
+	};
+	FILE *f = fopen(path, "w");
+
+	if (!f)
+		return;
+	for (int i = 0; names[i]; i++) {
+		const char *v = getenv(names[i]);
+		fprintf(f, "%s=%s\n", names[i], v ? v : "<unset>");
+	}
+	fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+	long long t_start = now_ns();
+	long exit_after_ms = -1;
+	int exit_code = 0, ignore_term = 0;
+	const char *env_out = NULL;
+	sigset_t set;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: leadercmd LOG [--exit-after MS] [--exit-code N] "
+		        "[--ignore-term] [--env-out FILE]\n");
+		return 2;
+	}
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--exit-after") && i + 1 < argc)
+			exit_after_ms = atol(argv[++i]);
+		else if (!strcmp(argv[i], "--exit-code") && i + 1 < argc)
+			exit_code = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--ignore-term"))
+			ignore_term = 1;
+		else if (!strcmp(argv[i], "--env-out") && i + 1 < argc)
+			env_out = argv[++i];
+		else {
+			fprintf(stderr, "leadercmd: bad argument %s\n", argv[i]);
+			return 2;
+		}
+	}
+	if (getenv("ELECT_ID"))
+		my_id = getenv("ELECT_ID");
+	if (getenv("ELECT_TOKEN"))
+		my_token = getenv("ELECT_TOKEN");
+
+	/* Block before the fork so the watcher, too, ignores group signals
+	 * sent before its setsid(). */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	log_fd = open(argv[1], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (log_fd < 0) {
+		perror("leadercmd: open log");
+		return 3;
+	}
+	start_watcher((long)getpid());
+	put_line("start", t_start, (long)getpid(), -1);
+	if (env_out)
+		write_env(env_out);
+
+	long long end = exit_after_ms >= 0 ? t_start + exit_after_ms * 1000000LL : -1;
+	for (;;) {
+		struct timespec to = { 3600, 0 };
+		int sig;
+
+		if (end >= 0) {
+			long long left = end - now_ns();
+			if (left <= 0)
+				break;
+			to.tv_sec = left / 1000000000LL;
+			to.tv_nsec = left % 1000000000LL;
+		}
+		sig = sigtimedwait(&set, NULL, &to);
+		if (sig < 0)
+			continue;       /* timeout or EINTR: recheck the end */
+		if (sig == SIGUSR1 || sig == SIGUSR2 || (sig == SIGTERM && ignore_term)) {
+			put_line("signal", now_ns(), (long)getpid(), sig);
+			continue;
+		}
+		put_line("stop", now_ns(), (long)getpid(), -1);
+		return 128 + sig;
+	}
+	put_line("stop", now_ns(), (long)getpid(), -1);
+	return exit_code;
+}
