@@ -89,6 +89,12 @@ struct backend_ops {
 	/* Optional: extra static check of timing (e.g. etcd's 2 s minimum TTL, ZooKeeper's
 	 * tick bounds). NULL = none. Return -1 with a message to refuse. */
 	int (*check_timing)(const struct backend_params *p, char *err, size_t errlen);
+	/* Optional: a descriptor the leader command inherits, so that the hold
+	 * outlives a killed agent until the command is gone too. The file
+	 * backend needs it: the kernel closes a dying agent's files (releasing
+	 * its lock) before PDEATHSIG reaches the child, so without it the next
+	 * leader could start while the old command still runs. NULL or -1: none. */
+	int (*leader_fd)(struct backend *b);
 };
 
 /* Every backend, in backends/registry.c. */
@@ -98,6 +104,7 @@ const char *backend_schemes(void);
 
 /* Each backend file defines one of these and registry.c lists it. */
 extern const struct backend_ops file_backend_ops;
+extern const struct backend_ops zk_backend_ops;
 extern const struct backend_ops etcd_backend_ops;
 
 /* Helpers shared by backends (backends/registry.c). */

@@ -20,6 +20,7 @@
 #include <ev.h>
 
 #include "backends/backend.h"
+#include "backends/file_common.h"
 #include "common/clock.h"
 #include "common/log.h"
 
@@ -134,34 +135,10 @@ static int write_content(struct backend *b, const char *holder)
 
 /* ---- the lock -------------------------------------------------------- */
 
-static int lock_fd(int fd, short type)
-{
-	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
-
-	return fcntl(fd, F_OFD_SETLK, &fl);
-}
-
 /* The descriptor still names the file at the path (nobody replaced it). */
 static bool same_file(const struct backend *b)
 {
-	struct stat a, p;
-
-	return fstat(b->fd, &a) == 0 && stat(b->path, &p) == 0 && a.st_ino == p.st_ino &&
-	       a.st_dev == p.st_dev;
-}
-
-static int make_parent(const char *path)
-{
-	char dir[PATH_MAX], *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	for (slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-		*slash = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-			return -1;
-		*slash = '/';
-	}
-	return 0;
+	return file_same(b->fd, b->path);
 }
 
 static void watch_file(struct backend *b)
@@ -177,7 +154,7 @@ static int open_file(struct backend *b)
 {
 	if (b->fd >= 0)
 		close(b->fd);
-	if (make_parent(b->path) < 0 ||
+	if (file_make_parents(b->path) < 0 ||
 	    (b->fd = open(b->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
 		b->fd = -1;
 		return -1;
@@ -207,7 +184,7 @@ static void try_acquire(struct backend *b)
 		return;
 	}
 	sent = clock_now_ns();
-	if (lock_fd(b->fd, F_WRLCK) < 0) {
+	if (file_lock_fd(b->fd, F_WRLCK) < 0) {
 		if (errno != EAGAIN && errno != EACCES)
 			log_warnx("file: lock %s: %s", b->path, strerror(errno));
 		if (read_content(b->fd, &counter, holder, sizeof(holder)) == 0)
@@ -224,7 +201,7 @@ static void try_acquire(struct backend *b)
 	b->token = counter + 1;
 	if (write_content(b, b->p.id) < 0) {
 		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
-		lock_fd(b->fd, F_UNLCK);
+		file_lock_fd(b->fd, F_UNLCK);
 		return;
 	}
 	b->holding = true;
@@ -271,27 +248,16 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int file_create(struct backend **out, const struct backend_params *p, char *err, size_t errlen)
 {
-	char *hosts, *path;
-	struct backend *b;
+	struct backend *b = calloc(1, sizeof(*b));
 
-	if (backend_split_url(p->url, &hosts, &path, err, errlen) < 0)
-		return -1;
-	if ((*hosts && strcmp(hosts, "localhost") != 0) || *path == '\0') {
-		snprintf(err, errlen, "file backend URL '%s' must name an absolute path: file:///DIR/NAME.lock",
-		         p->url);
-		free(hosts);
-		free(path);
-		return -1;
-	}
-	free(hosts);
-	b = calloc(1, sizeof(*b));
-	if (b == NULL || asprintf(&b->path, "/%s", path) < 0) {
-		free(b);
-		free(path);
+	if (b == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	free(path);
+	if (file_url_path(p->url, "file:///DIR/NAME.lock", &b->path, err, errlen) < 0) {
+		free(b);
+		return -1;
+	}
 	b->p = *p;
 	b->fd = -1;
 	b->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

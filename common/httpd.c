@@ -56,8 +56,10 @@ struct buf {
 struct conn {
 	struct httpd *h;
 	struct conn *prev, *next;
+	uint64_t serial;
 	int fd;
 	bool tcp;
+	pid_t peer_pid;
 	char peer[80];
 	ev_io rio, wio;
 	ev_timer timer;         /* idle timeout, then linger timeout */
@@ -86,7 +88,9 @@ struct conn {
 struct httpd {
 	struct ev_loop *loop;
 	httpd_handler handler;
+	httpd_close_cb on_close;
 	void *data;
+	uint64_t conn_serial;
 	struct listener *listeners;
 	struct conn *conns;
 	int nconns;
@@ -422,6 +426,8 @@ static int request_build(struct conn *c, const char **why)
 	}
 	c->req.method = http_method_str((enum http_method)c->parser.method);
 	c->req.tcp = c->tcp;
+	c->req.conn = c->serial;
+	c->req.peer_pid = c->peer_pid;
 	c->req.priv = c;
 	c->req.body = c->body.data ? c->body.data : "";
 	c->req.body_len = c->body.len;
@@ -513,6 +519,8 @@ static void conn_close(struct conn *c)
 			cb(&c->req, data);
 	}
 	request_clear(c);
+	if (h->on_close)
+		h->on_close(c->serial, h->data);
 	ev_io_stop(h->loop, &c->rio);
 	ev_io_stop(h->loop, &c->wio);
 	ev_timer_stop(h->loop, &c->timer);
@@ -658,9 +666,17 @@ static void conn_new(struct httpd *h, int fd, bool tcp, const struct sockaddr_st
 		return;
 	}
 	c->h = h;
+	c->serial = ++h->conn_serial;
 	c->fd = fd;
 	c->tcp = tcp;
 	snprintf(c->peer, sizeof c->peer, "unix socket");
+	if (!tcp) {
+		struct ucred cred;
+		socklen_t credlen = sizeof cred;
+
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0)
+			c->peer_pid = cred.pid;
+	}
 	if (tcp && getnameinfo((const struct sockaddr *)sa, salen, host, sizeof host,
 	                       serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) == 0)
 		snprintf(c->peer, sizeof c->peer, sa->ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
@@ -765,6 +781,11 @@ struct httpd *httpd_new(struct ev_loop *loop, httpd_handler handler, void *data)
 	ev_timer_init(&h->accept_pause, accept_pause_cb, 0., 0.);
 	h->accept_pause.data = h;
 	return h;
+}
+
+void httpd_on_close(struct httpd *h, httpd_close_cb cb)
+{
+	h->on_close = cb;
 }
 
 int httpd_listen_unix(struct httpd *h, const char *path, mode_t mode, char *err, size_t errlen)

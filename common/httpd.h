@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct ev_loop;
@@ -26,13 +27,21 @@ struct http_request {
 	const char *body;         /* NUL-terminated copy of the body ("" if none) */
 	size_t body_len;
 	bool tcp;                 /* came in on the TCP listener */
+	uint64_t conn;            /* serial of its connection (1, 2, ...) */
+	pid_t peer_pid;           /* Unix socket: the client's pid when it connected
+	                             (SO_PEERCRED); 0 if unknown or TCP */
 	void *priv;               /* httpd's own */
 };
 
 typedef void (*httpd_handler)(struct http_request *req, void *data);
 typedef void (*httpd_abort_cb)(struct http_request *req, void *data);
+/* A connection closed (after the abort callbacks of its requests ran). */
+typedef void (*httpd_close_cb)(uint64_t conn, void *data);
 
 struct httpd *httpd_new(struct ev_loop *loop, httpd_handler handler, void *data);
+/* Optional: told about every connection that closes (the handler's data is
+ * passed), e.g. to end what was bound to the connection. */
+void httpd_on_close(struct httpd *h, httpd_close_cb cb);
 /* Binds a Unix socket with the given mode. A stale socket file (nobody
  * listening) is replaced; a live one is an error ("in use by another
  * process"). -1 with a message in err. */
@@ -45,6 +54,10 @@ void httpd_respond(struct http_request *req, int status, const char *content_typ
                    const char *body, size_t len);
 /* Convenience: JSON body from a string. */
 void httpd_respond_json(struct http_request *req, int status, const char *json);
+/* JSON body from a jansson value, compact, one line; takes the reference
+ * (NULL, e.g. a failed json_pack, answers 500). */
+struct json_t;
+void httpd_respond_json_obj(struct http_request *req, int status, struct json_t *obj);
 /* Error answer {"error":message} (JSON-escaped); a 4xx is logged with
  * message as the reason. */
 void httpd_respond_error(struct http_request *req, int status, const char *message);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -262,6 +263,16 @@ void options_usage(const struct opt_def *defs, const char *env_prefix)
 	}
 }
 
+bool options_answered(const struct opt_result *res, void (*usage)(void), const char *prog,
+                      const char *version)
+{
+	if (res->help)
+		usage();
+	else if (res->version)
+		printf("%s %s\n", prog, version);
+	return res->help || res->version;
+}
+
 void options_free(const struct opt_def *defs, void *target)
 {
 	for (size_t i = 0; defs[i].flag; i++) {
@@ -271,4 +282,29 @@ void options_free(const struct opt_def *defs, void *target)
 			*field = NULL;
 		}
 	}
+}
+
+const char *options_run_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (xdg && *xdg)
+		snprintf(buf, len, "%s/elect", xdg);
+	else if (geteuid() == 0)
+		snprintf(buf, len, "/run/elect");
+	else
+		snprintf(buf, len, "/tmp/elect-%u", (unsigned)geteuid());
+	return buf;
+}
+
+bool options_valid_token(const char *s, const char *extra, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+			return false;
+	return true;
 }

@@ -26,6 +26,17 @@ struct opt_result {
 	bool help, version;
 };
 
+/* The options of every program that talks to a backend, as rows of the
+ * program's own table: OPT(flag, short, type, field, arg, help) is its row
+ * macro, and its options struct has these fields (int64_t request_timeout,
+ * char *tls_ca, *tls_cert, *tls_key, *auth). */
+#define OPTS_BACKEND_ACCESS(OPT) \
+	OPT("request-timeout", 0, OPT_DURATION, request_timeout, "DURATION", "one backend request's timeout"), \
+	OPT("tls-ca", 0, OPT_STRING, tls_ca, "FILE", "CA certificate for the backend"), \
+	OPT("tls-cert", 0, OPT_STRING, tls_cert, "FILE", "client certificate for the backend"), \
+	OPT("tls-key", 0, OPT_STRING, tls_key, "FILE", "client key for the backend"), \
+	OPT("auth", 0, OPT_STRING, auth, "USER:PASSWORD", "backend credentials")
+
 /* Parses argv (after the program name and any subcommand) into target.
  * config_flag names the option that holds the config file path (its value from
  * flag or env is read first). Strings stored in target are malloc'd; free them
@@ -34,6 +45,16 @@ int options_load(const struct opt_def *defs, void *target, const char *env_prefi
                  const char *config_flag, int argc, char **argv, struct opt_result *res,
                  char *err, size_t errlen);
 void options_usage(const struct opt_def *defs, const char *env_prefix);
+/* --help: calls usage(); --version: prints "prog version". true if either
+ * was asked for (the program then frees its options and exits 0). */
+bool options_answered(const struct opt_result *res, void (*usage)(void), const char *prog,
+                      const char *version);
 void options_free(const struct opt_def *defs, void *target);
+
+/* The directory for sockets and default lock files: $XDG_RUNTIME_DIR/elect,
+ * /run/elect for root, else /tmp/elect-UID. Returns buf. */
+const char *options_run_dir(char *buf, size_t len);
+/* s is 1..max characters of letters, digits and the characters in extra. */
+bool options_valid_token(const char *s, const char *extra, size_t max);
 
 #endif

@@ -42,17 +42,7 @@ _Static_assert(HOOK_N == 3, "hook_names must list every hook event");
 
 static void reply_json(struct http_request *req, int status, json_t *obj)
 {
-	char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
-	char *line = NULL;
-
-	if (!text || asprintf(&line, "%s\n", text) < 0) {
-		httpd_respond_error(req, 500, "out of memory");
-	} else {
-		httpd_respond(req, status, "application/json", line, strlen(line));
-		free(line);
-	}
-	free(text);
-	json_decref(obj);
+	httpd_respond_json_obj(req, status, obj);
 }
 
 static json_t *json_u64(uint64_t v)

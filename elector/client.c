@@ -10,115 +10,47 @@
 #include <jansson.h>
 
 #include "common/clock.h"
+#include "common/uclient.h"
 #include "elector/api.h"
 
-#define CLIENT_CONNECT_MS  5000L
 #define CLIENT_TIMEOUT_MS  10000L        /* beyond any long-poll wait */
 #define CLIENT_MAX_WAIT_NS (5 * 60 * NS_PER_SEC)
-#define CLIENT_MAX_BODY    (1024 * 1024)
 
-struct reply {
-	long code;
-	char *body;
-	size_t len;
-};
-
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *data)
+static struct uclient agent_client(const char *socket_path)
 {
-	struct reply *r = data;
-	size_t n = size * nmemb;
-	char *p;
-
-	if (r->len + n > CLIENT_MAX_BODY)
-		return 0;               /* makes curl fail the transfer */
-	p = realloc(r->body, r->len + n + 1);
-	if (!p)
-		return 0;
-	memcpy(p + r->len, ptr, n);
-	r->body = p;
-	r->len += n;
-	r->body[r->len] = '\0';
-	return n;
+	return (struct uclient){ .prog = "elect", .peer = "the agent", .socket_path = socket_path };
 }
 
 /* One request. 0 with r filled in, or -1 after printing why the agent could
  * not be reached. */
 static int request(const char *socket_path, const char *method, const char *target,
-                   long timeout_ms, struct reply *r)
+                   long timeout_ms, struct uclient_reply *r)
 {
-	char url[256], errbuf[CURL_ERROR_SIZE] = "";
-	CURL *curl = curl_easy_init();
-	CURLcode rc;
-	long os_errno = 0;
+	struct uclient c = agent_client(socket_path);
 
-	memset(r, 0, sizeof *r);
-	if (!curl) {
-		fprintf(stderr, "elect: cannot start libcurl\n");
-		return -1;
-	}
-	snprintf(url, sizeof url, "http://localhost%s", target);
-	curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, socket_path);
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, CLIENT_CONNECT_MS);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
-	if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
-	}
-	rc = curl_easy_perform(curl);
-	if (rc == CURLE_OK) {
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->code);
-	} else {
-		/* The OS error says more than curl's "localhost port 80" text. */
-		curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno);
-		fprintf(stderr, "elect: cannot reach the agent at %s: %s (is it running? "
-		        "use --socket PATH)\n", socket_path,
-		        os_errno ? strerror((int)os_errno) : curl_easy_strerror(rc));
-		free(r->body);
-		memset(r, 0, sizeof *r);
-	}
-	curl_easy_cleanup(curl);
-	return rc == CURLE_OK ? 0 : -1;
+	return uclient_request(&c, method, target, NULL, timeout_ms, r);
 }
 
-static void print_body(FILE *f, const struct reply *r)
+static void print_unexpected(const char *socket_path, const struct uclient_reply *r)
 {
-	json_t *doc = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	struct uclient c = agent_client(socket_path);
 
-	if (doc) {
-		json_dumpf(doc, f, JSON_INDENT(2));
-		fputc('\n', f);
-		json_decref(doc);
-	} else if (r->len > 0) {
-		fwrite(r->body, 1, r->len, f);
-		if (r->body[r->len - 1] != '\n')
-			fputc('\n', f);
-	}
-}
-
-static void print_unexpected(const struct reply *r)
-{
-	fprintf(stderr, "elect: the agent answered HTTP %ld: %.200s%s", r->code,
-	        r->body ? r->body : "", r->len && r->body[r->len - 1] == '\n' ? "" : "\n");
+	uclient_print_unexpected(&c, r);
 }
 
 int client_status(const char *socket_path)
 {
-	struct reply r;
+	struct uclient_reply r;
 	int status;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (request(socket_path, "GET", "/v1/status", CLIENT_TIMEOUT_MS, &r) < 0) {
 		status = 2;
 	} else if (r.code == 200) {
-		print_body(stdout, &r);
+		uclient_print_body(stdout, &r);
 		status = 0;
 	} else {
-		print_unexpected(&r);
+		print_unexpected(socket_path, &r);
 		status = 1;
 	}
 	free(r.body);
@@ -128,20 +60,20 @@ int client_status(const char *socket_path)
 
 int client_resign(const char *socket_path)
 {
-	struct reply r;
+	struct uclient_reply r;
 	int status;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (request(socket_path, "POST", "/v1/resign", CLIENT_TIMEOUT_MS, &r) < 0) {
 		status = 2;
 	} else if (r.code == 200) {
-		print_body(stdout, &r);
+		uclient_print_body(stdout, &r);
 		status = 0;
 	} else if (r.code == 409) {
 		fprintf(stderr, "elect: not leader\n");
 		status = 1;
 	} else {
-		print_unexpected(&r);
+		print_unexpected(socket_path, &r);
 		status = 1;
 	}
 	free(r.body);
@@ -150,7 +82,7 @@ int client_resign(const char *socket_path)
 }
 
 /* Reads is_leader and index from a status body. -1 if it is not one. */
-static int parse_status(const struct reply *r, int *is_leader, uint64_t *index)
+static int parse_status(const struct uclient_reply *r, int *is_leader, uint64_t *index)
 {
 	json_t *doc = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
 	json_t *lead = json_object_get(doc, "is_leader");
@@ -171,7 +103,7 @@ static int poll_once(const char *socket_path, bool first, int64_t wait_ns,
 {
 	char target[128];
 	long long wait_ms = wait_ns / NS_PER_MS;
-	struct reply r;
+	struct uclient_reply r;
 	int status = 0;
 
 	if (first)
@@ -182,7 +114,7 @@ static int poll_once(const char *socket_path, bool first, int64_t wait_ns,
 	if (request(socket_path, "GET", target, CLIENT_TIMEOUT_MS + (first ? 0 : wait_ms), &r) < 0)
 		return 2;
 	if (r.code != 200) {
-		print_unexpected(&r);
+		print_unexpected(socket_path, &r);
 		status = 2;
 	} else if (parse_status(&r, is_leader, index) < 0) {
 		fprintf(stderr, "elect: the agent at %s sent a status without is_leader/index\n",

@@ -13,6 +13,7 @@
 #include "common/duration.h"
 #include "common/log.h"
 #include "elector/core.h"
+#include "elector/lease.h"
 
 /* Time for the kernel to deliver a SIGKILLed child's exit to the loop. */
 #define REAP_SLACK_NS (50 * NS_PER_MS)
@@ -38,7 +39,7 @@ struct elector {
 	uint64_t token;
 	char *leader;
 
-	int64_t alive_sent_ns;       /* send time of the last proof the session lives; 0 = none */
+	struct lease lease;          /* deadline arithmetic (elector/lease.h) */
 	int64_t next_renew_ns;       /* -1 until campaigning */
 	int64_t campaign_at_ns;      /* follower: campaign again at this time; -1 = not planned */
 	int64_t close_by_ns;         /* -1 unless closing */
@@ -102,7 +103,7 @@ int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	/* Covers the loop's own lateness and clock-rate differences. */
-	cfg->margin_ns = 50 * NS_PER_MS + cfg->ttl_ns / 100;
+	cfg->margin_ns = lease_margin(cfg->ttl_ns);
 	duration_format(cfg->ttl_ns, ttl, sizeof(ttl));
 	duration_format(cfg->renew_ns, renew, sizeof(renew));
 	duration_format(cfg->kill_grace_ns, grace, sizeof(grace));
@@ -113,7 +114,7 @@ int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen)
 		         renew, ttl);
 		return -1;
 	}
-	lead_for = cfg->ttl_ns - cfg->margin_ns - elector_step_down_budget(cfg);
+	lead_for = lease_lead_time(cfg->ttl_ns, elector_step_down_budget(cfg));
 	if (lead_for <= cfg->renew_ns) {
 		duration_format(lead_for > 0 ? lead_for : 0, left, sizeof(left));
 		snprintf(err, errlen,
@@ -126,14 +127,9 @@ int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-static int64_t deadline_ns(const struct elector *e)
-{
-	return e->alive_sent_ns + e->cfg.ttl_ns - e->cfg.margin_ns;
-}
-
 static int64_t step_down_at_ns(const struct elector *e)
 {
-	return deadline_ns(e) - elector_step_down_budget(&e->cfg);
+	return lease_stop_at(&e->lease);
 }
 
 static void reschedule(struct elector *e)
@@ -294,7 +290,7 @@ static void check_deadline(struct elector *e, int64_t now)
 
 	if (!leading(e) || now < step_down_at_ns(e))
 		return;
-	duration_format(now - e->alive_sent_ns, buf, sizeof(buf));
+	duration_format(now - e->lease.alive_sent_ns, buf, sizeof(buf));
 	snprintf(reason, sizeof(reason), "deadline: no successful renewal for %s", buf);
 	begin_step_down(e, reason, false);
 }
@@ -306,8 +302,7 @@ static void on_session_alive(void *ctx, int64_t sent_ns)
 	struct elector *e = ctx;
 	int64_t now = clock_now_ns();
 
-	if (sent_ns > e->alive_sent_ns)
-		e->alive_sent_ns = sent_ns;
+	lease_alive(&e->lease, sent_ns);
 	e->m.renewals_ok++;
 	e->m.renew_latency_last_ns = now - sent_ns;
 	e->m.renew_latency_sum_ns += now - sent_ns;
@@ -348,7 +343,7 @@ static void on_elected(void *ctx, uint64_t token)
 		e->ops->resign(e->be);
 		return;
 	}
-	if (e->alive_sent_ns == 0) {
+	if (!lease_known(&e->lease)) {
 		log_error("backend reported leadership without a live session; resigning");
 		e->ops->resign(e->be);
 		set_state(e, ST_FOLLOWER, "no live session");
@@ -377,7 +372,7 @@ static void on_lost(void *ctx, const char *reason)
 {
 	struct elector *e = ctx;
 
-	e->alive_sent_ns = 0;
+	lease_forget(&e->lease);
 	log_warnx("backend: %s", reason);
 	if (leading(e)) {
 		begin_step_down(e, reason, false);
@@ -517,7 +512,7 @@ void elector_status(const struct elector *e, struct elector_status *st)
 	st->since_wall_ms = e->since_wall_ms;
 	st->deadline_left_ns = -1;
 	if (leading(e)) {
-		st->deadline_left_ns = deadline_ns(e) - clock_now_ns();
+		st->deadline_left_ns = lease_deadline(&e->lease) - clock_now_ns();
 		if (st->deadline_left_ns < 0)
 			st->deadline_left_ns = 0;
 	}
@@ -539,6 +534,7 @@ struct elector *elector_new(const struct elector_config *cfg, const struct backe
 		return NULL;
 	}
 	e->cfg = *cfg;
+	lease_init(&e->lease, cfg->ttl_ns, elector_step_down_budget(cfg));
 	e->ops = ops;
 	e->act = act;
 	e->act_ctx = act_ctx;

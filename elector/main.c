@@ -5,7 +5,6 @@
  *   elect status|resign|wait-leader       talk to a running agent
  *
  * main() goes in a fixed order: log init, options, check, run. */
-#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +44,7 @@ static const struct opt_def elect_options[] = {
 	OPT("verbose", 'v', OPT_COUNT, verbose, "", "more logging (debug)"),
 	OPT("once", 0, OPT_BOOL, once, "", "run the command at most once, then exit"),
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
-	OPT("request-timeout", 0, OPT_DURATION, request_timeout, "DURATION", "one backend request's timeout"),
-	OPT("tls-ca", 0, OPT_STRING, tls_ca, "FILE", "CA certificate for the backend"),
-	OPT("tls-cert", 0, OPT_STRING, tls_cert, "FILE", "client certificate for the backend"),
-	OPT("tls-key", 0, OPT_STRING, tls_key, "FILE", "client key for the backend"),
-	OPT("auth", 0, OPT_STRING, auth, "USER:PASSWORD", "backend credentials"),
+	OPTS_BACKEND_ACCESS(OPT),
 	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this"),
 	{ NULL, 0, 0, 0, NULL, NULL },
 };
@@ -64,31 +59,6 @@ static void usage(void)
 	       "options (flag > environment > config file):\n");
 	options_usage(elect_options, "ELECT_");
 	printf("\nDurations: 500ms, 10s, 1m. Backends: %s.\n", backend_schemes());
-}
-
-static const char *run_dir(char *buf, size_t len)
-{
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-
-	if (xdg && *xdg)
-		snprintf(buf, len, "%s/elect", xdg);
-	else if (geteuid() == 0)
-		snprintf(buf, len, "/run/elect");
-	else
-		snprintf(buf, len, "/tmp/elect-%u", (unsigned)geteuid());
-	return buf;
-}
-
-static int valid_token(const char *s, const char *extra, size_t max)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > max)
-		return 0;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
-			return 0;
-	return 1;
 }
 
 static void set_default(char **field, const char *value)
@@ -110,7 +80,7 @@ static void resolve(struct elect_opts *o, bool agent)
 	char dir[512], host[256];
 
 	set_default(&o->name, "default");
-	if (!valid_token(o->name, "._-", 128))
+	if (!options_valid_token(o->name, "._-", 128))
 		log_fatalx(USAGE_EXIT, "--name '%s': use 1-128 letters, digits, '.', '_' or '-'", o->name);
 	if (o->id == NULL) {
 		if (gethostname(host, sizeof(host)) < 0)
@@ -118,9 +88,9 @@ static void resolve(struct elect_opts *o, bool agent)
 		host[sizeof(host) - 1] = '\0';
 		set_default(&o->id, host);
 	}
-	if (!valid_token(o->id, "._-:@", 200))
+	if (!options_valid_token(o->id, "._-:@", 200))
 		log_fatalx(USAGE_EXIT, "--id '%s': use 1-200 letters, digits, '.', '_', '-', ':' or '@'", o->id);
-	run_dir(dir, sizeof(dir));
+	options_run_dir(dir, sizeof(dir));
 	if (o->socket == NULL && asprintf(&o->socket, "%s/%s@%s.sock", dir, o->name, o->id) < 0)
 		log_fatalx(1, "out of memory");
 	if (strcmp(o->socket, "none") == 0 || *o->socket == '\0') {
@@ -174,11 +144,7 @@ int main(int argc, char **argv)
 		free_opts(&o);
 		log_fatalx(USAGE_EXIT, "%s", err);
 	}
-	if (res.help || res.version) {
-		if (res.help)
-			usage();
-		else
-			printf("elect %s\n", ELECT_VERSION);
+	if (options_answered(&res, usage, "elect", ELECT_VERSION)) {
 		free_opts(&o);
 		return 0;
 	}

@@ -2,7 +2,7 @@
 """`make bench`: timing and footprint of elect, one row group per backend.
 
   python3 tests/bench.py [--backend file,etcd,zk] [--handovers 50]
-                         [--crashes 50] [--idle-seconds 60]
+                         [--crashes 30] [--idle-seconds 30] [plugin flags]
 
 Figures:
   graceful handover  leader's elect gets SIGTERM -> the next leader's command
@@ -10,6 +10,10 @@ Figures:
   crash failover     kill -9 of the leader's elect -> next leader's command
   idle RSS           VmRSS of an idle leader and an idle follower agent
   idle CPU           utime+stime of those agents over --idle-seconds
+  idle requests      requests per minute that an idle leader / follower sends
+                     to the backend over --idle-seconds (backends that define
+                     counting_url(): the pair then talks through counting
+                     proxies, see CountingProxy)
 
 Three candidates take part; every stopped agent is replaced by a new one so
 there are always two waiting.
@@ -19,15 +23,20 @@ module tests/bench_<name>.py defining `Backend` (a subclass of bench.Backend)
 - it is picked up for --backend <name>. start() launches servers with
 ctx.spawn() (ctx is a harness.ElectTestCase: ctx.path(), ctx.port(), ...),
 url(ctx, election) returns the --backend URL. Everything is stopped by pid
-when the backend's run ends, also on error.
+when the backend's run ends, also on error. Optional: counting_url(ctx,
+election) -> (url, CountingProxy) for the idle request rows;
+extra_rows(ctx, args, rows) appends backend-specific rows at the end;
+add_arguments(argparser) (a classmethod) adds the plugin's own flags.
 """
 
 import argparse
+import collections
 import importlib
 import os
 import signal
 import statistics
 import sys
+import threading
 import time
 import traceback
 
@@ -35,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
 import harness  # noqa: E402
+from proxy import FaultProxy  # noqa: E402
 from harness import ElectTestCase, now_ns, wait_for  # noqa: E402
 
 
@@ -56,6 +66,41 @@ class Backend:
 
 
 BACKENDS = {'file': Backend}
+
+
+class CountingProxy:
+    """A tests/proxy.py FaultProxy in front of a backend server that counts
+    the requests an agent sends through it. parser_factory() makes one parser
+    per client connection (each proxy pump runs in its own thread, hence the
+    thread-local); parser.feed(bytes) returns the kinds of the requests that
+    the bytes completed (e.g. ['POST /v3/lease/keepalive'])."""
+
+    def __init__(self, ctx, target, parser_factory):
+        self.parser_factory = parser_factory
+        self.counts = collections.Counter()
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.proxy = FaultProxy(target).start()
+        ctx.addCleanup(self.proxy.stop)
+        self.proxy.set_request_hook(self._hook)
+
+    @property
+    def hostport(self):
+        return '%s:%d' % (self.proxy.host, self.proxy.port)
+
+    def _hook(self, data):
+        parser = getattr(self._local, 'parser', None)
+        if parser is None:
+            parser = self._local.parser = self.parser_factory()
+        kinds = parser.feed(data)
+        if kinds:
+            with self._lock:
+                self.counts.update(kinds)
+        return data
+
+    def snapshot(self):
+        with self._lock:
+            return collections.Counter(self.counts)
 
 
 def find_backend(name):
@@ -87,10 +132,10 @@ class Run:
         self.agents = {}
         self.gen = 0
 
-    def add_agent(self):
+    def add_agent(self, url=None):
         id = 'c%d' % self.gen
         self.gen += 1
-        self.agents[id] = self.ctx.agent(id=id, name='bench', backend=self.url,
+        self.agents[id] = self.ctx.agent(id=id, name='bench', backend=url or self.url,
                                          cmd=self.ctx.leader_cmd(self.log), verbose=False,
                                          **self.be.agent_args)
         return self.agents[id]
@@ -134,6 +179,22 @@ def proc_cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])      # utime, stime
 
 
+def counted_pair(ctx, be, run):
+    """Replaces the agents by a leader and a follower whose backend traffic
+    goes through counting proxies; returns (leader, follower, counters)."""
+    for ag in sorted(run.agents.values(), key=lambda x: x.is_leader()):
+        ag.stop()                               # followers first: no handover
+    run.agents.clear()
+    wait_for(lambda: not ctx.holders(run.log), 10, msg='no leader command running')
+    url, lc = be.counting_url(ctx, 'bench')
+    leader = run.add_agent(url)
+    wait_for(leader.is_leader, 30, msg='counted agent leads')
+    url, fc = be.counting_url(ctx, 'bench')
+    follower = run.add_agent(url)
+    run.settle()
+    return leader, follower, {leader.pid: lc, follower.pid: fc}
+
+
 def bench_backend(name, cls, a, rows):
     be = cls()
     why = be.available()
@@ -163,21 +224,39 @@ def bench_backend(name, cls, a, rows):
                      '%d, %d' % (len(rep.overlaps), len(rep.token_violations)), None, None))
 
         # Idle footprint: the current leader and one follower.
-        h = run.settle()
-        leader = run.agents[h.id]
-        follower = [x for x in run.agents.values() if x.id != h.id][0]
+        counters = {}
+        if getattr(be, 'counting_url', None):
+            leader, follower, counters = counted_pair(ctx, be, run)
+        else:
+            h = run.settle()
+            leader = run.agents[h.id]
+            follower = [x for x in run.agents.values() if x.id != h.id][0]
         time.sleep(1.0)
         for who, ag in (('leader', leader), ('follower', follower)):
             rows.append((name, 'idle RSS %s (KiB)' % who, 1, proc_rss_kib(ag.pid), None, None))
         hz = os.sysconf('SC_CLK_TCK')
         c0 = {ag.pid: proc_cpu_ticks(ag.pid) for ag in (leader, follower)}
+        r0 = {pid: c.snapshot() for pid, c in counters.items()}
         time.sleep(a.idle_seconds)
+        r1 = {pid: c.snapshot() for pid, c in counters.items()}
         for who, ag in (('leader', leader), ('follower', follower)):
             ms = (proc_cpu_ticks(ag.pid) - c0[ag.pid]) * 1000.0 / hz
             rows.append((name, 'idle CPU %s over %gs (ms)' % (who, a.idle_seconds), 1, ms,
                          None, None))
+        for who, ag in (('leader', leader), ('follower', follower)):
+            if ag.pid in counters:
+                d = r1[ag.pid] - r0[ag.pid]
+                rows.append((name, 'idle requests/min %s' % who, sum(d.values()),
+                             sum(d.values()) * 60.0 / a.idle_seconds, None, None))
+                print('bench: %s idle %s sent over %gs: %s' % (
+                    name, who, a.idle_seconds,
+                    ', '.join('%s %d' % kv for kv in sorted(d.items())) or 'nothing'),
+                    file=sys.stderr)
         if len(ctx.holders(run.log)) != 1:
             raise AssertionError('leadership changed while idle')
+        extra = getattr(be, 'extra_rows', None)
+        if extra:
+            extra(ctx, a, rows)
     finally:
         stop = getattr(be, 'stop', None)
         try:
@@ -200,14 +279,19 @@ def main():
     ap.add_argument('--backend', default=None,
                     help='comma-separated: file,etcd,zk (default: all implemented)')
     ap.add_argument('--handovers', type=int, default=50)
-    ap.add_argument('--crashes', type=int, default=50)
-    ap.add_argument('--idle-seconds', type=float, default=60)
+    ap.add_argument('--crashes', type=int, default=30)
+    ap.add_argument('--idle-seconds', type=float, default=30)
     ap.add_argument('-v', '--verbose', action='store_true')
-    a = ap.parse_args()
+    a, _ = ap.parse_known_args()
     if a.backend:
         names = [n for n in a.backend.split(',') if n]
     else:
-        names = ['file', 'etcd', 'zk']
+        names = ['file', 'etcd', 'zk', 'lockd']
+    for n in names:                     # plugins' own flags
+        cls = find_backend(n)
+        if cls is not None and hasattr(cls, 'add_arguments'):
+            cls.add_arguments(ap)
+    a = ap.parse_args()
     if not os.access(harness.elect_bin(), os.X_OK):
         print('bench: %s not found (run make)' % harness.elect_bin(), file=sys.stderr)
         return 1
@@ -220,7 +304,10 @@ def main():
                 failed = True
             continue
         try:
-            bench_backend(n, cls, a, rows)
+            if hasattr(cls, 'run_rows'):    # rows of their own (tests/bench_lockd.py)
+                cls().run_rows(a, rows)
+            else:
+                bench_backend(n, cls, a, rows)
         except Exception:  # noqa: BLE001 - report and go on with the next backend
             traceback.print_exc()
             print('bench: %s failed' % n, file=sys.stderr)

@@ -8,9 +8,9 @@ Log lines (fields separated by spaces, times in CLOCK_MONOTONIC ns):
   dead   <id> <token> <ns> <pid>             process gone (from its watcher)
 
 One interval per leader command process (keyed by pid + start time). It
-starts at "start" and ends at "dead" when present (the true end: the
-watcher sees the pipe close when the kernel tears the process down, also
-after kill -9), else at "stop", else it is open (still running, or the
+starts at "start" and ends at "stop" when the command wrote one (just before
+it exits), else at "dead" (its watcher sees the pipe close when the kernel
+tears the process down, also after kill -9), else it is open (still running, or the
 watcher could not write): open intervals end at `t_end` (default: the
 latest time seen in the logs) and are listed in Report.open.
 
@@ -49,7 +49,10 @@ class Interval:
 
     @property
     def end(self):
-        return self.dead if self.dead is not None else self.stop
+        # The command's own "stop" line is written just before it exits, so
+        # it is the tighter end when present; "dead" (from a watcher that may
+        # wake late under load) covers kill -9, which leaves no stop line.
+        return self.stop if self.stop is not None else self.dead
 
     def token_int(self):
         try:

@@ -1,7 +1,7 @@
 /* The leader command used by the process-level tests and the benchmark.
  *
  *   leadercmd LOG [--exit-after MS] [--exit-code N] [--ignore-term]
- *             [--env-out FILE]
+ *             [--env-out FILE] [--mem MB]
  *
  * Appends to LOG (O_APPEND, one write() per line, so lines of concurrent
  * writers never interleave):
@@ -27,11 +27,17 @@
  * 128+sig (SIGTERM is only logged as "signal" with --ignore-term, so tests
  * can check that elect escalates to SIGKILL). SIGUSR1/SIGUSR2: "signal" line.
  *
+ * --mem MB: hold MB MiB of touched memory, as a real workload does; the
+ * kernel then takes milliseconds to tear the process down after SIGKILL
+ * (its files, and so the watcher's pipe, close only after its memory).
+ *
  * Not built by make's wildcards; tests/harness.py compiles it on demand.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +88,12 @@ static void start_watcher(long pid)
 	case 0: {
 		int null = open("/dev/null", O_RDWR);
 
+		struct sched_param sp = { .sched_priority = 1 };
+
 		setsid();
+		/* Real-time priority (root only; best effort): the death time is
+		 * taken on wake-up, which ordinary load must not delay. */
+		(void)sched_setscheduler(0, SCHED_FIFO, &sp);
 		close(p[1]);
 		if (null >= 0) {
 			dup2(null, 0);
@@ -120,14 +131,14 @@ static void write_env(const char *path)
 int main(int argc, char **argv)
 {
 	long long t_start = now_ns();
-	long exit_after_ms = -1;
+	long exit_after_ms = -1, mem_mb = 0;
 	int exit_code = 0, ignore_term = 0;
 	const char *env_out = NULL;
 	sigset_t set;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: leadercmd LOG [--exit-after MS] [--exit-code N] "
-		        "[--ignore-term] [--env-out FILE]\n");
+		        "[--ignore-term] [--env-out FILE] [--mem MB]\n");
 		return 2;
 	}
 	for (int i = 2; i < argc; i++) {
@@ -139,6 +150,8 @@ int main(int argc, char **argv)
 			ignore_term = 1;
 		else if (!strcmp(argv[i], "--env-out") && i + 1 < argc)
 			env_out = argv[++i];
+		else if (!strcmp(argv[i], "--mem") && i + 1 < argc)
+			mem_mb = atol(argv[++i]);
 		else {
 			fprintf(stderr, "leadercmd: bad argument %s\n", argv[i]);
 			return 2;
@@ -166,6 +179,11 @@ int main(int argc, char **argv)
 		return 3;
 	}
 	start_watcher((long)getpid());
+	if (mem_mb > 0 && mmap(NULL, (size_t)mem_mb << 20, PROT_READ | PROT_WRITE,
+	                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0) == MAP_FAILED) {
+		perror("leadercmd: mmap");
+		return 3;
+	}
 	put_line("start", t_start, (long)getpid(), -1);
 	if (env_out)
 		write_env(env_out);

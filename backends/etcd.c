@@ -1,0 +1,434 @@
+/* etcd v3 backend: etcd's own concurrency.Election recipe over the JSON
+ * gateway, so that `etcdctl elect NAME` and Go programs share elections with us.
+ *
+ *   session   lease grant (TTL), keepalive on every renew(), revoke on close()
+ *   campaign  txn: if create_revision("<prefix>/<lease hex>") == 0 put it
+ *             (value = our id, with the lease) else get it
+ *   check     txn of three ranges, one consistent view: our key, the lowest
+ *             key (the leader, whose value we report), and our predecessor
+ *             (highest create revision below ours)
+ *   wait      no predecessor: we lead, token = our create revision; else
+ *             watch only the predecessor for deletion (no herd effect)
+ *
+ * The check also runs on every renew(): it refreshes the observed leader for
+ * followers (whose predecessor is not always the leader), catches a deleted
+ * key of ours, and backs up a watch stream that died silently. A DELETE event
+ * (or the watch stream ending) triggers a check at once.
+ *
+ * All events go through a queue flushed by a zero timer, so none is ever
+ * reported from inside the operation that caused it.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/etcd.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+enum etcd_event_kind { EV_ALIVE, EV_FAILED, EV_ELECTED, EV_LOST, EV_LEADER, EV_CLOSED };
+
+struct etcd {
+	struct backend_params p;
+	struct ev_loop *loop;
+	struct etcd_client c;
+	struct etcd_lease lease;
+	/* The election: keys "<prefix>/<lease hex>" (prefix ends in '/'). */
+	char *prefix, *my_key;
+	int64_t my_rev;
+	bool campaigning, elected, closing, delete_pending;
+	char *leader;              /* last leader() reported; NULL = none */
+	bool leader_known;
+	struct etcd_watch watch;   /* of the predecessor */
+	struct etcd_req r_elect;
+	ev_timer retry;
+	/* q.gen drops election events queued before a resign() or close(). */
+	struct etcd_events q;
+};
+
+static void advance(struct etcd *b);
+
+/* ---- events: queued, delivered from the flush timer ---- */
+
+static void emit(struct etcd *b, enum etcd_event_kind kind, int64_t num, const char *str)
+{
+	etcd_emit(&b->q, kind, num, str, NULL);
+}
+
+static void deliver(void *owner, const struct etcd_event *e)
+{
+	struct etcd *b = owner;
+	const struct backend_events *ev = b->p.ev;
+	void *ctx = b->p.ctx;
+
+	/* Events queued before resign()/close() are stale, except closed. */
+	if (e->kind != EV_CLOSED && e->gen != b->q.gen)
+		return;
+	switch ((enum etcd_event_kind)e->kind) {
+	case EV_ALIVE:   ev->session_alive(ctx, e->num); break;
+	case EV_FAILED:  ev->session_failed(ctx, e->str); break;
+	case EV_ELECTED: ev->elected(ctx, (uint64_t)e->num); break;
+	case EV_LOST:    ev->lost(ctx, e->str); break;
+	case EV_LEADER:  ev->leader(ctx, e->str); break;
+	case EV_CLOSED:  ev->closed(ctx); break;
+	}
+}
+
+/* ---- helpers ---- */
+
+static void retry_later(struct etcd *b)
+{
+	if (!ev_is_active(&b->retry) && !b->closing) {
+		ev_timer_set(&b->retry, clock_ns_to_ev(b->c.retry_ns), 0.0);
+		ev_timer_start(b->loop, &b->retry);
+	}
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	advance(w->data);
+}
+
+static void report_leader(struct etcd *b, const char *id)
+{
+	if (b->leader_known && (b->leader == id || (b->leader && id && strcmp(b->leader, id) == 0)))
+		return;
+	free(b->leader);
+	b->leader = id ? strdup(id) : NULL;
+	b->leader_known = true;
+	emit(b, EV_LEADER, 0, id);
+}
+
+/* Our key is gone (or the lease with it): leave the election; the core steps
+ * down if it leads and calls campaign() again. */
+static void lose(struct etcd *b, const char *reason)
+{
+	log_warnx("etcd: out of the election (key %s): %s", b->my_key ? b->my_key : "-", reason);
+	etcd_req_cancel(&b->r_elect);
+	etcd_watch_stop(&b->watch);
+	ev_timer_stop(b->loop, &b->retry);
+	b->my_rev = 0;
+	b->elected = false;
+	if (b->campaigning) {
+		b->campaigning = false;
+		emit(b, EV_LOST, 0, reason);
+	}
+}
+
+static void lease_gone(void *owner, const char *reason)
+{
+	struct etcd *b = owner;
+
+	b->lease.id = 0;    /* lose() logs it */
+	lose(b, reason);
+}
+
+/* ---- session: the lease (etcd_session.c) ---- */
+
+static void lease_granted(void *owner, int64_t sent_ns)
+{
+	struct etcd *b = owner;
+
+	free(b->my_key);
+	if (asprintf(&b->my_key, "%s%" PRIx64, b->prefix, (uint64_t)b->lease.id) < 0) {
+		b->my_key = NULL;
+		b->lease.id = 0;    /* out of memory: it expires by its TTL */
+		retry_later(b);
+		return;
+	}
+	emit(b, EV_ALIVE, sent_ns, NULL);
+	advance(b);
+}
+
+static void lease_grant_failed(void *owner)
+{
+	retry_later(owner);
+}
+
+static void lease_alive(void *owner, int64_t sent_ns)
+{
+	emit(owner, EV_ALIVE, sent_ns, NULL);
+}
+
+static void lease_failed(void *owner, const char *err)
+{
+	emit(owner, EV_FAILED, 0, err);
+}
+
+static void lease_closed(void *owner)
+{
+	emit(owner, EV_CLOSED, 0, NULL);
+}
+
+static const struct etcd_lease_events lease_events = {
+	.granted = lease_granted,
+	.grant_failed = lease_grant_failed,
+	.alive = lease_alive,
+	.failed = lease_failed,
+	.gone = lease_gone,
+	.closed = lease_closed,
+};
+
+/* ---- election: campaign txn, check, watch, delete ---- */
+
+static void delete_done(struct etcd_req *r, const json_t *ans, const char *err)
+{
+	struct etcd *b = r->owner;
+
+	(void)ans;
+	if (err != NULL) {
+		retry_later(b);    /* a key left behind would block the election */
+		return;
+	}
+	b->delete_pending = false;
+	advance(b);
+}
+
+static void campaign_done(struct etcd_req *r, const json_t *ans, const char *err)
+{
+	struct etcd *b = r->owner;
+	char perr[160];
+	int64_t rev;
+
+	if (b->delete_pending || !b->campaigning) {
+		advance(b);
+		return;
+	}
+	if (err != NULL) {
+		if (r->grpc_code == GRPC_NOT_FOUND)
+			lease_gone(b, "lease expired");
+		else
+			retry_later(b);
+		return;
+	}
+	if (etcd_parse_campaign(ans, &rev, perr, sizeof(perr)) < 0) {
+		etcd_note_failure(r, perr);
+		retry_later(b);
+		return;
+	}
+	b->my_rev = rev;
+	log_info("etcd: campaigning as %s with key %s (create revision %" PRId64 ")", b->p.id,
+	         b->my_key, rev);
+	advance(b);
+}
+
+static void watch_done(void *owner, bool fired)
+{
+	struct etcd *b = owner;
+
+	if (!b->campaigning)
+		return;
+	if (fired)
+		advance(b);
+	else
+		retry_later(b);    /* the stream broke: check after a pause */
+}
+
+static void apply_check(struct etcd *b, const struct etcd_check *c)
+{
+	if (!c->own_exists) {
+		lose(b, "our key was deleted");
+		return;
+	}
+	b->my_rev = c->own_rev;
+	if (c->pred_key == NULL) {
+		if (!b->elected) {
+			b->elected = true;
+			etcd_watch_stop(&b->watch);
+			log_info("etcd: key %s is the oldest: leading, token %" PRId64, b->my_key, b->my_rev);
+			emit(b, EV_ELECTED, b->my_rev, NULL);
+		}
+	} else if (b->elected) {
+		lose(b, "an older key appeared in the election");
+		return;
+	} else if (etcd_watch_start(&b->watch, &c->pred_key, 1, c->revision + 1) < 0) {
+		retry_later(b);
+	}
+	report_leader(b, c->leader_id);
+}
+
+static void check_done(struct etcd_req *r, const json_t *ans, const char *err)
+{
+	struct etcd *b = r->owner;
+	struct etcd_check c;
+	char perr[160];
+
+	if (b->delete_pending || !b->campaigning) {
+		advance(b);
+		return;
+	}
+	if (err != NULL) {
+		retry_later(b);
+		return;
+	}
+	if (etcd_parse_check(ans, &c, perr, sizeof(perr)) < 0) {
+		etcd_note_failure(r, perr);
+		retry_later(b);
+		return;
+	}
+	apply_check(b, &c);
+	etcd_check_free(&c);
+}
+
+/* The next step of the election, if nothing is in flight. Called on every
+ * trigger: campaign(), renew(), answers, watch events, the retry timer. */
+static void advance(struct etcd *b)
+{
+	if (b->closing || b->r_elect.busy)
+		return;
+	ev_timer_stop(b->loop, &b->retry);
+	if (b->delete_pending) {
+		if (b->lease.id == 0 || b->my_key == NULL)
+			b->delete_pending = false;   /* the lease took the key with it */
+		else
+			etcd_req_call(&b->r_elect, "delete", delete_done, "/v3/kv/deleterange", etcd_body_delete(b->my_key));
+		if (b->delete_pending)
+			return;
+	}
+	if (!b->campaigning)
+		return;
+	if (b->lease.id == 0) {
+		etcd_lease_grant(&b->lease);
+	} else if (b->my_rev == 0) {
+		etcd_req_call(&b->r_elect, "campaign", campaign_done, "/v3/kv/txn",
+		     etcd_body_campaign(b->my_key, b->p.id, b->lease.id));
+	} else {
+		etcd_req_call(&b->r_elect, "election check", check_done, "/v3/kv/txn",
+		     etcd_body_check(b->prefix, b->my_key, b->my_rev));
+	}
+}
+
+/* ---- backend_ops ---- */
+
+static void etcd_campaign(struct backend *be)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b->closing || b->campaigning)
+		return;
+	b->campaigning = true;
+	b->elected = false;
+	advance(b);
+}
+
+static void etcd_renew(struct backend *be)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b->closing)
+		return;
+	if (b->lease.id == 0)
+		emit(b, EV_FAILED, 0, "no session");
+	else
+		etcd_lease_keepalive(&b->lease);
+	advance(b);
+}
+
+static void etcd_resign(struct backend *be)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b->closing)
+		return;
+	b->q.gen++;
+	b->campaigning = false;
+	b->elected = false;
+	etcd_watch_stop(&b->watch);
+	ev_timer_stop(b->loop, &b->retry);
+	/* A campaign txn in flight may still create our key: delete after it. */
+	if (b->r_elect.busy && b->r_elect.done != campaign_done)
+		etcd_req_cancel(&b->r_elect);
+	if (b->my_rev != 0 || b->r_elect.busy) {
+		log_info("etcd: resigning: deleting %s", b->my_key);
+		b->delete_pending = true;
+	}
+	b->my_rev = 0;
+	advance(b);
+}
+
+static void etcd_close(struct backend *be)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b->closing)
+		return;
+	b->closing = true;
+	b->q.gen++;
+	b->campaigning = b->elected = false;
+	ev_timer_stop(b->loop, &b->retry);
+	etcd_watch_stop(&b->watch);
+	etcd_req_cancel(&b->r_elect);
+	/* Revoking deletes our key with the lease: waiters take over at once. */
+	etcd_lease_revoke(&b->lease);
+}
+
+static void etcd_free(void *owner)
+{
+	struct etcd *b = owner;
+
+	ev_timer_stop(b->loop, &b->retry);
+	etcd_events_free(&b->q);
+	etcd_lease_free(&b->lease);
+	etcd_req_free(&b->r_elect);
+	etcd_watch_free(&b->watch);
+	etcd_client_free(&b->c);   /* after the requests: cleans up the multi handle */
+	free(b->prefix);
+	free(b->my_key);
+	free(b->leader);
+	free(b);
+}
+
+static void etcd_destroy(struct backend *be)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b != NULL)
+		etcd_events_destroy(&b->q);
+}
+
+static int etcd_create(struct backend **out, const struct backend_params *p, char *err, size_t errlen)
+{
+	struct etcd *b;
+	char *path = NULL;
+
+	*out = NULL;
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	b->p = *p;
+	b->loop = p->loop;
+	ev_init(&b->retry, retry_cb);
+	b->retry.data = b;
+	etcd_events_init(&b->q, b->loop, deliver, etcd_free, b);
+	if (etcd_client_init(&b->c, p, &path, err, errlen) < 0)
+		goto fail;
+	etcd_lease_init(&b->lease, &b->c, p->ttl_ns, &lease_events, b);
+	etcd_req_init(&b->c, &b->r_elect, b, "election", check_done);
+	etcd_watch_init(&b->watch, &b->c, watch_done, b);
+	if ((b->prefix = etcd_key_prefix(path, p->name)) == NULL) {
+		snprintf(err, errlen, "etcd: no election prefix: write etcd://HOST:PORT/PREFIX or give a name");
+		goto fail;
+	}
+	free(path);
+	*out = (struct backend *)b;
+	return 0;
+fail:
+	etcd_free(b);
+	free(path);
+	return -1;
+}
+
+const struct backend_ops etcd_backend_ops = {
+	.scheme = "etcd",
+	.create = etcd_create,
+	.campaign = etcd_campaign,
+	.renew = etcd_renew,
+	.resign = etcd_resign,
+	.close = etcd_close,
+	.destroy = etcd_destroy,
+	.check_timing = etcd_check_timing,
+};

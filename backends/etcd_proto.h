@@ -1,0 +1,130 @@
+/* The pure part of the etcd backend: what goes over the wire to etcd's v3
+ * JSON gateway and what comes back. No I/O, no loop, no logging, so that
+ * tests/unit/test_etcd.c can check it line by line.
+ *
+ * Gateway conventions: keys and values are base64, int64 fields are JSON
+ * strings, zero-valued fields are left out (a missing TTL is TTL 0), and
+ * streaming calls (keepalive, watch) wrap each message as {"result":{...}}
+ * or {"error":{...}}.
+ */
+#ifndef ELECT_ETCD_PROTO_H
+#define ELECT_ETCD_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* Base64 (RFC 4648, with padding). Results are malloc'd and NUL-terminated;
+ * decode returns NULL on invalid input and sets *outlen. */
+char *etcd_b64_encode(const void *data, size_t len);
+char *etcd_b64_decode(const char *in, size_t inlen, size_t *outlen);
+
+/* The end of the range that holds every key starting with prefix (etcd's
+ * clientv3.GetPrefixRangeEnd), malloc'd. "" means "to the end of the key space". */
+char *etcd_prefix_end(const char *prefix);
+
+/* Reads an int64 field that the gateway writes as a string (or a number).
+ * A missing field is def. Returns -1 if it is there but not an integer. */
+int etcd_json_int64(const json_t *obj, const char *field, int64_t def, int64_t *out);
+
+/* Outcome of etcd_parse_answer. */
+enum etcd_answer {
+	ETCD_OK = 0,
+	ETCD_MALFORMED = -1,   /* not JSON, not an object, ... */
+	ETCD_SERVER_ERROR = -2 /* {"error":...,"code":N} or {"error":{...}} */
+};
+
+/* Parses one answer body (or one line of a stream). On ETCD_OK, *out is the
+ * message with a {"result":...} wrapper removed (a new reference). On
+ * ETCD_SERVER_ERROR, *grpc_code and err say what the server said. */
+enum etcd_answer etcd_parse_answer(const char *body, size_t len, json_t **out, int *grpc_code,
+                                   char *err, size_t errlen);
+
+/* LeaseGrant: the lease id and the TTL granted. */
+int etcd_parse_grant(const json_t *a, int64_t *id, int64_t *ttl, char *err, size_t errlen);
+/* LeaseKeepAlive: *ttl is 0 when the lease is gone (the gateway omits TTL). */
+int etcd_parse_keepalive(const json_t *a, int64_t *ttl, char *err, size_t errlen);
+/* The campaign txn (see etcd_body_campaign): the create revision of our key,
+ * whether we just created it or it was there already. */
+int etcd_parse_campaign(const json_t *a, int64_t *create_rev, char *err, size_t errlen);
+
+/* The check txn (see etcd_body_check). */
+struct etcd_check {
+	int64_t revision;      /* store revision the answer reflects */
+	bool own_exists;       /* our key is still there */
+	int64_t own_rev;       /* its create revision (0 if gone) */
+	char *leader_id;       /* value of the lowest key, NULL if none (malloc'd) */
+	char *pred_key;        /* our predecessor's key, NULL if we are first (malloc'd) */
+	int64_t pred_rev;      /* its create revision */
+};
+int etcd_parse_check(const json_t *a, struct etcd_check *c, char *err, size_t errlen);
+void etcd_check_free(struct etcd_check *c);
+
+/* The lock create txn (see etcd_body_lock_create): our key's create
+ * revision, and whether it is among the `limit` oldest (granted at once). */
+int etcd_parse_lock_create(const json_t *a, int64_t *create_rev, bool *among_first, char *err,
+                           size_t errlen);
+/* The lock check txn (see etcd_body_lock_check). */
+struct etcd_lock_check {
+	int64_t revision;      /* store revision the answer reflects */
+	int64_t own_rev;       /* create revision of our key, 0 if it is gone */
+	char **before;         /* the keys created just before ours, newest first (malloc'd) */
+	size_t n_before;       /* how many: at most the limit asked for */
+};
+int etcd_parse_lock_check(const json_t *a, struct etcd_lock_check *c, char *err, size_t errlen);
+void etcd_lock_check_free(struct etcd_lock_check *c);
+/* The key check txn (see etcd_body_keys): create_revs[i] is 0 for a key
+ * that is gone. */
+int etcd_parse_keys(const json_t *a, size_t n, int64_t *create_revs, char *err, size_t errlen);
+
+/* One line of a watch stream. */
+enum etcd_watch_msg {
+	ETCD_WATCH_NOTHING,    /* created, progress, events that do not matter */
+	ETCD_WATCH_DELETED,    /* a DELETE event */
+	ETCD_WATCH_CANCELED,   /* the server ended the watch (compaction, ...) */
+	ETCD_WATCH_BAD         /* malformed or an error: treat as the end of the watch */
+};
+enum etcd_watch_msg etcd_parse_watch_line(const char *line, size_t len);
+
+/* Splits a byte stream into lines across arbitrary chunk boundaries. */
+struct etcd_lines {
+	char *buf;
+	size_t len, cap, max;  /* max: longest line accepted */
+};
+typedef int (*etcd_line_fn)(const char *line, size_t len, void *arg);
+/* Calls fn for every complete line (without '\n'; empty lines skipped).
+ * Returns 0, or -1 if a line is longer than max or fn returned non-zero
+ * (the rest of the chunk is then dropped). */
+int etcd_lines_feed(struct etcd_lines *l, const char *data, size_t n, etcd_line_fn fn, void *arg);
+void etcd_lines_reset(struct etcd_lines *l);
+
+/* Request bodies, malloc'd JSON text (NULL on out of memory). */
+char *etcd_body_grant(int64_t ttl_s);
+char *etcd_body_lease(int64_t lease_id);   /* keepalive and revoke: {"ID":"..."} */
+/* If our key has create_revision 0 (does not exist), put value with the
+ * lease, else get it: concurrency.Election.Campaign's txn. */
+char *etcd_body_campaign(const char *key, const char *value, int64_t lease_id);
+/* One txn, one consistent view: [our key, the lowest key under prefix, the
+ * highest key created before my_rev]. my_rev 0 leaves the last one out. */
+char *etcd_body_check(const char *prefix, const char *key, int64_t my_rev);
+/* The campaign txn, each branch also reading the `limit` oldest keys under
+ * prefix (names and revisions): concurrency.Mutex's tryAcquire. */
+char *etcd_body_lock_create(const char *prefix, const char *key, const char *value, int64_t lease_id,
+                            unsigned limit);
+/* One txn: [our key, the `limit` keys under prefix created just before
+ * my_rev, newest first], names and revisions only (concurrency.Mutex's
+ * check, widened to a semaphore of `limit` holders). */
+char *etcd_body_lock_check(const char *prefix, const char *key, int64_t my_rev, unsigned limit);
+/* One txn reading n keys (names and revisions only); at most etcd's
+ * --max-txn-ops (128 by default) per txn. */
+char *etcd_body_keys(const char *const *keys, size_t n);
+/* Watch key for deletions from start_rev on (PUTs filtered out). */
+char *etcd_body_watch(const char *key, int64_t start_rev);
+/* The same for n keys on one stream: one create request per line. */
+char *etcd_body_watch_keys(const char *const *keys, size_t n, int64_t start_rev);
+char *etcd_body_delete(const char *key);
+char *etcd_body_auth(const char *user, const char *password);
+
+#endif

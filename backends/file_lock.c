@@ -1,0 +1,484 @@
+/* The file lock backend for lockd: one directory (the URL path), OFD write
+ * locks on files in it.
+ *
+ *   lock NAME (limit 1)        DIR/NAME.lock
+ *   semaphore NAME, limit N    DIR/NAME.slot0 .. DIR/NAME.slot<N-1>; a hold
+ *                              takes the first free slot
+ *   fencing token of NAME      DIR/NAME.token: "token=N\n", bumped under its
+ *                              own OFD lock by whoever is granted NAME
+ *
+ * The kernel drops an OFD lock when the last descriptor of its open file
+ * description closes, also when the holder dies, so a crashed lockd frees
+ * its locks at once. The "session" is lockd itself: session_alive is
+ * reported on open and on every renew, which also checks that no held file
+ * was removed or replaced (hold_lost).
+ *
+ * Waiting: the directory is watched with inotify; a holder's last close
+ * raises IN_CLOSE_WRITE on its file, which wakes the waiters of that name
+ * only. Probing uses a read-only descriptor and F_OFD_GETLK, so a waiter's
+ * own attempts raise no IN_CLOSE_WRITE (no ping-pong between waiters). A
+ * slow timer covers what inotify cannot see (shared volumes). Within one
+ * lockd, waiters of a name are served in arrival order; across processes
+ * fairness is best effort (whoever probes first after a release wins).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "backends/file_common.h"
+#include "backends/lock.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+#define POLL_INTERVAL 0.5
+/* Tries at the token file's lock before giving the slot back for now. */
+#define TOKEN_LOCK_TRIES 200
+
+enum fl_state { FL_PENDING, FL_HELD, FL_LOST };
+
+struct lock_hold {
+	struct lock_session *s;
+	char name[LOCK_NAME_MAX + 1];
+	unsigned limit;
+	void *ctx;
+	enum fl_state state;
+	int fd;                      /* held slot file, -1 otherwise */
+	char *path;                  /* held slot file's path */
+	uint64_t token;
+	bool queued_told;
+	/* Events waiting for delivery. */
+	bool ev_granted, ev_queued, ev_lost;
+	char lost_reason[96];
+	struct lock_hold *prev, *next;   /* arrival order */
+};
+
+struct lock_session {
+	struct ev_loop *loop;
+	const struct lock_events *ev;
+	void *ctx;
+	char *dir;
+	int ino_fd, ino_wd;
+	bool open, closing;
+	struct lock_hold *head, *tail;
+	ev_io ino_watcher;
+	ev_timer poll_timer;
+	ev_timer kick;
+	bool ev_alive, ev_failed, ev_closed, need_scan;
+	int64_t alive_sent_ns;
+	char failed_reason[160];
+};
+
+static void try_all(struct lock_session *s, const char *only_name);
+
+static void queue_kick(struct lock_session *s)
+{
+	if (!ev_is_active(&s->kick)) {
+		ev_timer_set(&s->kick, 0., 0.);
+		ev_timer_start(s->loop, &s->kick);
+	}
+}
+
+/* The first hold with an event to deliver, its flag cleared. */
+static struct lock_hold *next_event(struct lock_session *s, int *what)
+{
+	for (struct lock_hold *h = s->head; h; h = h->next) {
+		*what = h->ev_granted ? 1 : h->ev_queued ? 2 : h->ev_lost ? 3 : 0;
+		if (*what) {
+			h->ev_granted = h->ev_queued = h->ev_lost = false;
+			return h;
+		}
+	}
+	return NULL;
+}
+
+/* Delivers queued events from the loop. Every callback may call back into
+ * this backend (release, acquire), so the list is rescanned after each. */
+static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lock_session *s = w->data;
+	struct lock_hold *h;
+	char reason[sizeof(s->failed_reason)];
+	int what;
+
+	(void)loop;
+	(void)revents;
+	if (s->need_scan) {
+		s->need_scan = false;
+		try_all(s, NULL);
+	}
+	if (s->ev_alive) {
+		s->ev_alive = false;
+		s->ev->session_alive(s->ctx, s->alive_sent_ns);
+	}
+	if (s->ev_failed) {
+		s->ev_failed = false;
+		memcpy(reason, s->failed_reason, sizeof(reason));
+		s->ev->session_failed(s->ctx, reason);
+	}
+	while ((h = next_event(s, &what)) != NULL) {
+		if (what == 1)
+			s->ev->granted(s->ctx, h, h->token);
+		else if (what == 2 && s->ev->queued)
+			s->ev->queued(s->ctx, h);
+		else if (what == 3) {
+			memcpy(reason, h->lost_reason, sizeof(h->lost_reason));
+			s->ev->hold_lost(s->ctx, h, reason);
+		}
+	}
+	if (s->ev_closed) {
+		s->ev_closed = false;
+		s->ev->closed(s->ctx);
+	}
+}
+
+/* ---- files ----------------------------------------------------------- */
+
+static char *slot_path(const struct lock_session *s, const char *name, unsigned limit, unsigned i)
+{
+	char *p = NULL;
+
+	if ((limit == 1 ? asprintf(&p, "%s/%s.lock", s->dir, name)
+	                : asprintf(&p, "%s/%s.slot%u", s->dir, name, i)) < 0)
+		return NULL;
+	return p;
+}
+
+/* Bumps DIR/NAME.token under its own lock. 0 with the new token, or -1. */
+static int next_token(struct lock_session *s, const char *name, uint64_t *token)
+{
+	char path[4200], buf[64];
+	ssize_t n;
+	int fd, len, tries = 0, rc = -1;
+
+	snprintf(path, sizeof(path), "%s/%s.token", s->dir, name);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		return -1;
+	/* Held by others only for a read and a write: never block the loop on
+	 * it (its holder may be stopped), spin a little, then try later. */
+	while (file_lock_fd(fd, F_WRLCK) < 0) {
+		if ((errno != EAGAIN && errno != EACCES) || ++tries >= TOKEN_LOCK_TRIES) {
+			close(fd);
+			return -1;
+		}
+		usleep(50);
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	*token = (strncmp(buf, "token=", 6) == 0 ? strtoull(buf + 6, NULL, 10) : 0) + 1;
+	len = snprintf(buf, sizeof(buf), "token=%" PRIu64 "\n", *token);
+	/* Synced: a token must never repeat, not even after a power loss. */
+	if (pwrite(fd, buf, (size_t)len, 0) == len && ftruncate(fd, len) == 0 && fdatasync(fd) == 0)
+		rc = 0;
+	close(fd);                   /* drops the token lock */
+	return rc;
+}
+
+/* Takes slot path if it is free: the locked descriptor, or -1. */
+static int take_slot(const char *path)
+{
+	int probe = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0644), fd;
+	bool free_now;
+
+	if (probe < 0)
+		return -1;
+	free_now = file_lock_free(probe);
+	close(probe);                /* read-only: no IN_CLOSE_WRITE for others */
+	if (!free_now)
+		return -1;
+	if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	if (file_lock_fd(fd, F_WRLCK) == 0 && file_same(fd, path))
+		return fd;
+	close(fd);                   /* lost a race: rare */
+	return -1;
+}
+
+/* One attempt for a pending hold. true if granted. */
+static bool try_hold(struct lock_hold *h)
+{
+	struct lock_session *s = h->s;
+
+	for (unsigned i = 0; i < h->limit; i++) {
+		char *path = slot_path(s, h->name, h->limit, i);
+		int fd = path ? take_slot(path) : -1;
+
+		if (fd < 0) {
+			free(path);
+			continue;
+		}
+		if (next_token(s, h->name, &h->token) < 0) {
+			log_warnx("file: cannot bump %s/%s.token: %s", s->dir, h->name, strerror(errno));
+			close(fd);
+			free(path);
+			return false;
+		}
+		h->fd = fd;
+		h->path = path;
+		h->state = FL_HELD;
+		h->ev_granted = true;
+		return true;
+	}
+	return false;
+}
+
+/* Pending holds (of one name, or all), in arrival order. Once an attempt
+ * for a name fails, later waiters of that name are not tried: they would
+ * only fail too, and must not overtake. */
+static void try_all(struct lock_session *s, const char *only_name)
+{
+	bool any = false;
+
+	if (!s->open || s->closing)
+		return;
+	for (struct lock_hold *h = s->head; h; h = h->next) {
+		bool blocked = false;
+
+		if (h->state != FL_PENDING || (only_name && strcmp(h->name, only_name) != 0))
+			continue;
+		for (struct lock_hold *e = s->head; e != h && !blocked; e = e->next)
+			blocked = e->state == FL_PENDING && strcmp(e->name, h->name) == 0;
+		if (blocked)
+			continue;
+		if (try_hold(h)) {
+			any = true;
+		} else if (!h->queued_told) {
+			h->queued_told = h->ev_queued = true;
+			any = true;
+		}
+	}
+	if (any)
+		queue_kick(s);
+}
+
+/* ---- watching -------------------------------------------------------- */
+
+static void watch_dir(struct lock_session *s)
+{
+	if (s->ino_fd < 0 || s->ino_wd >= 0)
+		return;
+	s->ino_wd = inotify_add_watch(s->ino_fd, s->dir, IN_CLOSE_WRITE | IN_DELETE |
+	                              IN_MOVED_FROM | IN_MOVED_TO);
+	if (s->ino_wd < 0)
+		log_debug("file: inotify on %s: %s", s->dir, strerror(errno));
+}
+
+/* "NAME.lock", "NAME.slot3", "NAME.token" -> NAME in out. */
+static void lock_name_of(const char *file, char *out, size_t len)
+{
+	const char *dot = strrchr(file, '.');
+	size_t n = dot ? (size_t)(dot - file) : strlen(file);
+
+	snprintf(out, len, "%.*s", (int)(n < len ? n : len - 1), file);
+}
+
+static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct lock_session *s = w->data;
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char name[LOCK_NAME_MAX + 1];
+	ssize_t n;
+
+	(void)loop;
+	(void)revents;
+	while ((n = read(s->ino_fd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ie = (struct inotify_event *)p;
+
+			if (ie->mask & IN_IGNORED)
+				s->ino_wd = -1;          /* the directory went away */
+			else if (ie->mask & IN_Q_OVERFLOW)
+				s->need_scan = true;
+			else if (ie->len > 0) {
+				lock_name_of(ie->name, name, sizeof(name));
+				try_all(s, name);
+			}
+			p += sizeof(*ie) + ie->len;
+		}
+	}
+	if (s->need_scan)
+		queue_kick(s);
+}
+
+static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct lock_session *s = w->data;
+
+	(void)loop;
+	(void)revents;
+	watch_dir(s);
+	try_all(s, NULL);
+}
+
+/* ---- lock_backend_ops ------------------------------------------------ */
+
+static int fl_create(struct lock_session **out, const struct backend_params *p,
+                     const struct lock_events *ev, void *ctx, char *err, size_t errlen)
+{
+	struct lock_session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (file_url_path(p->url, "file:///DIR (a directory for the lock files)", &s->dir,
+	                  err, errlen) < 0) {
+		free(s);
+		return -1;
+	}
+	s->loop = p->loop;
+	s->ev = ev;
+	s->ctx = ctx;
+	s->ino_wd = -1;
+	s->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	ev_io_init(&s->ino_watcher, on_inotify, s->ino_fd, EV_READ);
+	ev_timer_init(&s->poll_timer, on_poll, POLL_INTERVAL, POLL_INTERVAL);
+	ev_timer_init(&s->kick, on_kick, 0., 0.);
+	s->ino_watcher.data = s->poll_timer.data = s->kick.data = s;
+	if (s->ino_fd >= 0)
+		ev_io_start(s->loop, &s->ino_watcher);
+	*out = s;
+	return 0;
+}
+
+static void fl_open(struct lock_session *s)
+{
+	char probe[4200];
+	int64_t sent = clock_now_ns();
+
+	snprintf(probe, sizeof(probe), "%s/.", s->dir);
+	if (file_make_parents(probe) < 0) {
+		snprintf(s->failed_reason, sizeof(s->failed_reason), "cannot create %s: %s", s->dir,
+		         strerror(errno));
+		s->ev_failed = true;
+	} else {
+		s->open = true;
+		s->alive_sent_ns = sent;
+		s->ev_alive = true;
+		watch_dir(s);
+		ev_timer_again(s->loop, &s->poll_timer);
+		s->need_scan = true;
+	}
+	queue_kick(s);
+}
+
+/* Checks that every held file is still the one at its path. */
+static void fl_renew(struct lock_session *s)
+{
+	int64_t sent = clock_now_ns();
+
+	if (!s->open) {
+		fl_open(s);
+		return;
+	}
+	for (struct lock_hold *h = s->head; h; h = h->next) {
+		if (h->state == FL_HELD && !file_same(h->fd, h->path)) {
+			h->state = FL_LOST;
+			snprintf(h->lost_reason, sizeof(h->lost_reason), "lock file was removed or replaced");
+			h->ev_lost = true;
+		}
+	}
+	s->alive_sent_ns = sent;
+	s->ev_alive = true;
+	queue_kick(s);
+}
+
+static struct lock_hold *fl_acquire(struct lock_session *s, const char *name, unsigned limit,
+                                    void *hold_ctx)
+{
+	struct lock_hold *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	h->s = s;
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	h->limit = limit ? limit : 1;
+	h->ctx = hold_ctx;
+	h->fd = -1;
+	h->prev = s->tail;
+	if (s->tail)
+		s->tail->next = h;
+	else
+		s->head = h;
+	s->tail = h;
+	/* Decided from the loop, never inside acquire(). */
+	s->need_scan = true;
+	queue_kick(s);
+	return h;
+}
+
+static void fl_release(struct lock_hold *h)
+{
+	struct lock_session *s = h->s;
+
+	/* Only close: if a lockctl command inherited this description, the
+	 * lock lasts until that command is gone too (see lockd's hold_fd). */
+	if (h->fd >= 0) {
+		close(h->fd);
+		s->need_scan = true;     /* local waiters need no inotify */
+		queue_kick(s);
+	}
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		s->head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	else
+		s->tail = h->prev;
+	free(h->path);
+	free(h);
+}
+
+static void *fl_hold_ctx(const struct lock_hold *h)
+{
+	return h->ctx;
+}
+
+static int fl_hold_fd(struct lock_hold *h)
+{
+	return h->state == FL_HELD ? h->fd : -1;
+}
+
+static void fl_close(struct lock_session *s)
+{
+	s->closing = true;
+	ev_timer_stop(s->loop, &s->poll_timer);
+	s->ev_closed = true;
+	queue_kick(s);
+}
+
+static void fl_destroy(struct lock_session *s)
+{
+	if (s == NULL)
+		return;
+	while (s->head)
+		fl_release(s->head);
+	ev_io_stop(s->loop, &s->ino_watcher);
+	ev_timer_stop(s->loop, &s->poll_timer);
+	ev_timer_stop(s->loop, &s->kick);
+	if (s->ino_fd >= 0)
+		close(s->ino_fd);
+	free(s->dir);
+	free(s);
+}
+
+const struct lock_backend_ops file_lock_ops = {
+	.scheme = "file",
+	.create = fl_create,
+	.open = fl_open,
+	.renew = fl_renew,
+	.acquire = fl_acquire,
+	.release = fl_release,
+	.hold_ctx = fl_hold_ctx,
+	.hold_fd = fl_hold_fd,
+	.close = fl_close,
+	.destroy = fl_destroy,
+	.check_timing = NULL,
+};

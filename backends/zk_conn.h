@@ -1,0 +1,154 @@
+/* ZooKeeper session driver, shared by the election backend (zk.c,
+ * zk_elect.c) and the lock backend (zk_lock.c): one libzookeeper_st handle
+ * driven by libev, the session's states, request slots, the send time of
+ * every answered request (session_alive) and an event queue delivered from
+ * the loop, never from inside the call that caused an event.
+ *
+ * The owner (struct backend or struct lock_session) embeds a struct zk_conn
+ * and is called back through struct zk_conn_owner. */
+#ifndef ELECT_ZK_CONN_H
+#define ELECT_ZK_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ev.h>
+#include <zookeeper/zookeeper.h>
+
+#include "backends/backend.h"
+
+/* What a request is for (both users' kinds; the driver only needs OP_DELETE:
+ * close waits for deletes in flight). */
+enum zk_op {
+	OP_PARENT, OP_FIND, OP_OWNER, OP_CREATE, OP_CHECK, OP_WATCH, OP_LEADER, OP_RENEW,
+	OP_DELETE, OP_SIGNAL
+};
+
+/* One asynchronous request. Owned by the connection, not by the completion:
+ * the single-threaded client may drop pending completions when the handle
+ * is closed (ZOOKEEPER-2894), so closing the handle frees what is left. */
+struct zk_req {
+	struct zk_conn *c;
+	struct zk_req *prev, *next;
+	enum zk_op op;
+	uint64_t tag;             /* the owner's: candidacy or hold it belongs to */
+	int64_t sent_ns;          /* clock_now_ns() just before the send */
+	char *arg;                /* node name it is about, or NULL */
+};
+
+enum zk_event_kind {
+	ZE_ALIVE, ZE_FAILED, ZE_CLOSED,        /* session, from the driver */
+	ZE_ELECTED, ZE_LOST, ZE_LEADER,        /* election */
+	ZE_GRANTED, ZE_HOLD_LOST, ZE_QUEUED, ZE_SESSION_LOST /* locks */
+};
+
+struct zk_event {
+	enum zk_event_kind kind;
+	int64_t num;
+	char *str;
+	void *ptr;
+};
+
+struct zk_conn_owner {
+	/* Should a session be open now? (the driver connects when it is not) */
+	bool (*wants_session)(void *owner);
+	/* Connected with an acceptable timeout; new_session is false when the
+	 * client got the same session back after a disconnect. */
+	void (*connected)(void *owner, bool new_session);
+	/* The server refused the timeout; the handle is dropped unless the
+	 * owner returns false (it then sets drop_handle itself later). */
+	bool (*refused)(void *owner);
+	/* The session ended (expired, auth failed): the handle is being dropped. */
+	void (*ended)(void *owner, const char *why);
+	/* The handle was closed: forget what was in flight on it. */
+	void (*handle_closed)(void *owner);
+	void (*retry)(void *owner);
+	void (*deliver)(void *owner, const struct zk_event *e);
+	void (*free)(void *owner);
+};
+
+struct zk_conn {
+	const struct zk_conn_owner *ops;
+	void *owner;
+	struct ev_loop *loop;
+	const char *auth;            /* "user:password" or NULL */
+	char *hosts, *path;          /* "h1:2181,h2:2181", "/elect/web" */
+	int ttl_ms;
+	int64_t retry_ns, renew_timeout_ns, close_timeout_ns;
+	struct ACL_vector *acl;
+	zhandle_t *zh;
+	int64_t session_id;          /* of the current handle's session, 0 = none yet */
+
+	ev_io io;                    /* the client's socket */
+	ev_timer zk_timer;           /* the client's own timeout (pings, reconnect) */
+	ev_timer kick;               /* deferred work: events, handle close */
+	ev_timer retry;              /* back-off before the next attempt */
+	ev_timer renew_timeout, close_timer;
+
+	bool connected, refused, warned_longer;
+	bool closing, close_expired, close_done;
+	bool drop_handle, in_zk_close;
+	bool renew_inflight, renew_late;
+	int64_t alive_reported_ns;
+	/* Answers prove the session but, after a reconnect, not the owner's
+	 * node: while held, session_alive is kept back (zk_release_alive). */
+	bool hold_alive;
+	int64_t held_alive_ns;
+
+	struct zk_req *reqs;         /* in flight */
+	struct zk_event *q;          /* events waiting for delivery: q[qhead..qlen) */
+	int qhead, qlen, qcap;
+	bool in_flush, destroy_pending;
+};
+
+/* Parse the URL (path_name names the path when the URL has none), check the
+ * timing and auth, set up the watchers. No I/O. -1 with a message. */
+int zk_conn_init(struct zk_conn *c, const struct backend_params *p, const char *path_name,
+                 const struct zk_conn_owner *ops, void *owner, char *err, size_t errlen);
+/* Stop everything and free what the connection owns (not the owner). */
+void zk_conn_cleanup(struct zk_conn *c);
+/* The owner's destroy: frees now, or after the event being delivered. */
+void zk_conn_destroy(struct zk_conn *c);
+/* Start closing: the handle is closed (closeSession) once no delete is in
+ * flight or after the close timeout, then ZE_CLOSED is delivered. */
+void zk_conn_close(struct zk_conn *c);
+
+void zk_queue(struct zk_conn *c, enum zk_event_kind kind, int64_t num, const char *str, void *ptr);
+/* Drop queued events for which drop(e, arg) is true. */
+void zk_purge(struct zk_conn *c, bool (*drop)(const struct zk_event *e, void *arg), void *arg);
+void zk_kick(struct zk_conn *c);
+void zk_retry_later(struct zk_conn *c, int64_t after_ns);
+
+struct zk_req *zk_req_new(struct zk_conn *c, enum zk_op op, const char *arg);
+void zk_req_free(struct zk_req *r);
+/* The request's completion came; returns the owner, or NULL when the handle
+ * is closing (r is then already freed). Notes the session alive when the
+ * server answered. */
+void *zk_req_done(struct zk_req *r, int rc);
+/* Is a request of this kind (about arg, unless NULL) in flight? */
+bool zk_req_pending(const struct zk_conn *c, enum zk_op op, const char *arg);
+bool zk_connection_error(int rc);
+/* The last component of a path. */
+const char *zk_basename(const char *path);
+/* A create's answer: the node exists and our session owns it (the
+ * ephemeralOwner check of DESIGN.md: never take a node that is not ours). */
+bool zk_created_ours(const struct zk_conn *c, int rc, const char *value, const struct Stat *stat);
+/* "<conn path>/<name>", malloc'd (NULL when out of memory). */
+char *zk_child_path(const struct zk_conn *c, const char *name);
+
+/* Creates path and its parents (persistent, empty), one pipelined request
+ * each; done() runs for each, the one with r->arg == path decides. false if
+ * a send failed (the caller retries later). */
+bool zk_send_parents(struct zk_conn *c, const char *path, uint64_t tag, string_completion_t done);
+
+/* Reports (or, while held, keeps) a session_alive for this send time. */
+void zk_note_alive(struct zk_conn *c, int64_t sent_ns);
+void zk_release_alive(struct zk_conn *c);
+
+/* Renewals: a renewal can be sent now (else a session_failed is queued);
+ * the renewal was sent (starts its timeout); its answer came. */
+bool zk_renew_wanted(struct zk_conn *c);
+void zk_renew_sent(struct zk_conn *c);
+void zk_renew_answered(struct zk_conn *c, int rc);
+
+#endif

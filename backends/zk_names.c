@@ -1,0 +1,223 @@
+/* ZooKeeper backend: URL parsing and candidate-node arithmetic (no I/O
+ * except the guid's /dev/urandom read). */
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "backends/zk.h"
+
+/* Each of "host:port,host:port" must name a host and a port in 1..65535. */
+static int check_hosts(const char *hosts, char *err, size_t errlen)
+{
+	const char *p = hosts;
+
+	if (*p == '\0') {
+		snprintf(err, errlen, "zk URL has no servers: write zk://HOST:PORT[,HOST:PORT...]/PATH");
+		return -1;
+	}
+	while (*p) {
+		const char *end = strchr(p, ','), *colon;
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		long port = 0;
+		size_t i;
+
+		colon = memrchr(p, ':', len);
+		if (colon == NULL || colon == p || (size_t)(colon - p) + 1 >= len)
+			goto bad;
+		for (i = (size_t)(colon - p) + 1; i < len; i++) {
+			if (!isdigit((unsigned char)p[i]) || port > 65535)
+				goto bad;
+			port = port * 10 + (p[i] - '0');
+		}
+		if (port < 1 || port > 65535)
+			goto bad;
+		p += len + (end ? 1 : 0);
+		if (end && *p == '\0')
+			goto bad;
+		continue;
+bad:
+		snprintf(err, errlen, "zk URL server '%.*s' is not HOST:PORT (port 1-65535)", (int)len, p);
+		return -1;
+	}
+	return 0;
+}
+
+/* ZooKeeper paths: '/'-separated non-empty components, no "." or "..". */
+static int check_path(const char *path, char *err, size_t errlen)
+{
+	const char *p = path;
+
+	if (strcmp(path, "/zookeeper") == 0 || strncmp(path, "/zookeeper/", 11) == 0) {
+		snprintf(err, errlen, "zk path '%s' is inside ZooKeeper's reserved /zookeeper tree", path);
+		return -1;
+	}
+	while (*p == '/') {
+		const char *next = strchr(p + 1, '/');
+		size_t len = next ? (size_t)(next - p - 1) : strlen(p + 1);
+
+		if (len == 0 || (len == 1 && p[1] == '.') || (len == 2 && p[1] == '.' && p[2] == '.')) {
+			snprintf(err, errlen, "zk path '%s' has an empty, '.' or '..' component", path);
+			return -1;
+		}
+		for (size_t i = 1; i <= len; i++) {
+			if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f) {
+				snprintf(err, errlen, "zk path '%s' contains a control character", path);
+				return -1;
+			}
+		}
+		if (next == NULL)
+			return 0;
+		p = next;
+	}
+	snprintf(err, errlen, "zk path '%s' is not absolute", path);
+	return -1;
+}
+
+int zk_parse_url(const char *url, const char *name, char **hosts, char **path,
+                 char *err, size_t errlen)
+{
+	char *h = NULL, *rel = NULL, *abs = NULL;
+	size_t len;
+
+	*hosts = *path = NULL;
+	if (backend_split_url(url, &h, &rel, err, errlen) < 0)
+		return -1;
+	if (check_hosts(h, err, errlen) < 0)
+		goto fail;
+	len = strlen(rel);
+	while (len > 0 && rel[len - 1] == '/')
+		rel[--len] = '\0';
+	if (len == 0) {
+		if (name == NULL || *name == '\0' || strchr(name, '/') != NULL) {
+			snprintf(err, errlen, "zk URL '%s' has no path and the election name cannot be one: "
+			         "write zk://HOST:PORT/PATH", url);
+			goto fail;
+		}
+		if (asprintf(&abs, "/%s", name) < 0)
+			abs = NULL;
+	} else if (asprintf(&abs, "/%s", rel) < 0) {
+		abs = NULL;
+	}
+	if (abs == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	if (check_path(abs, err, errlen) < 0)
+		goto fail;
+	free(rel);
+	*hosts = h;
+	*path = abs;
+	return 0;
+fail:
+	free(h);
+	free(rel);
+	free(abs);
+	return -1;
+}
+
+int64_t zk_node_seq(const char *name)
+{
+	size_t len = strlen(name), start = len;
+	int64_t seq = 0;
+
+	while (start > 0 && isdigit((unsigned char)name[start - 1]))
+		start--;
+	/* The server appends exactly ten digits; fewer is not a sequential node. */
+	if (len - start < 10 || len - start > 18)
+		return -1;
+	for (size_t i = start; i < len; i++)
+		seq = seq * 10 + (name[i] - '0');
+	return seq;
+}
+
+void zk_view_of(const char *const *children, int n, const char *own_name, struct zk_view *v)
+{
+	int64_t low = -1, own = -1, pred = -1;
+
+	v->lowest = v->own = v->pred = -1;
+	for (int i = 0; i < n; i++) {
+		if (own_name != NULL && strcmp(children[i], own_name) == 0) {
+			v->own = i;
+			own = zk_node_seq(children[i]);
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		int64_t s = zk_node_seq(children[i]);
+
+		if (s < 0)
+			continue;
+		if (low < 0 || s < low) {
+			low = s;
+			v->lowest = i;
+		}
+		if (own >= 0 && s < own && s > pred) {
+			pred = s;
+			v->pred = i;
+		}
+	}
+}
+
+int zk_find_guid(const char *const *children, int n, const char *guid)
+{
+	for (int i = 0; i < n; i++)
+		if (strstr(children[i], guid) != NULL)
+			return i;
+	return -1;
+}
+
+int zk_make_guid(char out[ZK_GUID_LEN + 1])
+{
+	unsigned char r[16];
+	ssize_t got;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	got = read(fd, r, sizeof(r));
+	close(fd);
+	if (got != (ssize_t)sizeof(r))
+		return -1;
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+	snprintf(out, ZK_GUID_LEN + 1,
+	         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+	         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+	         r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
+	return 0;
+}
+
+int zk_lock_view(const char *const *children, int n, const char *own_name, unsigned limit,
+                 int *rank, int *watch)
+{
+	int64_t own = -1, below_max = -1;
+	int own_i = -1, nw = 0, pred = -1;
+
+	*rank = 0;
+	for (int i = 0; i < n && own_i < 0; i++)
+		if (strcmp(children[i], own_name) == 0)
+			own_i = i;
+	if (own_i < 0 || (own = zk_node_seq(own_name)) < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		int64_t s = zk_node_seq(children[i]);
+
+		if (s < 0 || s >= own)
+			continue;
+		watch[(*rank)++] = i;
+		if (s > below_max) {
+			below_max = s;
+			pred = i;
+		}
+	}
+	if ((unsigned)*rank < limit)
+		nw = 0;                    /* granted: nothing to wait for */
+	else if ((unsigned)*rank == limit)
+		nw = *rank;                /* first in line: every holder below us */
+	else
+		watch[nw++] = pred;        /* behind another waiter: just that one */
+	return nw;
+}
