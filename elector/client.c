@@ -38,33 +38,15 @@ static void print_unexpected(const char *socket_path, const struct uclient_reply
 	uclient_print_unexpected(&c, r);
 }
 
-int client_status(const char *socket_path)
+/* A request whose 200 answer is printed: 0, 1 (other answer; 409 means
+ * "not leader" for resign) or 2 (agent unreachable). */
+static int print_answer(const char *socket_path, const char *method, const char *target)
 {
 	struct uclient_reply r;
 	int status;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (request(socket_path, "GET", "/v1/status", CLIENT_TIMEOUT_MS, &r) < 0) {
-		status = 2;
-	} else if (r.code == 200) {
-		uclient_print_body(stdout, &r);
-		status = 0;
-	} else {
-		print_unexpected(socket_path, &r);
-		status = 1;
-	}
-	free(r.body);
-	curl_global_cleanup();
-	return status;
-}
-
-int client_resign(const char *socket_path)
-{
-	struct uclient_reply r;
-	int status;
-
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	if (request(socket_path, "POST", "/v1/resign", CLIENT_TIMEOUT_MS, &r) < 0) {
+	if (request(socket_path, method, target, CLIENT_TIMEOUT_MS, &r) < 0) {
 		status = 2;
 	} else if (r.code == 200) {
 		uclient_print_body(stdout, &r);
@@ -79,6 +61,16 @@ int client_resign(const char *socket_path)
 	free(r.body);
 	curl_global_cleanup();
 	return status;
+}
+
+int client_status(const char *socket_path)
+{
+	return print_answer(socket_path, "GET", "/v1/status");
+}
+
+int client_resign(const char *socket_path)
+{
+	return print_answer(socket_path, "POST", "/v1/resign");
 }
 
 /* Reads is_leader and index from a status body. -1 if it is not one. */

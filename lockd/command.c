@@ -9,18 +9,9 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/valgrind.h"
 #include "lockd/command.h"
 
-/* valgrind 3.19 does not know the pidfd calls (it warns, fails them with
- * ENOSYS): under it, answer as a kernel without them would. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
 
 /* ppid and process group of pid from /proc/PID/stat; -1 if unreadable. */
 static int read_stat(pid_t pid, pid_t *ppid, pid_t *pgrp)

@@ -37,18 +37,9 @@
 #include "common/log.h"
 #include "common/options.h"
 #include "common/uclient.h"
+#include "common/valgrind.h"
 #include "hooks/proc.h"
 
-/* valgrind does not know pidfd_getfd (it warns and fails the call): under
- * it, skip the descriptor copy, which is a safety extra. */
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
 
 #define EX_USAGE_ 2
 #define EX_TEMPFAIL_ 75

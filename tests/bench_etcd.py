@@ -43,7 +43,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 import etcd_server  # noqa: E402
-from harness import now_ns, wait_for  # noqa: E402
+from harness import now_ns, pid_alive, wait_for  # noqa: E402
 
 LOCK_TTL = 2
 
@@ -96,14 +96,6 @@ class H2Parser:
                 kinds.append('ping')
         return kinds
 
-
-def pid_alive(pid):
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            st = f.read()
-        return st[st.rfind(')') + 2] != 'Z'
-    except OSError:
-        return False
 
 
 def stats_row(label, xs):

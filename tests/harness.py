@@ -228,7 +228,7 @@ def leadercmd_path():
     return _leadercmd_path
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
     try:
         with open('/proc/%d/stat' % pid) as f:
             st = f.read()
@@ -581,17 +581,17 @@ class ElectTestCase(unittest.TestCase):
                 problems.append('cleanup of %s: %r' % (p.name, e))
         # Leader commands (and their watchers) that outlived their agent.
         for pid in self._extra_pids:
-            if pid > 1 and _pid_alive(pid):
+            if pid > 1 and pid_alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
         pids = [p for p in self._leader_cmd_pids() if p > 1]
         end = time.monotonic() + 2 * scale()     # PDEATHSIG kills are not instant
-        while any(_pid_alive(x) for x in pids) and time.monotonic() < end:
+        while any(pid_alive(x) for x in pids) and time.monotonic() < end:
             time.sleep(0.02)
         for pid in pids:
-            if pid > 1 and _pid_alive(pid):
+            if pid > 1 and pid_alive(pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:

@@ -550,8 +550,8 @@ class LockdCases:
     def test_kill9_lockctl_handover_never_overlaps(self):
         """kill -9 of `lockctl run`: the kernel closes lockctl's socket (lockd
         sees EOF) before it sends PDEATHSIG to the command, so lockd must not
-        free the lock until the command is dead. The holder alternates
-        between two lockds; each round a waiter queues through the other one
+        free the lock until the command is dead. Each round a waiter queues
+        through the other lockd (every third round through the holder's own)
         and the holder's lockctl is killed; no handover may overlap. The
         command holds memory (leadercmd --mem), as a real one would, so its
         death takes longer than a backend handover (a few ms)."""
@@ -561,8 +561,10 @@ class LockdCases:
         cur = self.lockctl_run(ds[0], 'k9r', 'r0', log, extra=mem)
         self.one_holder(log)
         t0 = time.monotonic()
+        at = 0
         for i in range(1, self.kill9_rounds + 1):
-            d = ds[i % 2]
+            at = at if i % 3 == 0 else 1 - at
+            d = ds[at]
             nxt = self.lockctl_run(d, 'k9r', 'r%d' % i, log, args=['--wait', '60s'], extra=mem)
             wait_for(lambda: [lk['waiting_here'] for lk in d.locks()] == [1], 10,
                      msg='round %d: the waiter queued in lockd %s' % (i, d.id))
