@@ -73,11 +73,11 @@ static void put_line(const char *what, long long ns, long pid, int extra)
 /* Fork the death watcher. Returns the write end we must keep open. */
 static void start_watcher(long pid)
 {
-	int p[2];
+	int p[2], ready[2];
 	char c;
 	ssize_t r;
 
-	if (pipe(p) < 0) {
+	if (pipe(p) < 0 || pipe(ready) < 0) {
 		perror("leadercmd: pipe");
 		exit(3);
 	}
@@ -91,6 +91,12 @@ static void start_watcher(long pid)
 		struct sched_param sp = { .sched_priority = 1 };
 
 		setsid();
+		/* Out of the command's process group now: tell the command. Until
+		 * then a SIGKILL to the group (elect kills what is left of a
+		 * leader command's group) could take the watcher down too, and
+		 * the command's end would go unrecorded. */
+		close(ready[0]);
+		close(ready[1]);
 		/* Real-time priority (root only; best effort): the death time is
 		 * taken on wake-up, which ordinary load must not delay. */
 		(void)sched_setscheduler(0, SCHED_FIFO, &sp);
@@ -108,6 +114,12 @@ static void start_watcher(long pid)
 	}
 	default:
 		close(p[0]);
+		/* The start line is written only once the watcher is safe. */
+		close(ready[1]);
+		do
+			r = read(ready[0], &c, 1);
+		while (r < 0 && errno == EINTR);
+		close(ready[0]);
 	}
 }
 

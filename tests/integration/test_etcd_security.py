@@ -104,8 +104,12 @@ class EtcdSecurityCase(ElectTestCase):
     def sidecar(self, id, srv, args=(), env=None, **t):
         kw = timing()
         kw.update(t)
+        # Under valgrind an OpenSSL handshake alone can take seconds: give
+        # requests time in proportion to the longer TTL (the default is
+        # min(renew, 2s)), as every other duration here is scaled.
+        extra = ['--request-timeout', '6s'] if scale() >= 5 else []
         return self.agent(mode='sidecar', id=id, name='web', backend='etcd://%s/web' % srv.endpoint,
-                          args=list(args), env=env, **kw)
+                          args=extra + list(args), env=env, **kw)
 
     def assert_never_leads(self, a, seconds):
         end = time.monotonic() + seconds * scale()
