@@ -60,10 +60,9 @@ static int act_start_command(void *ctx, uint64_t token, int inherit_fd)
 	snprintf(id, sizeof(id), "ELECT_ID=%s", a->o->id);
 	snprintf(leader, sizeof(leader), "ELECT_LEADER=%s", a->o->id);
 	snprintf(backend, sizeof(backend), "ELECT_BACKEND=%s", a->o->backend);
-	errno = 0;
 	a->cmd = proc_spawn(a->loop, &spec, on_command_exit, a, err, sizeof(err));
 	if (a->cmd == NULL) {
-		int code = (errno == ENOENT || strstr(err, strerror(ENOENT))) ? 127 : 126;
+		int code = errno == ENOENT ? 127 : 126;   /* as a shell reports it */
 		log_error("%s", err);
 		return code;
 	}

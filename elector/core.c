@@ -93,7 +93,7 @@ int64_t elector_step_down_budget(const struct elector_config *cfg)
 	return budget;
 }
 
-int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen)
+int elector_check_timing(const struct elector_config *cfg, char *err, size_t errlen)
 {
 	char ttl[32], renew[32], grace[32], hook[32], left[32];
 	int64_t lead_for, hooks_ns;
@@ -102,8 +102,6 @@ int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "--ttl, --renew and --hook-timeout must be positive and --kill-grace not negative");
 		return -1;
 	}
-	/* Covers the loop's own lateness and clock-rate differences. */
-	cfg->margin_ns = lease_margin(cfg->ttl_ns);
 	duration_format(cfg->ttl_ns, ttl, sizeof(ttl));
 	duration_format(cfg->renew_ns, renew, sizeof(renew));
 	duration_format(cfg->kill_grace_ns, grace, sizeof(grace));

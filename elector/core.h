@@ -26,7 +26,6 @@ enum elector_state {
 struct elector_config {
 	const char *name, *id, *backend_url;
 	int64_t ttl_ns, renew_ns, kill_grace_ns, hook_timeout_ns;
-	int64_t margin_ns;          /* set by elector_check_timing() */
 	int64_t backoff_ns;         /* wait before campaigning again after resign / failed elected hook */
 	bool has_command;           /* wrapper mode: a leader command runs while leading */
 	bool once;                  /* run the command at most once, then exit */
@@ -79,9 +78,9 @@ struct elector_status {
 
 struct elector;
 
-/* Checks that the timing can be safe (DESIGN.md rule 4) and sets margin_ns.
+/* Checks that the timing can be safe (DESIGN.md rule 4).
  * Returns -1 with the reason in err. */
-int elector_check_timing(struct elector_config *cfg, char *err, size_t errlen);
+int elector_check_timing(const struct elector_config *cfg, char *err, size_t errlen);
 /* Step-down budget: the longest stopping leader work can take. */
 int64_t elector_step_down_budget(const struct elector_config *cfg);
 

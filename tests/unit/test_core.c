@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "elector/core.h"
+#include "elector/lease.h"
 
 #define MS NS_PER_MS
 #define S  NS_PER_SEC
@@ -244,7 +245,7 @@ static void test_failing_renewals_step_down_by_deadline(void **state)
 	elector_free(e);
 	e = make(f);
 	win(e, 7);
-	deadline = t0 + f->cfg.ttl_ns - f->cfg.margin_ns;
+	deadline = t0 + f->cfg.ttl_ns - lease_margin(f->cfg.ttl_ns);
 	budget = elector_step_down_budget(&f->cfg);
 	/* Renewals fail from now on: the leader is suspended but keeps leading. */
 	advance_to(e, t0 + f->cfg.renew_ns);
