@@ -121,4 +121,4 @@ uninstall:
 clean:
 	rm -rf build build-asan bin bin-asan
 
--include $(shell find build build-asan -name '*.d' 2>/dev/null)
+-include $(shell find $(sort build build-asan $(BUILD)) -name '*.d' 2>/dev/null)

@@ -1,5 +1,6 @@
 /* Internals shared by the etcd backends' files: etcd.c (the election,
- * etcd_backend_ops), etcd_lock.c (named locks, etcd_lock_ops), etcd_http.c
+ * etcd_backend_ops), etcd_lock.c and etcd_lock_list.c (named locks and
+ * their listings, etcd_lock_ops; private header etcd_lock.h), etcd_http.c
  * (the client: requests to the v3 JSON gateway over libcurl multi,
  * endpoints, rotation, timeouts, auth) and etcd_session.c (the lease and the
  * event queue both backends use). Not a public interface; the backends are
@@ -68,6 +69,10 @@ struct etcd_client {
 	char *user, *password, *token;
 	bool failing;              /* logging: one line per state change */
 	bool auth_failing;         /* the same for refused credentials */
+	/* Refused credentials: the next login waits auth_backoff_ns (doubling
+	 * up to AUTH_BACKOFF_MAX_NS), as every login costs etcd a bcrypt. */
+	int64_t auth_backoff_ns, auth_next_ns;
+	ev_timer auth_timer;
 	struct etcd_req r_auth;
 	struct etcd_req *auth_waiters;
 };

@@ -21,6 +21,7 @@
 #define GRPC_DEADLINE_EXCEEDED 4
 #define GRPC_UNAVAILABLE       14
 #define GRPC_UNAUTHENTICATED   16
+#define AUTH_BACKOFF_MAX_NS (4 * NS_PER_SEC)
 #define ETCD_MIN_TTL_S 2        /* etcd's minimum lease TTL with default timing */
 
 static void req_start(struct etcd_req *r);
@@ -114,6 +115,15 @@ static int check_files(const struct backend_params *p, char *err, size_t errlen)
 	return 0;
 }
 
+static void start_auth(struct etcd_client *b);
+
+static void auth_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	start_auth(w->data);
+}
+
 int etcd_client_init(struct etcd_client *b, const struct backend_params *p, char **path,
                      char *err, size_t errlen)
 {
@@ -123,6 +133,8 @@ int etcd_client_init(struct etcd_client *b, const struct backend_params *p, char
 	memset(b, 0, sizeof(*b));
 	*path = NULL;
 	b->loop = p->loop;
+	ev_init(&b->auth_timer, auth_timer_cb);
+	b->auth_timer.data = b;
 	b->tls_ca = p->tls_ca;
 	b->tls_cert = p->tls_cert;
 	b->tls_key = p->tls_key;
@@ -193,6 +205,14 @@ static void auth_done(struct etcd_req *r, const json_t *ans, const char *err)
 	else if (b->auth_failing)
 		log_info("etcd: authenticated as '%s'", b->user);
 	b->auth_failing = err != NULL && !r->transport_error;
+	if (b->auth_failing) {
+		b->auth_backoff_ns = b->auth_backoff_ns ? b->auth_backoff_ns * 2 : b->retry_ns;
+		if (b->auth_backoff_ns > AUTH_BACKOFF_MAX_NS)
+			b->auth_backoff_ns = AUTH_BACKOFF_MAX_NS;
+		b->auth_next_ns = clock_now_ns() + b->auth_backoff_ns;
+	} else {
+		b->auth_backoff_ns = 0;
+	}
 	/* Take the whole list first: a done() below may queue new waiters. */
 	b->auth_waiters = NULL;
 	while (waiting != NULL) {
@@ -368,10 +388,19 @@ static int setup_easy(struct etcd_req *r)
 	return 0;
 }
 
+/* Logs in for the waiting requests; after refused credentials not before
+ * the backoff has passed (the waiters wait with it). */
 static void start_auth(struct etcd_client *b)
 {
-	if (b->r_auth.busy)
+	int64_t wait = b->auth_failing ? b->auth_next_ns - clock_now_ns() : 0;
+
+	if (b->r_auth.busy || ev_is_active(&b->auth_timer))
 		return;
+	if (wait > 0) {
+		ev_timer_set(&b->auth_timer, clock_ns_to_ev(wait), 0.);
+		ev_timer_start(b->loop, &b->auth_timer);
+		return;
+	}
 	if (b->r_auth.done == NULL)
 		etcd_req_init(b, &b->r_auth, b, "authenticate", auth_done);
 	etcd_req_send(&b->r_auth, "/v3/auth/authenticate", etcd_body_auth(b->user, b->password));
@@ -459,6 +488,8 @@ void etcd_req_free(struct etcd_req *r)
 
 void etcd_client_free(struct etcd_client *b)
 {
+	if (b->loop)
+		ev_timer_stop(b->loop, &b->auth_timer);
 	etcd_req_free(&b->r_auth);
 	curl_ev_free(b->cev);
 	for (int i = 0; i < b->n_endpoints; i++)

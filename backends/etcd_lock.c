@@ -28,65 +28,19 @@
  *
  * renew() also reads the keys of granted holds (128 per txn, etcd's default
  * --max-txn-ops) to report hold_lost when someone deleted one.
+ *
+ * list(), who holds and waits for each name, is in etcd_lock_list.c.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/etcd.h"
-#include "backends/lock.h"
+#include "backends/etcd_lock.h"
 #include "common/clock.h"
 #include "common/log.h"
 
-#define VERIFY_BATCH 128
-
 enum lock_event_kind { LK_ALIVE, LK_FAILED, LK_LOST, LK_GRANTED, LK_HOLD_LOST, LK_CLOSED, LK_QUEUED };
-
-enum hold_state {
-	H_QUEUED,     /* no session yet */
-	H_WAITING,    /* creating our key, checking, or watching the window */
-	H_GRANTED,
-	H_DEAD,       /* lost, or the session is gone: waits for release() */
-	H_RELEASING   /* released: deleting our key, then freed */
-};
-
-struct lock_session {
-	const struct lock_events *ev;
-	void *ctx;
-	struct ev_loop *loop;
-	char *id;
-	char *prefix;              /* "PREFIX/" or "" */
-	struct etcd_client c;
-	struct etcd_lease lease;
-	struct etcd_events q;      /* q.gen drops hold events of a lost session */
-	bool want_session, closing;
-	bool recheck;              /* a keepalive failed: check waiters once it works */
-	struct lock_hold *holds;
-	ev_timer retry;            /* lease grant after a failure */
-	/* renew(): granted holds whose keys are being read, VERIFY_BATCH at a time. */
-	struct etcd_req r_verify;
-	struct lock_hold *verifying[VERIFY_BATCH];
-	size_t n_verifying;
-	unsigned verify_round;
-};
-
-struct lock_hold {
-	struct lock_session *s;
-	struct lock_hold *next, **pprev;
-	void *ctx;
-	char *name;
-	unsigned limit;
-	char *pfx;                 /* "PREFIX/NAME/" */
-	char *key;                 /* ours, NULL until the session is up */
-	int64_t rev;               /* create revision of key, 0 until known */
-	enum hold_state state;
-	unsigned verified_round;
-	struct etcd_req r;         /* create, check or delete */
-	struct etcd_watch w;       /* of the window */
-	bool queued_sent;          /* queued() reported */
-	ev_timer retry;
-};
 
 static void hold_step(struct lock_hold *h);
 static void session_gone(struct lock_session *s, const char *reason);
@@ -595,6 +549,7 @@ static void lk_free(void *owner)
 {
 	struct lock_session *s = owner;
 
+	etcd_lock_list_abort_all(s); /* none left after destroy(); before the client goes */
 	while (s->holds)
 		hold_free(s->holds);
 	ev_timer_stop(s->loop, &s->retry);
@@ -609,8 +564,11 @@ static void lk_free(void *owner)
 
 static void lk_destroy(struct lock_session *s)
 {
-	if (s != NULL)
-		etcd_events_destroy(&s->q);
+	if (s == NULL)
+		return;
+	/* Now, not in lk_free: that may run later, after the current event. */
+	etcd_lock_list_abort_all(s);
+	etcd_events_destroy(&s->q);
 }
 
 static int lk_create(struct lock_session **out, const struct backend_params *p,
@@ -659,6 +617,7 @@ const struct lock_backend_ops etcd_lock_ops = {
 	.release = lk_release,
 	.hold_ctx = lk_hold_ctx,
 	.hold_fd = NULL,
+	.list = etcd_lock_list,
 	.close = lk_close,
 	.destroy = lk_destroy,
 	.check_timing = etcd_check_timing,

@@ -1,6 +1,7 @@
 /* The etcd v3 JSON gateway's wire format: bodies we send, answers we parse.
  * Everything the server says is untrusted: any unexpected shape is an error
- * return, never a crash. */
+ * return, never a crash. The lock listings' answers are read in
+ * etcd_proto_list.c. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -118,17 +119,23 @@ int etcd_json_int64(const json_t *obj, const char *field, int64_t def, int64_t *
 	return -1;
 }
 
-/* Decodes a base64 string field of obj; NULL if missing or invalid. */
-static char *b64_field(const json_t *obj, const char *field)
+char *etcd_json_b64(const json_t *obj, const char *field, size_t *n)
 {
 	const json_t *v = json_object_get(obj, field);
-	size_t n;
 
+	*n = 0;
 	if (v == NULL)          /* proto3 leaves out empty values */
 		return strdup("");
 	if (!json_is_string(v))
 		return NULL;
-	return etcd_b64_decode(json_string_value(v), json_string_length(v), &n);
+	return etcd_b64_decode(json_string_value(v), json_string_length(v), n);
+}
+
+static char *b64_field(const json_t *obj, const char *field)
+{
+	size_t n;
+
+	return etcd_json_b64(obj, field, &n);
 }
 
 enum etcd_answer etcd_parse_answer(const char *body, size_t len, json_t **out, int *grpc_code,
@@ -202,8 +209,7 @@ int etcd_parse_keepalive(const json_t *a, int64_t *ttl, char *err, size_t errlen
 	return 0;
 }
 
-/* responses[i].<kind> of a txn answer, or NULL. */
-static const json_t *txn_response(const json_t *a, size_t i, const char *kind)
+const json_t *etcd_txn_response(const json_t *a, size_t i, const char *kind)
 {
 	const json_t *rs = json_object_get(a, "responses");
 
@@ -238,7 +244,7 @@ int etcd_parse_campaign(const json_t *a, int64_t *create_rev, char *err, size_t 
 		if (etcd_json_int64(json_object_get(a, "header"), "revision", 0, create_rev) < 0)
 			*create_rev = 0;
 	} else {
-		const json_t *kv = first_kv(txn_response(a, 0, "response_range"), &bad);
+		const json_t *kv = first_kv(etcd_txn_response(a, 0, "response_range"), &bad);
 		if (kv && etcd_json_int64(kv, "create_revision", 0, create_rev) < 0)
 			*create_rev = 0;
 	}
@@ -251,8 +257,8 @@ int etcd_parse_campaign(const json_t *a, int64_t *create_rev, char *err, size_t 
 
 int etcd_parse_check(const json_t *a, struct etcd_check *c, char *err, size_t errlen)
 {
-	const json_t *own = txn_response(a, 0, "response_range");
-	const json_t *lead = txn_response(a, 1, "response_range");
+	const json_t *own = etcd_txn_response(a, 0, "response_range");
+	const json_t *lead = etcd_txn_response(a, 1, "response_range");
 	const json_t *kv;
 	int bad = 0;
 
@@ -268,7 +274,7 @@ int etcd_parse_check(const json_t *a, struct etcd_check *c, char *err, size_t er
 	}
 	if ((kv = first_kv(lead, &bad)) != NULL && (c->leader_id = b64_field(kv, "value")) == NULL)
 		goto malformed;
-	const json_t *pred = txn_response(a, 2, "response_range");
+	const json_t *pred = etcd_txn_response(a, 2, "response_range");
 	if (pred && (kv = first_kv(pred, &bad)) != NULL) {
 		if ((c->pred_key = b64_field(kv, "key")) == NULL || c->pred_key[0] == '\0' ||
 		    etcd_json_int64(kv, "create_revision", 0, &c->pred_rev) < 0 || c->pred_rev <= 0)
@@ -305,7 +311,7 @@ static int range_rev(const json_t *range, int64_t *rev)
 int etcd_parse_keys(const json_t *a, size_t n, int64_t *create_revs, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (range_rev(txn_response(a, i, "response_range"), &create_revs[i]) < 0) {
+		if (range_rev(etcd_txn_response(a, i, "response_range"), &create_revs[i]) < 0) {
 			snprintf(err, errlen, "malformed key check answer");
 			return -1;
 		}
@@ -316,7 +322,7 @@ int etcd_parse_keys(const json_t *a, size_t n, int64_t *create_revs, char *err, 
 int etcd_parse_lock_create(const json_t *a, int64_t *create_rev, bool *among_first, char *err,
                            size_t errlen)
 {
-	const json_t *first = txn_response(a, 1, "response_range"), *kvs, *kv;
+	const json_t *first = etcd_txn_response(a, 1, "response_range"), *kvs, *kv;
 	size_t i;
 
 	*among_first = false;
@@ -337,12 +343,12 @@ int etcd_parse_lock_create(const json_t *a, int64_t *create_rev, bool *among_fir
 
 int etcd_parse_lock_check(const json_t *a, struct etcd_lock_check *c, char *err, size_t errlen)
 {
-	const json_t *before = txn_response(a, 1, "response_range"), *kvs, *kv;
+	const json_t *before = etcd_txn_response(a, 1, "response_range"), *kvs, *kv;
 	size_t i;
 
 	memset(c, 0, sizeof(*c));
 	if (etcd_json_int64(json_object_get(a, "header"), "revision", 0, &c->revision) < 0 ||
-	    c->revision <= 0 || range_rev(txn_response(a, 0, "response_range"), &c->own_rev) < 0)
+	    c->revision <= 0 || range_rev(etcd_txn_response(a, 0, "response_range"), &c->own_rev) < 0)
 		goto malformed;
 	kvs = before ? json_object_get(before, "kvs") : NULL;
 	if (kvs == NULL)
@@ -562,6 +568,48 @@ char *etcd_body_keys(const char *const *keys, size_t n)
 			json_decref(ops);
 			ops = NULL;
 		}
+	}
+	return dump(json_pack("{s:o}", "success", ops));
+}
+
+char *etcd_body_list_page(const char *prefix, const char *after, size_t after_len, unsigned limit,
+                          int64_t revision)
+{
+	char *end = etcd_prefix_end(prefix), *from = NULL, *from64 = NULL;
+	json_t *r = NULL;
+
+	/* The first key after `after` is `after` followed by a zero byte. */
+	if (after != NULL && (from = malloc(after_len + 1)) != NULL) {
+		memcpy(from, after, after_len);
+		from[after_len] = '\0';
+		from64 = etcd_b64_encode(from, after_len + 1);
+	}
+	if (end != NULL && (after == NULL || from64 != NULL))
+		r = json_pack("{s:o,s:o,s:o}", "key", after ? json_string(from64) : b64_json(prefix),
+		              "range_end", b64_json(end), "limit", i64_json(limit));
+	if (r != NULL && revision > 0)
+		json_object_set_new(r, "revision", i64_json(revision));
+	free(end);
+	free(from);
+	free(from64);
+	return dump(r);
+}
+
+char *etcd_body_list_names(const char *prefix, const char *const *names, size_t n, unsigned limit)
+{
+	json_t *ops = json_array();
+
+	for (size_t i = 0; ops && i < n; i++) {
+		char *pfx = NULL, *end = NULL;
+		if (asprintf(&pfx, "%s%s/", prefix, names[i]) < 0)
+			pfx = NULL;
+		if (pfx == NULL || (end = etcd_prefix_end(pfx)) == NULL ||
+		    json_array_append_new(ops, range_sorted(pfx, end, "ASCEND", 0, limit, false)) < 0) {
+			json_decref(ops);
+			ops = NULL;
+		}
+		free(pfx);
+		free(end);
 	}
 	return dump(json_pack("{s:o}", "success", ops));
 }

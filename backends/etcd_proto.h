@@ -28,6 +28,11 @@ char *etcd_prefix_end(const char *prefix);
 /* Reads an int64 field that the gateway writes as a string (or a number).
  * A missing field is def. Returns -1 if it is there but not an integer. */
 int etcd_json_int64(const json_t *obj, const char *field, int64_t def, int64_t *out);
+/* Decodes a base64 string field of obj, malloc'd, *n bytes (a missing field
+ * is "": proto3 leaves out empty values); NULL if invalid. */
+char *etcd_json_b64(const json_t *obj, const char *field, size_t *n);
+/* responses[i].<kind> of a txn answer, or NULL. */
+const json_t *etcd_txn_response(const json_t *a, size_t i, const char *kind);
 
 /* Outcome of etcd_parse_answer. */
 enum etcd_answer {
@@ -79,6 +84,42 @@ void etcd_lock_check_free(struct etcd_lock_check *c);
  * that is gone. */
 int etcd_parse_keys(const json_t *a, size_t n, int64_t *create_revs, char *err, size_t errlen);
 
+/* Listings of the lock backend (etcd_lock_list.c's list), all in
+ * etcd_proto_list.c: the keys of lock names, "PREFIX/NAME/<id>", with their
+ * values (the owner's id). Their request bodies are with the others below
+ * (etcd_body_list_page, etcd_body_list_names). */
+struct etcd_list_kv {
+	char *name;            /* NAME: between the prefix and the last '/' */
+	char *key;             /* the whole key */
+	char *value;           /* "" when empty (etcdctl lock) */
+	int64_t create_rev;
+	unsigned position;     /* in NAME's queue, set by etcd_list_finish */
+};
+struct etcd_list {
+	struct etcd_list_kv *kv;
+	size_t n, cap;
+	bool more;             /* keys left out: a range's limit, names not asked */
+	/* Pages of the range over the whole prefix (etcd_parse_list_page). */
+	int64_t revision;      /* the first page's: the others read the same view */
+	char *after;           /* the last key read, lock key or not (after_len bytes) */
+	size_t after_len;
+	bool next_page;        /* the server has keys after it */
+};
+/* Appends the lock keys of one page (a RangeResponse to etcd_body_list_page)
+ * or of the n ranges of a txn answer (etcd_body_list_names) to l. Keys that
+ * are not PREFIX/NAME/<id> with a valid lock name are skipped. A malformed
+ * answer is -1 and leaves l as it was. */
+int etcd_parse_list_page(const json_t *range, const char *prefix, struct etcd_list *l, char *err,
+                         size_t errlen);
+int etcd_parse_list_txn(const json_t *a, size_t n, const char *prefix, struct etcd_list *l, char *err,
+                        size_t errlen);
+/* Keeps the first max keys in the order they came; when keys after them were
+ * left out (more than max, pages not read), the last name's too, as it may
+ * be incomplete. Then groups them by name in key order, each name's by create
+ * revision, and numbers their positions. Returns whether keys were left out. */
+bool etcd_list_finish(struct etcd_list *l, size_t max);
+void etcd_list_free(struct etcd_list *l);
+
 /* One line of a watch stream. */
 enum etcd_watch_msg {
 	ETCD_WATCH_NOTHING,    /* created, progress, events that do not matter */
@@ -120,6 +161,14 @@ char *etcd_body_lock_check(const char *prefix, const char *key, int64_t my_rev, 
 /* One txn reading n keys (names and revisions only); at most etcd's
  * --max-txn-ops (128 by default) per txn. */
 char *etcd_body_keys(const char *const *keys, size_t n);
+/* Listings: a RangeRequest (/v3/kv/range) of at most limit keys under
+ * prefix with their values, in key order, from just after the key `after`
+ * (after_len bytes; NULL: from the start) and at store revision `revision`
+ * (0: now). And a txn of one range per name over "PREFIX/NAME/", oldest
+ * (create revision) first (n at most etcd's --max-txn-ops). */
+char *etcd_body_list_page(const char *prefix, const char *after, size_t after_len, unsigned limit,
+                          int64_t revision);
+char *etcd_body_list_names(const char *prefix, const char *const *names, size_t n, unsigned limit);
 /* Watch key for deletions from start_rev on (PUTs filtered out). */
 char *etcd_body_watch(const char *key, int64_t start_rev);
 /* The same for n keys on one stream: one create request per line. */

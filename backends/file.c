@@ -26,7 +26,6 @@
 
 /* Re-check interval where inotify cannot see other hosts (NFS). */
 #define POLL_INTERVAL 0.5
-#define CONTENT_MAX 512
 
 struct backend {
 	struct backend_params p;
@@ -100,39 +99,6 @@ static void report_alive(struct backend *b, int64_t sent)
 	queue_kick(b);
 }
 
-/* ---- file content ---------------------------------------------------- */
-
-static int read_content(int fd, uint64_t *token, char *holder, size_t holder_len)
-{
-	char buf[CONTENT_MAX + 1], *line, *save = NULL;
-	ssize_t n = pread(fd, buf, CONTENT_MAX, 0);
-
-	*token = 0;
-	holder[0] = '\0';
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, "token=", 6) == 0)
-			*token = strtoull(line + 6, NULL, 10);
-		else if (strncmp(line, "holder=", 7) == 0)
-			snprintf(holder, holder_len, "%s", line + 7);
-	}
-	return 0;
-}
-
-static int write_content(struct backend *b, const char *holder)
-{
-	char buf[CONTENT_MAX];
-	int len = snprintf(buf, sizeof(buf), "token=%llu\nholder=%s\n",
-	                   (unsigned long long)b->token, holder);
-
-	if (pwrite(b->fd, buf, (size_t)len, 0) != len || ftruncate(b->fd, len) < 0 ||
-	    fdatasync(b->fd) < 0)
-		return -1;
-	return 0;
-}
-
 /* ---- the lock -------------------------------------------------------- */
 
 /* The descriptor still names the file at the path (nobody replaced it). */
@@ -187,7 +153,7 @@ static void try_acquire(struct backend *b)
 	if (file_lock_fd(b->fd, F_WRLCK) < 0) {
 		if (errno != EAGAIN && errno != EACCES)
 			log_warnx("file: lock %s: %s", b->path, strerror(errno));
-		if (read_content(b->fd, &counter, holder, sizeof(holder)) == 0)
+		if (file_read_content(b->fd, &counter, holder, sizeof(holder)) == 0)
 			report_leader(b, holder);
 		return;
 	}
@@ -197,9 +163,9 @@ static void try_acquire(struct backend *b)
 			try_acquire(b);
 		return;
 	}
-	read_content(b->fd, &counter, holder, sizeof(holder));
+	file_read_content(b->fd, &counter, holder, sizeof(holder));
 	b->token = counter + 1;
-	if (write_content(b, b->p.id) < 0) {
+	if (file_write_content(b->fd, b->token, b->p.id, true) < 0) {
 		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
 		file_lock_fd(b->fd, F_UNLCK);
 		return;
@@ -302,7 +268,7 @@ static void file_resign(struct backend *b)
 	b->campaigning = false;
 	ev_timer_stop(b->p.loop, &b->poll_timer);
 	if (b->holding)
-		write_content(b, "");
+		file_write_content(b->fd, b->token, "", true);
 	close_file(b);
 }
 

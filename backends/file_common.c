@@ -1,11 +1,13 @@
 /* Shared by the file backends (see file_common.h). */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backends/backend.h"
 #include "backends/file_common.h"
@@ -65,5 +67,41 @@ int file_make_parents(const char *path)
 			return -1;
 		*slash = '/';
 	}
+	return 0;
+}
+
+#define CONTENT_MAX 512
+
+int file_read_content(int fd, uint64_t *token, char *holder, size_t holder_len)
+{
+	char buf[CONTENT_MAX + 1], *line, *save = NULL;
+	ssize_t n = pread(fd, buf, CONTENT_MAX, 0);
+
+	*token = 0;
+	holder[0] = '\0';
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "token=", 6) == 0)
+			*token = strtoull(line + 6, NULL, 10);
+		else if (strncmp(line, "holder=", 7) == 0)
+			snprintf(holder, holder_len, "%s", line + 7);
+	}
+	return 0;
+}
+
+int file_write_content(int fd, uint64_t token, const char *holder, bool sync)
+{
+	char buf[CONTENT_MAX];
+	int len = snprintf(buf, sizeof(buf), "token=%" PRIu64 "\nholder=%s\n", token, holder);
+
+	if (len < 0 || (size_t)len >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (pwrite(fd, buf, (size_t)len, 0) != len || ftruncate(fd, len) < 0 ||
+	    (sync && fdatasync(fd) < 0))
+		return -1;
 	return 0;
 }

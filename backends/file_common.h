@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* "file:///ABS/PATH" (or file://localhost/...) -> malloc'd "/ABS/PATH".
  * -1 with a message naming `example` (e.g. "file:///DIR/NAME.lock"). */
@@ -17,6 +18,11 @@ int file_lock_fd(int fd, short type);
 bool file_lock_free(int fd);
 /* fd still names the file at path (nobody removed or replaced it). */
 bool file_same(int fd, const char *path);
+/* A lock file's content: "token=N\nholder=ID\n", written only under its
+ * lock. Reads what is there (0 and "" when empty). -1 with errno. */
+int file_read_content(int fd, uint64_t *token, char *holder, size_t holder_len);
+/* Replaces the content; synced when sync is set. -1 with errno. */
+int file_write_content(int fd, uint64_t token, const char *holder, bool sync);
 /* Creates the directories leading to path (not path itself). */
 int file_make_parents(const char *path);
 

@@ -6,6 +6,9 @@
  *                              takes the first free slot
  *   fencing token of NAME      DIR/NAME.token: "token=N\n", bumped under its
  *                              own OFD lock by whoever is granted NAME
+ *   who holds a slot           its content, "token=N\nholder=ID\n", written
+ *                              by the holder right after taking it (list()
+ *                              believes it only while the file is locked)
  *
  * The kernel drops an OFD lock when the last descriptor of its open file
  * description closes, also when the holder dies, so a crashed lockd frees
@@ -21,6 +24,7 @@
  * lockd, waiters of a name are served in arrival order; across processes
  * fairness is best effort (whoever probes first after a release wins).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -43,6 +47,15 @@
 
 enum fl_state { FL_PENDING, FL_HELD, FL_LOST };
 
+struct fl_list {
+	struct fl_list *next;
+	char **names;
+	size_t n;
+	bool all;
+	lock_list_cb cb;
+	void *arg;
+};
+
 struct lock_hold {
 	struct lock_session *s;
 	char name[LOCK_NAME_MAX + 1];
@@ -64,18 +77,21 @@ struct lock_session {
 	const struct lock_events *ev;
 	void *ctx;
 	char *dir;
+	char *id;
 	int ino_fd, ino_wd;
 	bool open, closing;
 	struct lock_hold *head, *tail;
 	ev_io ino_watcher;
 	ev_timer poll_timer;
 	ev_timer kick;
+	struct fl_list *lists;       /* list() calls to answer from the loop */
 	bool ev_alive, ev_failed, ev_closed, need_scan;
 	int64_t alive_sent_ns;
 	char failed_reason[160];
 };
 
 static void try_all(struct lock_session *s, const char *only_name);
+static void deliver_list(struct lock_session *s, struct fl_list *l);
 
 static void queue_kick(struct lock_session *s)
 {
@@ -132,6 +148,8 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 			s->ev->hold_lost(s->ctx, h, reason);
 		}
 	}
+	while (s->lists)
+		deliver_list(s, s->lists);
 	if (s->ev_closed) {
 		s->ev_closed = false;
 		s->ev->closed(s->ctx);
@@ -219,6 +237,9 @@ static bool try_hold(struct lock_hold *h)
 			free(path);
 			return false;
 		}
+		/* For listings only: a failure costs nothing but the holder's name. */
+		if (file_write_content(fd, h->token, s->id, false) < 0)
+			log_debug("file: cannot write %s: %s", path, strerror(errno));
 		h->fd = fd;
 		h->path = path;
 		h->state = FL_HELD;
@@ -316,6 +337,154 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
 	try_all(s, NULL);
 }
 
+/* ---- listing -------------------------------------------------------- */
+
+struct fl_entries {
+	struct lock_entry *e;
+	size_t n, cap;
+	bool truncated;
+};
+
+/* "NAME.lock" or "NAME.slotK": NAME into name. false for anything else. */
+static bool slot_file_name(const char *file, char *name, size_t len)
+{
+	const char *dot = strrchr(file, '.');
+	size_t n = dot ? (size_t)(dot - file) : 0;
+
+	if (dot == NULL || n >= len)
+		return false;
+	if (strcmp(dot, ".lock") != 0 &&
+	    !(strncmp(dot, ".slot", 5) == 0 && dot[5] != '\0' && strspn(dot + 5, "0123456789") == strlen(dot + 5)))
+		return false;
+	memcpy(name, file, n);
+	name[n] = '\0';
+	return lock_name_valid(name);
+}
+
+static void entry_free(struct lock_entry *e)
+{
+	free((char *)e->name);
+	free((char *)e->owner);
+	free((char *)e->key);
+}
+
+static bool wanted(const struct fl_list *l, const char *name)
+{
+	if (l->all)
+		return true;
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* The entry of a locked slot file; false if it is free or unreadable. */
+static bool read_slot(struct lock_session *s, const char *name, const char *path,
+                      struct lock_entry *e)
+{
+	char holder[256];
+	uint64_t token;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	bool held = fd >= 0 && !file_lock_free(fd) && file_read_content(fd, &token, holder, sizeof(holder)) == 0;
+
+	if (fd >= 0)
+		close(fd);           /* read-only: no IN_CLOSE_WRITE for waiters */
+	if (!held)
+		return false;
+	*e = (struct lock_entry){ .name = strdup(name), .token = token, .owner = strdup(holder),
+	                          .key = strdup(path), .held = 1 };
+	if (e->name == NULL || e->owner == NULL || e->key == NULL) {
+		entry_free(e);
+		return false;
+	}
+	for (struct lock_hold *h = s->head; h; h = h->next)
+		if (h->state == FL_HELD && strcmp(h->path, path) == 0)
+			e->mine = h;
+	return true;
+}
+
+static int entry_order(const void *a, const void *b)
+{
+	const struct lock_entry *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : x->token < y->token ? -1 : x->token > y->token;
+}
+
+static void entries_free(struct fl_entries *es)
+{
+	for (size_t i = 0; i < es->n; i++)
+		entry_free(&es->e[i]);
+	free(es->e);
+}
+
+/* Every locked slot file of the names l asks for. -1 on errors. */
+static int scan_dir(struct lock_session *s, const struct fl_list *l, struct fl_entries *es)
+{
+	char name[LOCK_NAME_MAX + 1], *path;
+	DIR *dir = opendir(s->dir);
+	struct dirent *de;
+
+	if (dir == NULL)
+		return errno == ENOENT ? 0 : -1;
+	while ((de = readdir(dir)) != NULL) {
+		if (!slot_file_name(de->d_name, name, sizeof(name)) || !wanted(l, name))
+			continue;
+		if (es->n == LOCK_LIST_MAX) {
+			es->truncated = true;
+			break;
+		}
+		if (es->n == es->cap) {
+			size_t cap = es->cap ? es->cap * 2 : 16;
+			struct lock_entry *ne = realloc(es->e, cap * sizeof(*ne));
+			if (ne == NULL) {
+				es->truncated = true;
+				break;
+			}
+			es->e = ne;
+			es->cap = cap;
+		}
+		if (asprintf(&path, "%s/%s", s->dir, de->d_name) < 0)
+			break;
+		if (read_slot(s, name, path, &es->e[es->n]))
+			es->n++;
+		free(path);
+	}
+	closedir(dir);
+	return 0;
+}
+
+/* Answers l from the directory as it is now, and forgets it. */
+static void deliver_list(struct lock_session *s, struct fl_list *l)
+{
+	struct fl_entries es = { 0 };
+	char err[200];
+	int rc;
+
+	for (struct fl_list **pp = &s->lists; *pp; pp = &(*pp)->next)
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	rc = scan_dir(s, l, &es);
+	if (rc < 0) {
+		snprintf(err, sizeof(err), "file: listing %s: %s", s->dir, strerror(errno));
+		l->cb(l->arg, NULL, 0, false, err);
+	} else {
+		if (es.n > 0)
+			qsort(es.e, es.n, sizeof(*es.e), entry_order);
+		for (size_t i = 0; i < es.n; i++)
+			es.e[i].position = i > 0 && strcmp(es.e[i - 1].name, es.e[i].name) == 0
+			                   ? es.e[i - 1].position + 1 : 0;
+		l->cb(l->arg, es.e, es.n, es.truncated, NULL);
+	}
+	entries_free(&es);
+	for (size_t i = 0; i < l->n; i++)
+		free(l->names[i]);
+	free(l->names);
+	free(l);
+}
+
 /* ---- lock_backend_ops ------------------------------------------------ */
 
 static int fl_create(struct lock_session **out, const struct backend_params *p,
@@ -330,6 +499,12 @@ static int fl_create(struct lock_session **out, const struct backend_params *p,
 	if (file_url_path(p->url, "file:///DIR (a directory for the lock files)", &s->dir,
 	                  err, errlen) < 0) {
 		free(s);
+		return -1;
+	}
+	if ((s->id = strdup(p->id ? p->id : "")) == NULL) {
+		free(s->dir);
+		free(s);
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	s->loop = p->loop;
@@ -446,6 +621,33 @@ static int fl_hold_fd(struct lock_hold *h)
 	return h->state == FL_HELD ? h->fd : -1;
 }
 
+static int fl_list(struct lock_session *s, const char *const *names, size_t n, bool all,
+                   lock_list_cb cb, void *arg)
+{
+	struct fl_list *l = calloc(1, sizeof(*l));
+
+	if (l == NULL || (n > 0 && (l->names = calloc(n, sizeof(char *))) == NULL)) {
+		free(l);
+		return -1;
+	}
+	for (l->n = 0; l->n < n; l->n++) {
+		if ((l->names[l->n] = strdup(names[l->n])) == NULL) {
+			while (l->n > 0)
+				free(l->names[--l->n]);
+			free(l->names);
+			free(l);
+			return -1;
+		}
+	}
+	l->all = all;
+	l->cb = cb;
+	l->arg = arg;
+	l->next = s->lists;
+	s->lists = l;
+	queue_kick(s);               /* answered from the loop, never in here */
+	return 0;
+}
+
 static void fl_close(struct lock_session *s)
 {
 	s->closing = true;
@@ -465,7 +667,10 @@ static void fl_destroy(struct lock_session *s)
 	ev_timer_stop(s->loop, &s->kick);
 	if (s->ino_fd >= 0)
 		close(s->ino_fd);
+	while (s->lists)
+		deliver_list(s, s->lists);
 	free(s->dir);
+	free(s->id);
 	free(s);
 }
 
@@ -478,6 +683,7 @@ const struct lock_backend_ops file_lock_ops = {
 	.release = fl_release,
 	.hold_ctx = fl_hold_ctx,
 	.hold_fd = fl_hold_fd,
+	.list = fl_list,
 	.close = fl_close,
 	.destroy = fl_destroy,
 	.check_timing = NULL,

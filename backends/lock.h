@@ -37,7 +37,10 @@
 #ifndef ELECT_LOCK_H
 #define ELECT_LOCK_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "backends/backend.h"
 
@@ -63,6 +66,47 @@ struct lock_events {
  * and file names. */
 #define LOCK_NAME_MAX 128
 
+/* The n bytes at name are a valid lock name. */
+static inline bool lock_name_valid_n(const char *name, size_t n)
+{
+	if (n == 0 || n > LOCK_NAME_MAX || name[0] == '.')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", name[i]) ||
+		    name[i] == '\0')
+			return false;
+	return true;
+}
+
+static inline bool lock_name_valid(const char *name)
+{
+	return lock_name_valid_n(name, strlen(name));
+}
+
+/* Listings (lock_backend_ops.list). One holder or waiter of a name as the
+ * backend sees it, whichever node it belongs to. */
+struct lock_entry {
+	const char *name;
+	/* Held: its fencing token. Waiting: the token it will be granted with
+	 * where the backend knows it (etcd create revision, ZooKeeper sequence
+	 * + 1). 0 if unknown. */
+	uint64_t token;
+	const char *owner;        /* the id its node stored; "" if none (etcdctl lock) */
+	const char *key;          /* where it lives: etcd key, znode path, lock file */
+	/* 1 holds, 0 waits, -1 cannot tell without the name's limit (etcd and
+	 * ZooKeeper keep no limit): lockd then holds position < limit. */
+	int held;
+	unsigned position;        /* 0-based place in the name's queue, by token */
+	struct lock_hold *mine;   /* this session's hold, or NULL */
+};
+/* At most this many entries per listing; more -> truncated. */
+#define LOCK_LIST_MAX 10000
+/* The answer of list(): entries grouped by name, each name's in queue order.
+ * err != NULL: the backend could not be read (n is then 0). Entries and their
+ * strings live only during the call. */
+typedef void (*lock_list_cb)(void *arg, const struct lock_entry *e, size_t n, bool truncated,
+                             const char *err);
+
 struct lock_backend_ops {
 	const char *scheme;
 	/* Parse the URL (its path is the prefix/parent for all locks; the
@@ -84,6 +128,17 @@ struct lock_backend_ops {
 	/* Optional: descriptor a command holding h must inherit (file backend,
 	 * see backend_ops.leader_fd). NULL or -1: none. */
 	int (*hold_fd)(struct lock_hold *h);
+	/* Optional: who holds and waits for each of `names` (n of them, valid
+	 * lock names) and, when `all` is set, for every other name under the
+	 * session's prefix that the backend can enumerate (names without any
+	 * holder or waiter are left out). A read of the backend as it is now,
+	 * independent of the holds; works whether or not the session is up (etcd
+	 * and ZooKeeper need a connection). cb runs exactly once, from the loop
+	 * and never inside list(): with the result, or with err (a request
+	 * failed or timed out, or close()/destroy() came first; destroy() calls
+	 * it before returning). -1 when it cannot start (out of memory): no cb. */
+	int (*list)(struct lock_session *s, const char *const *names, size_t n, bool all,
+	            lock_list_cb cb, void *arg);
 	void (*close)(struct lock_session *s);
 	void (*destroy)(struct lock_session *s);
 	int (*check_timing)(const struct backend_params *p, char *err, size_t errlen);

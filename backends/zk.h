@@ -44,6 +44,21 @@ void zk_view_of(const char *const *children, int n, const char *own_name, struct
 int zk_lock_view(const char *const *children, int n, const char *own_name, unsigned limit,
                  int *rank, int *watch);
 
+/* The sequence number of a lock node: "<anything>-lock-<seq>" (ours and
+ * Curator's "_c_<guid>-lock-<seq>") or "lock-<seq>"; -1 for any other name. */
+int64_t zk_lock_node_seq(const char *name);
+
+/* The lock nodes among children, by sequence: their indices into idx and
+ * their sequence numbers into seq (room for n each). Returns how many, -1
+ * when out of memory. */
+int zk_lock_nodes(const char *const *children, int n, int *idx, int64_t *seq);
+
+/* A node's data (len bytes; none when data is NULL or len < 0) as text for
+ * listings: valid UTF-8 is kept, every byte of an invalid sequence and every
+ * control character becomes '?'. Cut before the first character that does
+ * not fit into outlen - 1 bytes; out is always NUL-terminated. */
+void zk_printable(char *out, size_t outlen, const char *data, int len);
+
 /* Index of the first child whose name contains guid, or -1. */
 int zk_find_guid(const char *const *children, int n, const char *guid);
 

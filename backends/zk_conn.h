@@ -1,8 +1,9 @@
 /* ZooKeeper session driver, shared by the election backend (zk.c,
- * zk_elect.c) and the lock backend (zk_lock.c): one libzookeeper_st handle
- * driven by libev, the session's states, request slots, the send time of
- * every answered request (session_alive) and an event queue delivered from
- * the loop, never from inside the call that caused an event.
+ * zk_elect.c) and the lock backend (zk_lock.c, zk_lock_list.c): one
+ * libzookeeper_st handle driven by libev, the session's states, request
+ * slots, the send time of every answered request (session_alive) and an
+ * event queue delivered from the loop, never from inside the call that
+ * caused an event.
  *
  * The owner (struct backend or struct lock_session) embeds a struct zk_conn
  * and is called back through struct zk_conn_owner. */
@@ -39,7 +40,8 @@ struct zk_req {
 enum zk_event_kind {
 	ZE_ALIVE, ZE_FAILED, ZE_CLOSED,        /* session, from the driver */
 	ZE_ELECTED, ZE_LOST, ZE_LEADER,        /* election */
-	ZE_GRANTED, ZE_HOLD_LOST, ZE_QUEUED, ZE_SESSION_LOST /* locks */
+	ZE_GRANTED, ZE_HOLD_LOST, ZE_QUEUED, ZE_SESSION_LOST, /* locks */
+	ZE_LISTED                              /* lock listings: ptr = the listing */
 };
 
 struct zk_event {

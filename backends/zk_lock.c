@@ -22,6 +22,9 @@
  * node gone in between answers ZNONODE (-> check again), and a predecessor
  * granted in between shows data version > 0 (-> check again). Watches fire
  * into the hold that set them (stale ones cost one getChildren).
+ *
+ * Listings (list()) only read; they live in zk_lock_list.c. zk_lock.h has
+ * what the two files share.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,37 +34,8 @@
 #include "backends/lock.h"
 #include "backends/zk.h"
 #include "backends/zk_conn.h"
+#include "backends/zk_lock.h"
 #include "common/log.h"
-
-struct lock_hold {
-	struct lock_session *s;
-	struct lock_hold *prev, *next;
-	uint64_t tag;                /* names the hold in requests (never reused) */
-	char *name, *dir;            /* "db", "/locks/db" */
-	unsigned limit;
-	void *ctx;
-	char guid[ZK_GUID_LEN + 1];
-	char *node;                  /* our node's name under dir, NULL if none */
-	uint64_t seq;
-	char *pred;                  /* a waiter before us that we watch */
-	bool released;               /* by lockd: only cleaning up remains */
-	bool dead;                   /* its session or (held) its node is gone */
-	bool create_sent;            /* a create may have succeeded unseen */
-	bool busy;                   /* a create / find / owner step in flight */
-	bool parents_sent;           /* PATH/NAME was missing: creating it */
-	bool check_inflight, check_again;
-	bool granted, told_queued, own_watched, pred_signal_seen;
-};
-
-struct lock_session {
-	struct zk_conn c;
-	const struct lock_events *ev;
-	void *ctx;
-	const char *id;
-	bool open;
-	struct lock_hold *holds, *tail;
-	uint64_t next_tag;
-};
 
 static void advance(struct lock_hold *h);
 static void send_check(struct lock_hold *h);
@@ -83,12 +57,18 @@ static struct zk_req *hold_req(struct lock_hold *h, enum zk_op op, const char *a
 	return r;
 }
 
-/* The answer to a hold's request: the hold, or NULL when it is gone. */
-static struct lock_hold *req_hold(struct zk_req *r, int rc)
+/* The answer to a hold's request: the hold, or NULL when it is gone. When
+ * the handle is closing (completions run inside zookeeper_close()), *rp was
+ * freed and is set to NULL. */
+static struct lock_hold *req_hold(struct zk_req **rp, int rc)
 {
-	struct lock_session *s = zk_req_done(r, rc);
+	struct lock_session *s = zk_req_done(*rp, rc);
 
-	return s ? hold_of(s, r->tag) : NULL;
+	if (s == NULL) {
+		*rp = NULL;
+		return NULL;
+	}
+	return hold_of(s, (*rp)->tag);
 }
 
 static char *node_path(const struct lock_hold *h, const char *child)
@@ -103,7 +83,7 @@ static bool live(const struct lock_hold *h)
 	return !h->released && !h->dead;
 }
 
-static bool can_send(const struct lock_session *s)
+bool zkl_can_send(const struct lock_session *s)
 {
 	return s->c.zh != NULL && s->c.connected && !s->c.refused;
 }
@@ -160,9 +140,12 @@ static void maybe_free(struct lock_hold *h)
 static void delete_done(int rc, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
-	struct zk_conn *c = r->c;
+	struct lock_hold *h = req_hold(&r, rc);
+	struct zk_conn *c;
 
+	if (r == NULL)
+		return;
+	c = r->c;
 	zk_req_free(r);
 	zk_kick(c); /* a close may wait for deletes */
 	if (h == NULL)
@@ -216,7 +199,7 @@ static void send_create(struct lock_hold *h);
 static void parent_done(int rc, const char *value, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
+	struct lock_hold *h = req_hold(&r, rc);
 	bool last = h != NULL && strcmp(r->arg, h->dir) == 0;
 
 	(void)value;
@@ -233,8 +216,8 @@ static void parent_done(int rc, const char *value, const void *data)
 static void create_done(int rc, const char *value, const struct Stat *stat, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
-	struct lock_session *s = r->c->owner;
+	struct lock_hold *h = req_hold(&r, rc);
+	struct lock_session *s = h ? h->s : NULL;
 
 	zk_req_free(r);
 	if (h == NULL)
@@ -286,8 +269,8 @@ static void send_create(struct lock_hold *h)
 static void owner_done(int rc, const struct Stat *stat, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
-	struct lock_session *s = r->c->owner;
+	struct lock_hold *h = req_hold(&r, rc);
+	struct lock_session *s = h ? h->s : NULL;
 
 	if (h != NULL) {
 		h->busy = false;
@@ -309,7 +292,7 @@ static void owner_done(int rc, const struct Stat *stat, const void *data)
 static void find_done(int rc, const struct String_vector *sv, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
+	struct lock_hold *h = req_hold(&r, rc);
 	char *full = NULL;
 	int i;
 
@@ -355,7 +338,7 @@ static void advance(struct lock_hold *h)
 {
 	struct lock_session *s = h->s;
 
-	if (h->dead || !can_send(s) || h->busy || h->parents_sent || ev_is_active(&s->c.retry))
+	if (h->dead || !zkl_can_send(s) || h->busy || h->parents_sent || ev_is_active(&s->c.retry))
 		return;
 	if (h->node != NULL)
 		h->released ? send_delete(h) : send_check(h);
@@ -388,7 +371,7 @@ static void lock_watcher(zhandle_t *zh, int type, int state, const char *path, v
 static void watch_done(int rc, const struct Stat *stat, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
+	struct lock_hold *h = req_hold(&r, rc);
 
 	if (h != NULL && live(h)) {
 		bool signalled = rc == ZOK && h->pred && strcmp(h->pred, r->arg) == 0 &&
@@ -422,7 +405,9 @@ static void signal_done(int rc, const struct Stat *stat, const void *data)
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
 
 	(void)stat;
-	if (zk_req_done(r, rc) != NULL && rc != ZOK && !zk_connection_error(rc))
+	if (zk_req_done(r, rc) == NULL)
+		return; /* freed: the handle is closing */
+	if (rc != ZOK && !zk_connection_error(rc))
 		log_debug("zk: marking %s granted: %s", r->arg, zerror(rc));
 	zk_req_free(r);
 }
@@ -495,7 +480,7 @@ static void evaluate(struct lock_hold *h, const struct String_vector *sv)
 static void check_done(int rc, const struct String_vector *sv, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_hold *h = req_hold(r, rc);
+	struct lock_hold *h = req_hold(&r, rc);
 
 	zk_req_free(r);
 	if (h == NULL)
@@ -521,7 +506,7 @@ static void send_check(struct lock_hold *h)
 {
 	struct zk_req *r;
 
-	if (!live(h) || h->node == NULL || !can_send(h->s))
+	if (!live(h) || h->node == NULL || !zkl_can_send(h->s))
 		return;
 	if (h->check_inflight) {
 		h->check_again = true;
@@ -538,10 +523,11 @@ static void send_check(struct lock_hold *h)
 
 /* ---- the session's changes ---------------------------------------------- */
 
+/* A listing's answer is no hold's: it must reach lockd anyway. */
 static bool hold_event(const struct zk_event *e, void *arg)
 {
 	(void)arg;
-	return e->ptr != NULL;
+	return e->ptr != NULL && e->kind != ZE_LISTED;
 }
 
 /* Every hold went with the session: lockd hears session_lost only and
@@ -611,6 +597,7 @@ static void on_handle_closed(void *owner)
 		h->busy = h->parents_sent = h->check_inflight = h->check_again = false;
 		h->own_watched = false;
 	}
+	zkl_fail_lists(s, "the connection to ZooKeeper was closed");
 }
 
 static void deliver(void *owner, const struct zk_event *e)
@@ -626,6 +613,7 @@ static void deliver(void *owner, const struct zk_event *e)
 	case ZE_HOLD_LOST:    ev->hold_lost(s->ctx, e->ptr, e->str ? e->str : "lost"); break;
 	case ZE_QUEUED:       if (ev->queued) ev->queued(s->ctx, e->ptr); break;
 	case ZE_CLOSED:       ev->closed(s->ctx); break;
+	case ZE_LISTED:       zkl_deliver_list(s, e->ptr); break;
 	default:              break;
 	}
 }
@@ -634,6 +622,7 @@ static void free_session(void *owner)
 {
 	struct lock_session *s = owner;
 
+	zkl_deliver_lists(s);
 	zk_conn_cleanup(&s->c);
 	while (s->holds)
 		free_hold(s->holds);
@@ -687,8 +676,9 @@ static void renew_done(int rc, const struct Stat *stat, const void *data)
 	struct lock_session *s = zk_req_done(r, rc);
 
 	(void)stat;
-	if (s != NULL)
-		zk_renew_answered(&s->c, rc);
+	if (s == NULL)
+		return; /* r was freed: the handle is closing */
+	zk_renew_answered(&s->c, rc);
 	zk_req_free(r);
 }
 
@@ -769,8 +759,11 @@ static void zkl_close(struct lock_session *s)
 
 static void zkl_destroy(struct lock_session *s)
 {
-	if (s != NULL)
-		zk_conn_destroy(&s->c);
+	if (s == NULL)
+		return;
+	/* Now, not when the session is freed (later if inside an event). */
+	zkl_deliver_lists(s);
+	zk_conn_destroy(&s->c);
 }
 
 const struct lock_backend_ops zk_lock_ops = {
@@ -782,6 +775,7 @@ const struct lock_backend_ops zk_lock_ops = {
 	.release = zkl_release,
 	.hold_ctx = zkl_hold_ctx,
 	.hold_fd = NULL,
+	.list = zkl_list,
 	.close = zkl_close,
 	.destroy = zkl_destroy,
 	.check_timing = NULL,

@@ -221,3 +221,109 @@ int zk_lock_view(const char *const *children, int n, const char *own_name, unsig
 		watch[nw++] = pred;        /* behind another waiter: just that one */
 	return nw;
 }
+
+int64_t zk_lock_node_seq(const char *name)
+{
+	static const char tail[] = "lock-";
+	size_t len = strlen(name), start = len, tl = sizeof(tail) - 1;
+	int64_t seq = zk_node_seq(name);
+
+	if (seq < 0)
+		return -1;
+	while (start > 0 && isdigit((unsigned char)name[start - 1]))
+		start--;
+	if (start < tl || memcmp(name + start - tl, tail, tl) != 0 ||
+	    (start > tl && name[start - tl - 1] != '-'))
+		return -1;
+	return seq;
+}
+
+struct seq_index {
+	int64_t seq;
+	int i;
+};
+
+static int by_seq(const void *a, const void *b)
+{
+	const struct seq_index *x = a, *y = b;
+
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int zk_lock_nodes(const char *const *children, int n, int *idx, int64_t *seq)
+{
+	struct seq_index *v = malloc(((size_t)n + 1) * sizeof(*v));
+	int k = 0;
+
+	if (v == NULL)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		v[k].seq = zk_lock_node_seq(children[i]);
+		v[k].i = i;
+		k += v[k].seq >= 0;
+	}
+	qsort(v, (size_t)k, sizeof(*v), by_seq);
+	for (int j = 0; j < k; j++) {
+		idx[j] = v[j].i;
+		seq[j] = v[j].seq;
+	}
+	free(v);
+	return k;
+}
+
+/* Length of the valid UTF-8 sequence at p (avail bytes), 0 if invalid:
+ * no overlong forms, surrogates or code points above U+10FFFF. */
+static int utf8_seq(const unsigned char *p, int avail)
+{
+	unsigned char b = p[0], lo = 0x80, hi = 0xbf;
+	int n;
+
+	if (b >= 0xc2 && b <= 0xdf)
+		n = 2;
+	else if (b >= 0xe0 && b <= 0xef)
+		n = 3;
+	else if (b >= 0xf0 && b <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (b == 0xe0)
+		lo = 0xa0;
+	else if (b == 0xed)
+		hi = 0x9f;
+	else if (b == 0xf0)
+		lo = 0x90;
+	else if (b == 0xf4)
+		hi = 0x8f;
+	if (avail < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (int i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+void zk_printable(char *out, size_t outlen, const char *data, int len)
+{
+	const unsigned char *p = (const unsigned char *)data;
+	size_t o = 0;
+	int i = 0;
+
+	if (outlen == 0)
+		return;
+	while (data != NULL && i < len) {
+		int n = p[i] < 0x80 ? 1 : utf8_seq(p + i, len - i);
+		/* C0 and C1 controls, DEL; an invalid byte is replaced alone. */
+		bool ok = n > 1 ? !(p[i] == 0xc2 && p[i + 1] < 0xa0) : n == 1 && p[i] >= 0x20 && p[i] != 0x7f;
+		size_t k = ok ? (size_t)n : 1;
+
+		if (o + k > outlen - 1)
+			break;
+		if (ok)
+			memcpy(out + o, p + i, k);
+		else
+			out[o] = '?';
+		o += k;
+		i += n > 0 ? n : 1;
+	}
+	out[o] = '\0';
+}

@@ -58,6 +58,8 @@ void httpd_respond_json(struct http_request *req, int status, const char *json);
  * (NULL, e.g. a failed json_pack, answers 500). */
 struct json_t;
 void httpd_respond_json_obj(struct http_request *req, int status, struct json_t *obj);
+/* A JSON integer of v (capped at INT64_MAX: jansson's integers are signed). */
+struct json_t *httpd_json_u64(uint64_t v);
 /* Error answer {"error":message} (JSON-escaped); a 4xx is logged with
  * message as the reason. */
 void httpd_respond_error(struct http_request *req, int status, const char *message);

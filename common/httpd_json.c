@@ -1,4 +1,5 @@
 /* JSON answers for httpd handlers (see httpd.h). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,4 +21,9 @@ void httpd_respond_json_obj(struct http_request *req, int status, json_t *obj)
 	}
 	free(text);
 	json_decref(obj);
+}
+
+json_t *httpd_json_u64(uint64_t v)
+{
+	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
 }

@@ -45,11 +45,6 @@ static void reply_json(struct http_request *req, int status, json_t *obj)
 	httpd_respond_json_obj(req, status, obj);
 }
 
-static json_t *json_u64(uint64_t v)
-{
-	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
-}
-
 /* RFC 3339 UTC with milliseconds, e.g. 2024-05-01T12:00:00.250Z. */
 static void format_rfc3339(int64_t wall_ms, char *buf, size_t len)
 {
@@ -72,12 +67,12 @@ static json_t *status_json(const struct api *a, const struct elector_status *st)
 	format_rfc3339(st->since_wall_ms, since, sizeof since);
 	return json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:b, s:s, s:I, s:o, s:o, s:s?, s:s?}",
 	                 "name", st->name, "id", st->id, "state", st->state,
-	                 "leader", st->leader, "token", json_u64(st->token),
+	                 "leader", st->leader, "token", httpd_json_u64(st->token),
 	                 "is_leader", st->is_leader, "since", since,
 	                 "since_unix_ms", (json_int_t)st->since_wall_ms,
 	                 "deadline_left_ms", st->deadline_left_ns >= 0
 	                         ? json_integer(st->deadline_left_ns / NS_PER_MS) : json_null(),
-	                 "index", json_u64(st->index), "reason", st->reason,
+	                 "index", httpd_json_u64(st->index), "reason", st->reason,
 	                 "backend", a->backend);
 }
 

@@ -1,6 +1,6 @@
 /* lockd's HTTP API on its Unix socket (common/httpd): acquire, release,
  * renew, wait (long-poll for revocation), command (the pid of lockctl's
- * command, see lockd.h), locks, healthz, metrics. Every
+ * command, see lockd.h), locks (api_list.c), healthz, metrics. Every
  * answer carries "conn", the serial of the connection it came on, so clients
  * and tests can check that a connection-bound hold and its wait share one. */
 #include <inttypes.h>
@@ -22,7 +22,6 @@
 #define API_MAX_WAIT_NS (5 * 60 * NS_PER_SEC)
 #define API_MAX_ACQUIRE_WAIT_NS (24 * 3600 * NS_PER_SEC)
 #define API_DEFAULT_TTL_NS (30 * NS_PER_SEC)
-#define API_MAX_LIMIT 1000
 
 /* Per hold: the requests waiting for news of it. */
 struct hold_api {
@@ -40,11 +39,6 @@ struct lockd_api {
 	struct lockd *d;
 	struct httpd *http;
 };
-
-static json_t *json_u64(uint64_t v)
-{
-	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
-}
 
 static void reply_error(struct http_request *req, int status, const char *why)
 {
@@ -69,11 +63,11 @@ static struct hold_api *hold_api(struct lockd_api *a, struct hold *h)
 static json_t *hold_json(const struct lockd_api *a, const struct hold *h, uint64_t conn)
 {
 	json_t *o = json_pack("{s:s, s:s, s:o, s:I, s:I, s:s, s:o}", "hold", h->id, "name", h->name,
-	                      "token", json_u64(h->token), "limit", (json_int_t)h->limit,
+	                      "token", httpd_json_u64(h->token), "limit", (json_int_t)h->limit,
 	                      "revoke_grace_ms",
 	                      (json_int_t)(lockd_revoke_grace_ns(a->d) / NS_PER_MS),
 	                      "bind", h->bind == BIND_TTL ? "ttl" : "connection",
-	                      "conn", json_u64(conn));
+	                      "conn", httpd_json_u64(conn));
 
 	int fd = lockd_hold_fd(a->d, h);
 
@@ -102,7 +96,7 @@ static void answer_wait(struct hold_api *ha, const char *state)
 	ha->wait_req = NULL;
 	ev_timer_stop(ha->a->loop, &ha->wait_timer);
 	o = json_pack("{s:s, s:s, s:o}", "state", state, "name", ha->h->name, "conn",
-	              json_u64(req->conn));
+	              httpd_json_u64(req->conn));
 	if (o && strcmp(state, "revoked") == 0)
 		json_object_set_new(o, "reason", json_string(ha->h->reason));
 	httpd_respond_json_obj(req, 200, o);
@@ -204,7 +198,7 @@ static int parse_acquire(struct http_request *req, json_t *body, struct acquire_
 	json_t *bind = json_object_get(body, "bind");
 	char msg[200];
 
-	if (!json_is_string(name) || !lockd_valid_name(json_string_value(name))) {
+	if (!json_is_string(name) || !lock_name_valid(json_string_value(name))) {
 		snprintf(msg, sizeof(msg), "bad name: want 1-%d letters, digits, '.', '_' or '-', "
 		         "not starting with '.'", LOCK_NAME_MAX);
 		reply_error(req, 400, msg);
@@ -213,9 +207,9 @@ static int parse_acquire(struct http_request *req, json_t *body, struct acquire_
 	r->name = json_string_value(name);
 	r->limit = 1;
 	if (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1 ||
-	              json_integer_value(limit) > API_MAX_LIMIT)) {
+	              json_integer_value(limit) > LOCKD_MAX_LIMIT)) {
 		snprintf(msg, sizeof(msg), "bad limit: want a whole number from 1 (a lock) to %d",
-		         API_MAX_LIMIT);
+		         LOCKD_MAX_LIMIT);
 		reply_error(req, 400, msg);
 		return -1;
 	}
@@ -376,7 +370,7 @@ static void handle_command(struct lockd_api *a, struct http_request *req)
 	ha->pidfd = fd;
 	h->cmd_pid = (int)pid;
 	httpd_respond_json_obj(req, 200, json_pack("{s:i, s:b, s:o}", "pid", h->cmd_pid,
-	                                           "watched", 1, "conn", json_u64(req->conn)));
+	                                           "watched", 1, "conn", httpd_json_u64(req->conn)));
 }
 
 static void command_exit_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -388,43 +382,9 @@ static void command_exit_cb(struct ev_loop *loop, ev_io *w, int revents)
 	lockd_command_gone(ha->a->d, ha->h);      /* may free ha */
 }
 
-/* ---- listings */
-
-static json_t *find_lock(json_t *locks, const char *name)
-{
-	size_t i;
-	json_t *l;
-
-	json_array_foreach(locks, i, l)
-		if (strcmp(json_string_value(json_object_get(l, "name")), name) == 0)
-			return l;
-	return NULL;
-}
-
 static void handle_locks(struct lockd_api *a, struct http_request *req)
 {
-	json_t *locks = json_array(), *l;
-
-	for (struct hold *h = lockd_holds(a->d); h && locks; h = h->next) {
-		if (h->state == HOLD_REVOKED)
-			continue;
-		if ((l = find_lock(locks, h->name)) == NULL) {
-			l = json_pack("{s:s, s:I, s:i, s:i, s:[]}", "name", h->name, "limit",
-			              (json_int_t)h->limit, "holders_here", 0, "waiting_here", 0, "tokens");
-			json_array_append_new(locks, l);
-		}
-		if (l == NULL)
-			continue;
-		if (h->state == HOLD_HELD) {
-			json_object_set_new(l, "holders_here", json_integer(
-				json_integer_value(json_object_get(l, "holders_here")) + 1));
-			json_array_append_new(json_object_get(l, "tokens"), json_u64(h->token));
-		} else {
-			json_object_set_new(l, "waiting_here", json_integer(
-				json_integer_value(json_object_get(l, "waiting_here")) + 1));
-		}
-	}
-	httpd_respond_json_obj(req, 200, json_pack("{s:o}", "locks", locks));
+	lockd_api_locks(a->loop, a->d, req);
 }
 
 static void handle_healthz(struct lockd_api *a, struct http_request *req)

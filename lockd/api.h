@@ -10,7 +10,11 @@
  *        the command (see lockd.h); 200, 403 not a child of the client
  *        leading its own group, 409 wrong hold state or connection, 501 no
  *        pidfd support
- *   GET  /v1/locks   {"locks":[{"name","limit","holders_here","waiting_here","tokens"}]}
+ *   GET  /v1/locks[?name=NAME&limit=N&local=1]  every node's holders and
+ *        waiters as the backend tells, merged with ours (api_list.c):
+ *        {"locks":[{"name","limit","holders":[{"owner","token","key","here"}],
+ *        "waiting":[...],"holders_here","waiting_here","tokens"}],
+ *        "truncated","backend_error"}
  *   GET  /healthz, GET /metrics
  * The calls from the core (lockd_actions) are forwarded to lockd_api_*. */
 #ifndef ELECT_LOCKD_API_H
@@ -22,6 +26,10 @@ struct ev_loop;
 struct lockd;
 struct hold;
 struct lockd_api;
+struct http_request;
+
+/* Semaphore sizes a client may ask for. */
+#define LOCKD_MAX_LIMIT 1000
 
 struct lockd_api *lockd_api_new(struct ev_loop *loop, struct lockd *d);
 int lockd_api_listen(struct lockd_api *a, const char *path, char *err, size_t errlen);
@@ -32,5 +40,8 @@ void lockd_api_denied(struct lockd_api *a, struct hold *h, int status, const cha
 void lockd_api_revoked(struct lockd_api *a, struct hold *h);
 void lockd_api_kill_command(struct lockd_api *a, struct hold *h);
 void lockd_api_forget(struct lockd_api *a, struct hold *h);
+
+/* GET /v1/locks (api_list.c), answered now or later (deferred). */
+void lockd_api_locks(struct ev_loop *loop, struct lockd *d, struct http_request *req);
 
 #endif

@@ -2,7 +2,8 @@
  *
  *   lockctl [--socket P] run NAME [-n N] [--wait D] [--kill-grace D] -- CMD...
  *   lockctl [--socket P] acquire NAME [-n N] [--wait D] [--ttl D]
- *   lockctl [--socket P] release HOLD | renew HOLD | list
+ *   lockctl [--socket P] release HOLD | renew HOLD
+ *   lockctl [--socket P] list [NAME] [-n N] [--json]
  *
  * `run` holds a connection-bound lock on one connection while CMD runs
  * (hooks/proc: own process group, PDEATHSIG, TERM then KILL) and long-polls
@@ -52,6 +53,7 @@ struct ctl_opts {
 	char *socket, *limit_s, *config;
 	int64_t wait, kill_grace, ttl;
 	int verbose;
+	bool json;
 	unsigned limit;
 };
 
@@ -65,6 +67,7 @@ static const struct opt_def ctl_options[] = {
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION",
 	    "run: SIGTERM to SIGKILL of CMD on revocation (default: lockd's)"),
 	OPT("ttl", 0, OPT_DURATION, ttl, "DURATION", "acquire: the hold ends unless renewed within this (default 30s)"),
+	OPT("json", 0, OPT_BOOL, json, "", "list: print lockd's JSON answer instead of a table"),
 	OPT("config", 'c', OPT_STRING, config, "FILE", "JSON config file"),
 	OPT("verbose", 'v', OPT_COUNT, verbose, "", "more logging"),
 	{ NULL, 0, 0, 0, NULL, NULL },
@@ -98,10 +101,13 @@ static void usage(void)
 	       "       lockctl [--socket PATH] acquire NAME [-n N] [--wait D] [--ttl D]\n"
 	       "       lockctl [--socket PATH] release HOLD\n"
 	       "       lockctl [--socket PATH] renew HOLD\n"
-	       "       lockctl [--socket PATH] list\n\noptions:\n");
+	       "       lockctl [--socket PATH] list [NAME] [-n N] [--json]\n\noptions:\n");
 	options_usage(ctl_options, "LOCKCTL_");
 	printf("\nrun exits with CMD's status, or 75 when the lock was not granted in time, was\n"
-	       "revoked or lockd went away (CMD is stopped first).\n");
+	       "revoked or lockd went away (CMD is stopped first).\n"
+	       "list shows who holds and waits for each name on every node, as far as the\n"
+	       "backend can tell; -n N is the semaphore size to assume for names this lockd\n"
+	       "does not use (etcd and ZooKeeper do not store it).\n");
 }
 
 static const char *error_of(const struct uclient_reply *r)
@@ -142,13 +148,96 @@ static char *acquire_body(const struct ctl_opts *o, const char *name, const char
 	return text;
 }
 
+/* ---- list ------------------------------------------------------------ */
+
+/* "/v1/locks?name=NAME&limit=N" with NAME percent-encoded. */
+static void list_target(const struct ctl_opts *o, const char *name, char *out, size_t len)
+{
+	size_t n = (size_t)snprintf(out, len, "/v1/locks?");
+
+	for (const char *p = name; p && *p && n + 4 < len; p++)
+		n += (size_t)(strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", *p)
+		      ? snprintf(out + n, len - n, "%s%c", p == name ? "name=" : "", *p)
+		      : snprintf(out + n, len - n, "%s%%%02X", p == name ? "name=" : "", (unsigned char)*p));
+	if (o->limit_s && n < len)
+		snprintf(out + n, len - n, "%slimit=%u", name ? "&" : "", o->limit);
+}
+
+struct row {
+	const char *cell[6];
+};
+
+/* The answer of GET /v1/locks as a table: one row per holder or waiter. */
+static int print_locks(const struct uclient_reply *r)
+{
+	static const char *const head[6] = { "NAME", "STATE", "TOKEN", "OWNER", "HERE", "KEY" };
+	json_t *doc = r->body ? json_loads(r->body, 0, NULL) : NULL, *l, *e;
+	json_t *locks = json_object_get(doc, "locks");
+	struct row *rows = NULL;
+	char (*tokens)[24] = NULL;
+	size_t n = 0, cap = 0, i, j;
+	int width[6] = { 0 }, status = 0;
+
+	if (!json_is_array(locks)) {
+		fprintf(stderr, "lockctl: lockd answered something that is not a listing: %.200s\n",
+		        r->body ? r->body : "(empty)");
+		json_decref(doc);
+		return 1;
+	}
+	json_array_foreach(locks, i, l)
+		for (int w = 0; w < 2; w++)
+			cap += json_array_size(json_object_get(l, w ? "waiting" : "holders"));
+	rows = calloc(cap + 1, sizeof(*rows));
+	tokens = calloc(cap + 1, sizeof(*tokens));
+	if (rows == NULL || tokens == NULL)
+		log_fatalx(1, "out of memory");
+	rows[n++] = (struct row){ { head[0], head[1], head[2], head[3], head[4], head[5] } };
+	json_array_foreach(locks, i, l) {
+		const char *name = json_string_value(json_object_get(l, "name"));
+		for (int w = 0; w < 2; w++) {
+			json_array_foreach(json_object_get(l, w ? "waiting" : "holders"), j, e) {
+				const char *owner = json_string_value(json_object_get(e, "owner"));
+				const char *key = json_string_value(json_object_get(e, "key"));
+				json_t *tok = json_object_get(e, "token");
+				if (n > cap)
+					break;
+				snprintf(tokens[n], sizeof(tokens[n]), "%" JSON_INTEGER_FORMAT,
+				         json_integer_value(tok));
+				rows[n] = (struct row){ { name ? name : "?", w ? "waiting" : "held",
+					tok ? tokens[n] : "-", owner && owner[0] ? owner : "-",
+					json_is_true(json_object_get(e, "here")) ? "yes" : "no", key ? key : "-" } };
+				n++;
+			}
+		}
+	}
+	for (i = 0; i < n; i++)
+		for (int c = 0; c < 6; c++)
+			if ((int)strlen(rows[i].cell[c]) > width[c])
+				width[c] = (int)strlen(rows[i].cell[c]);
+	for (i = 0; n > 1 && i < n; i++)
+		printf("%-*s  %-*s  %*s  %-*s  %-*s  %s\n", width[0], rows[i].cell[0], width[1],
+		       rows[i].cell[1], width[2], rows[i].cell[2], width[3], rows[i].cell[3], width[4],
+		       rows[i].cell[4], rows[i].cell[5]);
+	if (json_is_true(json_object_get(doc, "truncated")))
+		fprintf(stderr, "lockctl: the backend had more entries than one listing shows\n");
+	if (json_string_value(json_object_get(doc, "backend_error"))) {
+		fprintf(stderr, "lockctl: only this lockd's own holds are shown: %s\n",
+		        json_string_value(json_object_get(doc, "backend_error")));
+		status = 1;
+	}
+	free(rows);
+	free(tokens);
+	json_decref(doc);
+	return status;
+}
+
 /* ---- simple commands ------------------------------------------------- */
 
 static int simple(struct ctl_opts *o, const char *sub, const char *arg)
 {
 	struct uclient uc = { .prog = "lockctl", .peer = "lockd", .socket_path = o->socket };
 	struct uclient_reply r;
-	char *body = NULL, target[32] = "/v1/locks";
+	char *body = NULL, target[512] = "/v1/locks";
 	const char *method = "POST";
 	long timeout = REQUEST_SLACK_MS;
 	int status;
@@ -159,6 +248,7 @@ static int simple(struct ctl_opts *o, const char *sub, const char *arg)
 		timeout += o->wait / NS_PER_MS;
 	} else if (!strcmp(sub, "list")) {
 		method = "GET";
+		list_target(o, arg, target, sizeof(target));
 	} else {
 		json_t *b = json_pack("{s:s}", "hold", arg);
 		body = b ? json_dumps(b, JSON_COMPACT) : NULL;
@@ -170,14 +260,16 @@ static int simple(struct ctl_opts *o, const char *sub, const char *arg)
 		return EX_UNAVAILABLE_;
 	}
 	free(body);
-	if (r.code == 200) {
+	if (r.code == 200 && !strcmp(sub, "list") && !o->json) {
+		status = print_locks(&r);
+	} else if (r.code == 200) {
 		if (strcmp(sub, "release") != 0)
 			uclient_print_body(stdout, &r);
 		status = 0;
 	} else {
 		fprintf(stderr, "lockctl: %s\n", r.code == 404 ? "no such hold (released, expired "
 		        "or never known to this lockd)" : error_of(&r));
-		status = !strcmp(sub, "acquire") ? refused_status(r.code) : 1;
+		status = !strcmp(sub, "acquire") || r.code == 400 ? refused_status(r.code) : 1;
 	}
 	uclient_reply_free(&r);
 	return status;
@@ -467,7 +559,7 @@ int main(int argc, char **argv)
 				args[n++] = argv[++i];
 		} else if (sub == NULL) {
 			sub = argv[i];
-		} else if (arg == NULL && strcmp(sub, "list") != 0) {
+		} else if (arg == NULL) {
 			arg = argv[i];
 		} else {
 			args[n++] = argv[i];
@@ -496,8 +588,8 @@ int main(int argc, char **argv)
 		rc = run(&o, arg, res.rest);
 	} else if (!strcmp(sub, "acquire") || !strcmp(sub, "release") || !strcmp(sub, "renew") ||
 	           !strcmp(sub, "list")) {
-		if ((arg == NULL) != (strcmp(sub, "list") == 0) || res.n_rest > 0)
-			log_fatalx(EX_USAGE_, "usage: lockctl %s%s", sub, !strcmp(sub, "list") ? "" :
+		if ((arg == NULL && strcmp(sub, "list") != 0) || res.n_rest > 0)
+			log_fatalx(EX_USAGE_, "usage: lockctl %s%s", sub, !strcmp(sub, "list") ? " [NAME] [-n N] [--json]" :
 			     !strcmp(sub, "acquire") ? " NAME [-n N] [--wait D] [--ttl D]" : " HOLD");
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		rc = simple(&o, sub, arg);

@@ -53,15 +53,6 @@ static int64_t budget_ns(const struct lockd_config *cfg)
 	return cfg->kill_grace_ns + STOP_SLACK_NS;
 }
 
-bool lockd_valid_name(const char *name)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n > LOCK_NAME_MAX || name[0] == '.')
-		return false;
-	return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
-}
-
 int lockd_check_timing(const struct lockd_config *cfg, char *err, size_t errlen)
 {
 	char ttl[32], renew[32], grace[32], left[32];
@@ -640,4 +631,33 @@ int lockd_hold_fd(const struct lockd *d, const struct hold *h)
 	if (h->state != HOLD_HELD || h->bh == NULL || d->ops->hold_fd == NULL)
 		return -1;
 	return d->ops->hold_fd(h->bh);
+}
+
+int lockd_list(struct lockd *d, const char *const *names, size_t n, bool all, lock_list_cb cb,
+               void *arg)
+{
+	if (d->ops->list == NULL)
+		return -1;
+	return d->ops->list(d->s, names, n, all, cb, arg);
+}
+
+struct hold *lockd_hold_of(struct lockd *d, struct lock_hold *bh)
+{
+	struct hold *h = bh ? d->ops->hold_ctx(bh) : NULL;
+
+	return h && h->bh == bh ? h : NULL;
+}
+
+int64_t lockd_request_timeout_ns(const struct lockd *d)
+{
+	int64_t renew = d->cfg.renew_ns;
+
+	if (d->cfg.request_timeout_ns > 0)
+		return d->cfg.request_timeout_ns;
+	return renew > 0 && renew < 2 * NS_PER_SEC ? renew : 2 * NS_PER_SEC;   /* as the backends */
+}
+
+const char *lockd_id(const struct lockd *d)
+{
+	return d->cfg.id ? d->cfg.id : "";
 }

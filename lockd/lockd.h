@@ -140,8 +140,16 @@ bool lockd_shutting_down(const struct lockd *d);
 /* The backend's descriptor a command holding h should inherit (file
  * backend), or -1. */
 int lockd_hold_fd(const struct lockd *d, const struct hold *h);
+/* The backend's view of who holds and waits, on every node (see
+ * lock_backend_ops.list): cb runs once, later. -1 if the backend cannot
+ * list or is out of memory: cb never runs. */
+int lockd_list(struct lockd *d, const char *const *names, size_t n, bool all, lock_list_cb cb,
+               void *arg);
+/* The hold behind a listing entry's `mine`, or NULL. */
+struct hold *lockd_hold_of(struct lockd *d, struct lock_hold *bh);
+/* --request-timeout, or the backends' default (renew interval, at most 2 s). */
+int64_t lockd_request_timeout_ns(const struct lockd *d);
+const char *lockd_id(const struct lockd *d);
 
-/* 1-128 of [A-Za-z0-9._-], not starting with '.'. */
-bool lockd_valid_name(const char *name);
 
 #endif

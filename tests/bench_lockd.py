@@ -17,6 +17,7 @@ Backend rows are filled for whatever lock backend lockd accepts; a backend
 whose lock ops are not registered yet is skipped with a note.
 """
 
+import json
 import os
 import statistics
 import subprocess
@@ -98,7 +99,8 @@ def handovers(d1, d2, n):
     return xs
 
 
-def rss_with_locks(d, n):
+def rss_with_locks(d, n, during):
+    """(idle RSS, RSS holding n locks, during()'s result while holding)."""
     idle = bench.proc_rss_kib(d.pid)
     conn = HoldConn(d)
     try:
@@ -106,9 +108,19 @@ def rss_with_locks(d, n):
             st, body = conn.acquire('many-%d' % i, wait='10s')
             assert st == 200, (i, st, body)
         time.sleep(0.5)
-        return idle, bench.proc_rss_kib(d.pid)
+        return idle, bench.proc_rss_kib(d.pid), during()
     finally:
         conn.close()
+
+
+def listing_runs(ctx, other, n, runs, env):
+    """`lockctl list` through the lockd that holds nothing: every entry
+    comes from the backend. Checks it sees all n, then times it."""
+    argv = [lockctl_bin(), '--socket', other.socket, 'list', '--json']
+    r = subprocess.run(argv, capture_output=True, text=True, env=env)
+    seen = sum(len(lk['holders']) for lk in json.loads(r.stdout)['locks']) if r.returncode == 0 else 0
+    assert seen >= n, 'listing shows %d of %d holders: %s' % (seen, n, r.stderr)
+    return timed_runs(ctx, argv, runs, env)
 
 
 def bench_lock_backend(name, a, rows):
@@ -149,9 +161,11 @@ def bench_lock_backend(name, a, rows):
                                        a.lockd_runs, eenv)))
         rows.append(row(name, 'contended handover, 2 lockd (ms)',
                         handovers(ds[0], ds[1], a.lockd_handovers)))
-        idle, full = rss_with_locks(ds[1], a.lockd_many)
+        idle, full, lists = rss_with_locks(
+            ds[1], a.lockd_many, lambda: listing_runs(ctx, ds[0], a.lockd_many, 10, env))
         rows.append(row(name, 'lockd RSS idle (KiB)', value=idle))
         rows.append(row(name, 'lockd RSS holding %d locks (KiB)' % a.lockd_many, value=full))
+        rows.append(row(name, 'lockctl list, %d locks of another lockd (ms)' % a.lockd_many, lists))
     finally:
         try:
             for p in reversed(ctx._procs):

@@ -115,9 +115,14 @@ class Lockd(Proc):
     def renew(self, hold):
         return self.request('POST', '/v1/renew', {'hold': hold})
 
-    def locks(self):
-        st, body = self.request('GET', '/v1/locks')
+    def locks(self, name=None, limit=None, local=False):
+        """GET /v1/locks: every node's holders and waiters as the backend
+        tells, merged with this lockd's own (local: its own only)."""
+        q = [('name', name), ('limit', limit), ('local', 1 if local else None)]
+        q = '&'.join('%s=%s' % (k, v) for k, v in q if v is not None)
+        st, body = self.request('GET', '/v1/locks' + ('?' + q if q else ''))
         assert st == 200, (st, body)
+        assert 'backend_error' not in body, body
         return body['locks']
 
     def metrics(self):
@@ -196,6 +201,7 @@ class LockdCases:
     lockd_kill_grace = '1s'
     mx_total = 1000          # acquisitions in the mutual exclusion test
     mx_clients = 20
+    sees_remote_waiters = True   # file: a waiter shows only in its own lockd
 
     # --- to be provided by the backend's test class
     def lock_url(self, proxy_port=None):
@@ -363,7 +369,7 @@ class LockdCases:
         st, body = b.acquire('cb', wait='20s')
         self.assertEqual(st, 200, body)
         self.assertGreater(body['token'], held['token'])
-        wait_for(lambda: 'cb' not in [lk['name'] for lk in a.locks()], 5,
+        wait_for(lambda: 'cb' not in [lk['name'] for lk in a.locks(local=True)], 5,
                  msg='hold forgotten by lockd a')
 
     @valgrind_ok
@@ -501,6 +507,116 @@ class LockdCases:
         self.assertGreaterEqual(time.monotonic() - t0, 0.3)
         conn.close()
 
+    # --- listings
+    def listed(self, lockd, name, **kw):
+        """[lock] of lockd's GET /v1/locks?name=NAME: ([holder], [waiter]) as
+        (owner, here) pairs, and the lock itself; ([], [], None) if absent."""
+        locks = lockd.locks(name=name, **kw)
+        self.assertLessEqual(len(locks), 1, locks)
+        if not locks:
+            return [], [], None
+        lk = locks[0]
+        self.assertEqual(lk['name'], name)
+        pairs = [[(e['owner'], e['here']) for e in lk[k]] for k in ('holders', 'waiting')]
+        return pairs[0], pairs[1], lk
+
+    @valgrind_ok
+    def test_list_shows_every_nodes_holders_and_waiters(self):
+        a, b = self.lockd('a'), self.lockd('b')
+        ca, cb = HoldConn(a), HoldConn(b)
+        st, held = ca.acquire('shared', wait='0')
+        self.assertEqual(st, 200, held)
+        res = {}
+        th = threading.Thread(target=lambda: res.setdefault('r', cb.acquire('shared', wait='60s')))
+        th.start()
+        if self.sees_remote_waiters:
+            wait_for(lambda: self.listed(a, 'shared')[1] == [('b', False)], 10,
+                     msg="b's waiter visible in a's listing")
+        else:
+            wait_for(lambda: self.listed(b, 'shared')[1] == [('b', True)], 10,
+                     msg="b's waiter queued")
+        # b: a's holder (not here), its own waiter.
+        holders, waiting, lk = self.listed(b, 'shared')
+        self.assertEqual(holders, [('a', False)])
+        self.assertEqual(lk['holders'][0]['token'], held['token'])
+        self.assertEqual(waiting, [('b', True)])
+        self.assertEqual((lk['holders_here'], lk['waiting_here'], lk['tokens']), (0, 1, []))
+        # a: its own hold; b's waiter where the backend shows waiters, with
+        # the token it will get.
+        holders, waiting, lk = self.listed(a, 'shared')
+        self.assertEqual(holders, [('a', True)])
+        self.assertEqual(lk['tokens'], [held['token']])
+        if self.sees_remote_waiters:
+            self.assertEqual(waiting, [('b', False)])
+            self.assertGreater(lk['waiting'][0]['token'], held['token'])
+        else:
+            self.assertEqual(waiting, [])
+        # Every name, without a name given, and never a hold id.
+        self.assertIn('shared', [lk['name'] for lk in b.locks()])
+        self.assertNotIn(held['hold'], json.dumps(a.locks()) + json.dumps(b.locks()))
+        # lockctl list: a table, or the JSON.
+        r = self.lockctl(b, 'list')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r'(?m)^NAME\s+STATE\s+TOKEN\s+OWNER\s+HERE\s+KEY$')
+        self.assertRegex(r.stdout, r'(?m)^shared\s+held\s+%d\s+a\s+no\s' % held['token'])
+        self.assertRegex(r.stdout, r'(?m)^shared\s+waiting\s+\S+\s+b\s+yes\b')
+        r = self.lockctl(a, 'list', 'shared', '--json')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([lk['name'] for lk in json.loads(r.stdout)['locks']], ['shared'])
+        # A name nobody holds; bad queries.
+        self.assertEqual(a.locks(name='free'), [])
+        for q in ('name=../x', 'name=', 'limit=0', 'limit=x', 'limit=1001'):
+            st, body = a.request('GET', '/v1/locks?' + q)
+            self.assertEqual(st, 400, (q, body))
+        r = self.lockctl(a, 'list', 'bad/name')
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn('name', r.stderr)
+        # Handover: a sees b holding, then nobody.
+        self.assertEqual(ca.release(held['hold'])[0], 200)
+        th.join(60 * scale())
+        st, got = res['r']
+        self.assertEqual(st, 200, got)
+        wait_for(lambda: self.listed(a, 'shared')[:2] == ([('b', False)], []), 10,
+                 msg="a sees b's hold")
+        self.assertEqual(self.listed(a, 'shared')[2]['holders'][0]['token'], got['token'])
+        self.assertEqual(cb.release(got['hold'])[0], 200)
+        wait_for(lambda: a.locks(name='shared') == [] and b.locks() == [], 10,
+                 msg='released everywhere')
+        ca.close()
+        cb.close()
+
+    def test_list_semaphore_holders(self):
+        a, b, c = self.lockd('a'), self.lockd('b'), self.lockd('c')
+        conns = [HoldConn(a), HoldConn(a), HoldConn(b), HoldConn(b)]
+        for conn in conns[:3]:
+            st, body = conn.acquire('pool', limit=3, wait='0')
+            self.assertEqual(st, 200, body)
+        res = {}
+        th = threading.Thread(
+            target=lambda: res.setdefault('r', conns[3].acquire('pool', limit=3, wait='60s')))
+        th.start()
+        wait_for(lambda: self.listed(b, 'pool')[1] == [('b', True)], 10, msg="b's waiter queued")
+        if self.sees_remote_waiters:
+            wait_for(lambda: self.listed(a, 'pool')[1] == [('b', False)], 10,
+                     msg="b's waiter visible in a's listing")
+        holders, waiting, lk = self.listed(a, 'pool')
+        self.assertEqual(sorted(holders), [('a', True), ('a', True), ('b', False)])
+        self.assertEqual(lk['limit'], 3)
+        holders, waiting, lk = self.listed(b, 'pool')
+        self.assertEqual(sorted(holders), [('a', False), ('a', False), ('b', True)])
+        self.assertEqual(waiting, [('b', True)])
+        # c uses no slot: it learns the size from the query.
+        holders, waiting, lk = self.listed(c, 'pool', limit=3)
+        self.assertEqual(sorted(holders), [('a', False), ('a', False), ('b', False)])
+        self.assertEqual(waiting, [('b', False)] if self.sees_remote_waiters else [])
+        tokens = [e['token'] for e in lk['holders']]
+        self.assertEqual(len(set(tokens)), 3, lk)
+        for conn in conns[:3]:
+            conn.close()
+        th.join(60 * scale())
+        self.assertEqual(res['r'][0], 200, res['r'])
+        conns[3].close()
+
     def test_lockctl_list_and_errors(self):
         a = self.lockd('a')
         conn = HoldConn(a)
@@ -566,7 +682,7 @@ class LockdCases:
             at = at if i % 3 == 0 else 1 - at
             d = ds[at]
             nxt = self.lockctl_run(d, 'k9r', 'r%d' % i, log, args=['--wait', '60s'], extra=mem)
-            wait_for(lambda: [lk['waiting_here'] for lk in d.locks()] == [1], 10,
+            wait_for(lambda: [lk['waiting_here'] for lk in d.locks(local=True)] == [1], 10,
                      msg='round %d: the waiter queued in lockd %s' % (i, d.id))
             time.sleep(0.05)              # and in the backend
             t_kill = now_ns()
@@ -609,6 +725,40 @@ class SessionCutCases:
 
     def backend_addr(self):
         raise NotImplementedError
+
+    def test_list_answers_own_holds_when_the_backend_is_unreachable(self):
+        from proxy import FaultProxy
+        p = FaultProxy(self.backend_addr())
+        p.start()
+        self.addCleanup(p.stop)
+        a = self.lockd('a', url=self.lock_url(proxy_port=p.port),
+                       args=['--request-timeout', '1s'])
+        conn = HoldConn(a)
+        st, held = conn.acquire('off', wait='0')
+        self.assertEqual(st, 200, held)
+        self.assertEqual([(e['owner'], e['here']) for e in a.locks()[0]['holders']], [('a', True)])
+        p.blackhole()
+        # lockctl list and a plain request at once: both within the request
+        # timeout (+ lockd's slack), before the session may be lost.
+        res = {}
+        th = threading.Thread(target=lambda: res.setdefault('r', self.lockctl(a, 'list')))
+        th.start()
+        t0 = time.monotonic()
+        st, body = a.request('GET', '/v1/locks', timeout=20)
+        took = time.monotonic() - t0
+        th.join(30 * scale())
+        self.assertEqual(st, 200, body)
+        self.assertIn('backend_error', body)
+        self.assertLess(took, 5 * scale())
+        self.assertEqual([(lk['name'], [(e['owner'], e['here'], e['token']) for e in lk['holders']])
+                          for lk in body['locks']], [('off', [('a', True, held['token'])])])
+        r = res['r']
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("only this lockd's own holds are shown", r.stderr)
+        self.assertRegex(r.stdout, r'(?m)^off\s+held\s+%d\s+a\s+yes' % held['token'])
+        p.pass_()
+        conn.close()
+        wait_for(lambda: a.locks() == [], 30, msg='listing works again after the cut')
 
     def test_session_cut_stops_holder_before_other_lockd_is_granted(self):
         from proxy import FaultProxy

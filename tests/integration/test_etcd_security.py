@@ -209,6 +209,7 @@ class EtcdAuth(EtcdSecurityCase):
     def test_password_right_and_wrong(self):
         srv = self.etcd()
         self.enable_auth(srv)
+        t_bad = time.monotonic()
         bad = self.sidecar('p0', srv, ['--auth', 'elect:' + WRONG_PASSWORD])
         # ELECT_AUTH keeps the password off the command line.
         good = self.sidecar('p1', srv, env={'ELECT_AUTH': 'elect:' + PASSWORD})
@@ -218,8 +219,13 @@ class EtcdAuth(EtcdSecurityCase):
         errs = warn_lines(bad.log(), r'(?i)authenticat|etcd: .*fail')
         self.assertEqual(len(errs), 1, 'want one error line, got:\n' + bad.log()[-3000:])
         self.assertIn("authentication as 'elect' failed", errs[0])
-        self.assertGreaterEqual(bad.log().count("authentication as 'elect' failed"), 3,
-                                'not retrying:\n' + bad.log()[-3000:])
+        # It keeps trying, but backs off (1 s doubling up to 4 s): every
+        # login costs etcd a bcrypt.
+        wait_for(lambda: bad.log().count("authentication as 'elect' failed") >= 3, 15,
+                 msg='not retrying:\n' + bad.log()[-3000:])
+        tries = bad.log().count("authentication as 'elect' failed")
+        self.assertLessEqual(tries, 2 + (time.monotonic() - t_bad) / 1.0,
+                             'no backoff between logins:\n' + bad.log()[-3000:])
         self.assertNotIn('p0', self.keys(srv).values())
         self.assert_no_password([good, bad])
         r = self.run_elect(['--name', 'web', '--backend', 'etcd://%s/web' % srv.endpoint,

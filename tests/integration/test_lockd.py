@@ -15,6 +15,7 @@ from lockd_cases import HoldConn, LockdCases, lockd_bin  # noqa: E402
 
 
 class FileLocks(LockdCases, ElectTestCase):
+    sees_remote_waiters = False     # waiters leave no trace in the lock directory
 
     def lock_url(self, proxy_port=None):
         return 'file://' + self.path('locks')

@@ -446,6 +446,301 @@ static void test_lock_answers(void **state)
 	free(s);
 }
 
+/* Listings (etcd_lock.c's list): a kv of a range answer, the key and value
+ * base64-encoded here; value NULL leaves it out, as the gateway does for "". */
+static json_t *list_kv(const char *key, size_t keylen, const char *rev, const char *value)
+{
+	char *k = etcd_b64_encode(key, keylen);
+	json_t *o = json_pack("{s:s,s:s,s:s}", "key", k, "create_revision", rev, "mod_revision", rev);
+
+	free(k);
+	if (value != NULL) {
+		char *v = etcd_b64_encode(value, strlen(value));
+		json_object_set_new(o, "value", json_string(v));
+		free(v);
+	}
+	return o;
+}
+
+#define KV(key, rev, value) list_kv(key, strlen(key), rev, value)
+
+static void test_list_page(void **state)
+{
+	char long_name[140], long_key[160], err[200];
+	struct etcd_list l = { 0 };
+	json_t *a;
+
+	(void)state;
+	memset(long_name, 'x', 129);
+	long_name[129] = '\0';
+	snprintf(long_key, sizeof(long_key), "locks/%s/1", long_name);
+	/* Key order, as etcd sends it; every kind of key that is no lock key
+	 * in between, the last one too. */
+	a = json_pack("{s:{s:s},s:[o,o,o,o,o,o,o,o,o,o,o,o],s:s}", "header", "revision", "40", "kvs",
+	              KV("locks/.hidden/1", "6", "x"),
+	              KV("locks/b@d/1", "11", "x"),
+	              KV("locks/db/", "8", "x"),
+	              KV("locks/db/694d", "5", "node-a"),
+	              KV("locks/db/694d-1", "20", "node-a"),
+	              KV("locks/db/77ab", "14", NULL),     /* etcdctl lock: no value */
+	              list_kv("locks/db/\0z", 11, "12", "x"),
+	              KV("locks/db/x/y", "7", "x"),
+	              KV("locks/plain", "9", "x"),
+	              KV("locks/web/694d", "3", "node-b"),
+	              KV(long_key, "10", "x"),
+	              list_kv("locks/zz\0", 9, "13", "x"),
+	              "count", "12");
+	assert_non_null(a);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_int_equal(l.n, 4);
+	assert_int_equal(l.revision, 40);
+	assert_false(l.next_page);
+	assert_int_equal(l.after_len, 9);           /* the last key, zero byte and all */
+	assert_memory_equal(l.after, "locks/zz\0", 9);
+	assert_false(etcd_list_finish(&l, 10000));
+	/* Grouped by name in key order, each name's oldest first. */
+	assert_string_equal(l.kv[0].name, "db");
+	assert_string_equal(l.kv[0].key, "locks/db/694d");
+	assert_string_equal(l.kv[0].value, "node-a");
+	assert_int_equal(l.kv[0].create_rev, 5);
+	assert_int_equal(l.kv[0].position, 0);
+	assert_string_equal(l.kv[1].key, "locks/db/77ab");
+	assert_string_equal(l.kv[1].value, "");
+	assert_int_equal(l.kv[1].position, 1);
+	assert_string_equal(l.kv[2].key, "locks/db/694d-1");
+	assert_int_equal(l.kv[2].position, 2);
+	assert_string_equal(l.kv[3].name, "web");
+	assert_string_equal(l.kv[3].value, "node-b");
+	assert_int_equal(l.kv[3].position, 0);
+	etcd_list_free(&l);
+
+	/* Nothing there: no kvs at all, or an empty array. */
+	a = answer("{\"header\":{\"revision\":\"4\"}}", ETCD_OK, 0);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_int_equal(l.revision, 4);
+	assert_null(l.after);
+	a = answer("{\"header\":{\"revision\":\"5\"},\"kvs\":[],\"more\":false}", ETCD_OK, 0);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_int_equal(l.revision, 4);            /* the first page's view */
+	assert_int_equal(l.n, 0);
+	assert_false(etcd_list_finish(&l, 10000));
+	etcd_list_free(&l);
+}
+
+static void test_list_pages_and_truncation(void **state)
+{
+	char err[200];
+	struct etcd_list l = { 0 };
+	json_t *a;
+
+	(void)state;
+	/* Two pages: the second continues after the first's last key. */
+	a = json_pack("{s:{s:s},s:[o,o],s:b}", "header", "revision", "50", "kvs",
+	              KV("locks/a/1", "9", "n"), KV("locks/b/1", "4", "n"), "more", 1);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_true(l.next_page);
+	assert_string_equal(l.after, "locks/b/1");
+	a = json_pack("{s:{s:s},s:[o,o]}", "header", "revision", "77", "kvs",
+	              KV("locks/b/2", "3", "n"), KV("locks/c/1", "5", "n"));
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_false(l.next_page);
+	assert_int_equal(l.revision, 50);
+	assert_string_equal(l.after, "locks/c/1");
+	assert_false(etcd_list_finish(&l, 10000));
+	assert_int_equal(l.n, 4);
+	assert_string_equal(l.kv[1].key, "locks/b/2");   /* b's oldest first */
+	assert_int_equal(l.kv[2].position, 1);
+	etcd_list_free(&l);
+
+	/* More than max: the last name kept may be incomplete, so it goes too. */
+	a = json_pack("{s:{s:s},s:[o,o,o,o]}", "header", "revision", "50", "kvs",
+	              KV("locks/a/1", "9", "n"), KV("locks/b/1", "4", "n"), KV("locks/b/2", "3", "n"),
+	              KV("locks/c/1", "5", "n"));
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	assert_true(etcd_list_finish(&l, 2));
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.kv[0].key, "locks/a/1");
+	etcd_list_free(&l);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	assert_true(etcd_list_finish(&l, 3));
+	assert_int_equal(l.n, 1);                   /* b was whole, but no telling: it goes */
+	etcd_list_free(&l);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	assert_false(etcd_list_finish(&l, 4));
+	assert_int_equal(l.n, 4);
+	etcd_list_free(&l);
+	/* Pages left unread. */
+	json_object_set_new(a, "more", json_true());
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	assert_true(etcd_list_finish(&l, 10000));
+	assert_int_equal(l.n, 3);
+	etcd_list_free(&l);
+	json_decref(a);
+}
+
+static void test_list_txn(void **state)
+{
+	char err[200];
+	struct etcd_list l = { 0 };
+	json_t *a;
+
+	(void)state;
+	/* An empty prefix (locks at the top, as `etcdctl lock db`): one range
+	 * per name, the second name with nobody. */
+	a = json_pack("{s:{s:s},s:b,s:[{s:{s:[o,o]}},{s:{s:s}}]}", "header", "revision", "9",
+	              "succeeded", 1, "responses",
+	              "response_range", "kvs", KV("db/2", "7", "n"), KV("db/1", "8", NULL),
+	              "response_range", "count", "0");
+	assert_int_equal(etcd_parse_list_txn(a, 2, "", &l, err, sizeof(err)), 0);
+	assert_false(l.more);
+	/* More ranges asked for than the answer has: nothing is kept. */
+	assert_int_equal(etcd_parse_list_txn(a, 3, "", &l, err, sizeof(err)), -1);
+	assert_string_equal(err, "malformed lock list answer");
+	json_decref(a);
+	assert_int_equal(l.n, 2);
+	assert_false(etcd_list_finish(&l, 10000));
+	assert_string_equal(l.kv[0].name, "db");
+	assert_string_equal(l.kv[0].key, "db/2");
+	assert_int_equal(l.kv[1].position, 1);
+	assert_string_equal(l.kv[1].value, "");
+	etcd_list_free(&l);
+	/* A name with more keys than the range's limit: its oldest, truncated. */
+	a = json_pack("{s:[{s:{s:[o],s:b}}]}", "responses", "response_range", "kvs",
+	              KV("locks/db/2", "7", "n"), "more", 1);
+	assert_int_equal(etcd_parse_list_txn(a, 1, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_true(l.more);
+	assert_true(etcd_list_finish(&l, 10000));
+	assert_int_equal(l.n, 1);
+	etcd_list_free(&l);
+}
+
+static void test_list_malformed(void **state)
+{
+#define R "\"header\":{\"revision\":\"8\"},"
+	static const char *const bad[] = {
+		"{\"kvs\":[]}",                                                    /* no revision */
+		"{\"header\":{\"revision\":\"x\"},\"kvs\":[]}",
+		"{" R "\"kvs\":{}}",                                               /* kvs not an array */
+		"{" R "\"kvs\":\"x\"}",
+		"{" R "\"kvs\":[7]}",                                              /* kv not an object */
+		"{" R "\"kvs\":[{\"key\":\"!!!!\",\"create_revision\":\"3\"}]}",   /* key not base64 */
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ=\",\"create_revision\":\"3\"}]}",
+		"{" R "\"kvs\":[{\"key\":5,\"create_revision\":\"3\"}]}",
+		"{" R "\"kvs\":[{\"create_revision\":\"3\"}]}",                     /* no key */
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\"}]}",                  /* no create revision */
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\",\"create_revision\":\"x\"}]}",
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\",\"create_revision\":\"-2\"}]}",
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\",\"create_revision\":\"3\",\"value\":\"?\"}]}",
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\",\"create_revision\":\"3\",\"value\":[]}]}",
+		"{" R "\"kvs\":[],\"more\":\"yes\"}",
+		"{" R "\"kvs\":[],\"more\":true}",                                 /* a page that goes nowhere */
+		"{" R "\"more\":true}",
+		/* a good key, then a bad one: the good one is not kept either */
+		"{" R "\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\",\"create_revision\":\"3\"},{\"key\":\"bG9ja3MvZGIvYg==\"}]}",
+		/* a bad key that is no lock key anyway */
+		"{" R "\"kvs\":[{\"key\":\"b3RoZXI=\",\"create_revision\":\"3\",\"value\":\"!\"}]}",
+	};
+	static const char *const bad_txn[] = {
+		"{}",
+		"{\"responses\":{}}",
+		"{\"responses\":[{\"response_range\":{}}]}",                      /* one of two */
+		"{\"responses\":[{\"response_range\":{}},{\"response_put\":{}}]}",
+		"{\"responses\":[{\"response_range\":{}},{\"response_range\":[]}]}",
+		"{\"responses\":[{\"response_range\":{}},{\"response_range\":{\"kvs\":[null]}}]}",
+		"{\"responses\":[{\"response_range\":{\"more\":true}},{\"response_range\":{\"kvs\":7}}]}",
+	};
+	char err[200];
+	struct etcd_list l = { 0 };
+	json_t *a;
+
+	(void)state;
+	/* One page in already: a bad answer leaves everything as it was. */
+	a = answer("{\"header\":{\"revision\":\"6\"},\"kvs\":[{\"key\":\"bG9ja3MvZGIvYQ==\","
+	           "\"create_revision\":\"3\"}],\"more\":true}", ETCD_OK, 0);
+	assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), 0);
+	json_decref(a);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct etcd_list fresh = { 0 };
+		a = answer(bad[i], ETCD_OK, 0);
+		if (i >= 2) {           /* those two are fine after a first page */
+			assert_int_equal(etcd_parse_list_page(a, "locks/", &l, err, sizeof(err)), -1);
+			assert_string_equal(err, "malformed lock list answer");
+			assert_int_equal(l.n, 1);
+			assert_int_equal(l.revision, 6);
+			assert_true(l.next_page);
+			assert_string_equal(l.after, "locks/db/a");
+		}
+		assert_int_equal(etcd_parse_list_page(a, "locks/", &fresh, err, sizeof(err)), -1);
+		assert_int_equal(fresh.n, 0);
+		assert_int_equal(fresh.revision, 0);
+		assert_null(fresh.after);
+		etcd_list_free(&fresh);
+		json_decref(a);
+	}
+	for (size_t i = 0; i < sizeof(bad_txn) / sizeof(bad_txn[0]); i++) {
+		a = answer(bad_txn[i], ETCD_OK, 0);
+		assert_int_equal(etcd_parse_list_txn(a, 2, "locks/", &l, err, sizeof(err)), -1);
+		assert_int_equal(l.n, 1);
+		assert_false(l.more);
+		json_decref(a);
+	}
+	assert_int_equal(etcd_parse_list_page(NULL, "locks/", &l, err, sizeof(err)), -1);
+	assert_int_equal(etcd_parse_list_txn(NULL, 1, "locks/", &l, err, sizeof(err)), -1);
+	assert_string_equal(l.kv[0].key, "locks/db/a");
+	assert_string_equal(l.kv[0].name, "db");
+	etcd_list_free(&l);
+#undef R
+}
+
+static void test_list_bodies(void **state)
+{
+	const char *names[] = { "db", "web" };
+	char *s;
+	json_t *j, *r;
+
+	(void)state;
+	s = etcd_body_list_page("locks/", NULL, 0, 500, 0);
+	j = json_loads(s, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "key")), "bG9ja3Mv");        /* locks/ */
+	assert_string_equal(json_string_value(json_object_get(j, "range_end")), "bG9ja3Mw");  /* locks0 */
+	assert_string_equal(json_string_value(json_object_get(j, "limit")), "500");
+	assert_null(json_object_get(j, "revision"));
+	assert_null(json_object_get(j, "sort_target"));   /* key order: pages follow keys */
+	assert_null(json_object_get(j, "keys_only"));     /* the values are the owners */
+	json_decref(j);
+	free(s);
+	/* The next page: just after "locks/a\0" (any bytes), at the first's revision. */
+	s = etcd_body_list_page("locks/", "locks/a\0", 8, 500, 41);
+	j = json_loads(s, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "key")), "bG9ja3MvYQAA");    /* locks/a\0\0 */
+	assert_string_equal(json_string_value(json_object_get(j, "range_end")), "bG9ja3Mw");
+	assert_string_equal(json_string_value(json_object_get(j, "revision")), "41");
+	json_decref(j);
+	free(s);
+	s = etcd_body_list_names("", names, 2, 7);
+	j = json_loads(s, 0, NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "success")), 2);
+	r = json_object_get(json_array_get(json_object_get(j, "success"), 0), "request_range");
+	assert_string_equal(json_string_value(json_object_get(r, "key")), "ZGIv");           /* db/ */
+	assert_string_equal(json_string_value(json_object_get(r, "range_end")), "ZGIw");     /* db0 */
+	assert_string_equal(json_string_value(json_object_get(r, "limit")), "7");
+	assert_string_equal(json_string_value(json_object_get(r, "sort_target")), "CREATE");
+	r = json_object_get(json_array_get(json_object_get(j, "success"), 1), "request_range");
+	assert_string_equal(json_string_value(json_object_get(r, "key")), "d2ViLw==");       /* web/ */
+	json_decref(j);
+	free(s);
+	s = etcd_body_list_names("locks/", names, 1, 1);
+	assert_non_null(strstr(s, "\"key\":\"bG9ja3MvZGIv\""));                               /* locks/db/ */
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +760,11 @@ int main(void)
 		cmocka_unit_test(test_lines_limits),
 		cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_lock_answers),
+		cmocka_unit_test(test_list_page),
+		cmocka_unit_test(test_list_pages_and_truncation),
+		cmocka_unit_test(test_list_txn),
+		cmocka_unit_test(test_list_malformed),
+		cmocka_unit_test(test_list_bodies),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,10 +210,10 @@ static void test_unsafe_timing_refused(void **state)
 	c = cfg;
 	c.renew_ns = 9 * S;
 	assert_int_equal(lockd_check_timing(&c, err, sizeof(err)), -1);
-	assert_true(lockd_valid_name("db-migrate.v2_x"));
-	assert_false(lockd_valid_name(".x"));
-	assert_false(lockd_valid_name("a/b"));
-	assert_false(lockd_valid_name(""));
+	assert_true(lock_name_valid("db-migrate.v2_x"));
+	assert_false(lock_name_valid(".x"));
+	assert_false(lock_name_valid("a/b"));
+	assert_false(lock_name_valid(""));
 }
 
 /* The deadline rule: revoked at stop_at, released in the backend at the

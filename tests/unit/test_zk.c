@@ -121,6 +121,63 @@ static void test_lock_view(void **state)
 	assert_int_equal(zk_lock_view(ch, 0, "_c_a-lock-0000000003", 1, &rank, w), -1);
 }
 
+static void test_lock_nodes(void **state)
+{
+	const char *ch[] = { "_c_b-lock-0000000007", "junk", "_c_a-lock-0000000003", "lock-0000000005",
+	                     "_c_c-n_0000000001", "xlock-0000000002", "_c_d-lock-42", "_c_e-lock-0000000004" };
+	int idx[8];
+	int64_t seq[8];
+
+	(void)state;
+	assert_int_equal(zk_lock_node_seq("_c_a-lock-0000000003"), 3);
+	assert_int_equal(zk_lock_node_seq("lock-0000000005"), 5);
+	assert_int_equal(zk_lock_node_seq("_c_c-n_0000000001"), -1);
+	assert_int_equal(zk_lock_node_seq("xlock-0000000002"), -1);
+	assert_int_equal(zk_lock_node_seq("_c_d-lock-42"), -1);
+	assert_int_equal(zk_lock_node_seq("0000000009"), -1);
+	assert_int_equal(zk_lock_nodes(ch, 8, idx, seq), 4);
+	assert_int_equal(idx[0], 2);
+	assert_int_equal(idx[1], 7);
+	assert_int_equal(idx[2], 3);
+	assert_int_equal(idx[3], 0);
+	assert_int_equal(seq[0], 3);
+	assert_int_equal(seq[3], 7);
+	assert_int_equal(zk_lock_nodes(ch, 0, idx, seq), 0);
+}
+
+static void printable_is(const char *data, int len, size_t outlen, const char *want)
+{
+	char out[64];
+
+	memset(out, 'X', sizeof(out));
+	zk_printable(out, outlen, data, len);
+	assert_string_equal(out, want);
+}
+
+static void test_printable(void **state)
+{
+	(void)state;
+	printable_is("lockd-a", 7, 64, "lockd-a");
+	printable_is(NULL, -1, 64, "");
+	printable_is("abc", -1, 64, "");
+	printable_is("a\0b\nc\x7f", 6, 64, "a?b?c?");
+	printable_is("caf\xc3\xa9", 5, 64, "caf\xc3\xa9");        /* é */
+	printable_is("\xe2\x82\xac!", 4, 64, "\xe2\x82\xac!");      /* € */
+	printable_is("\xf0\x9f\x94\x92", 4, 64, "\xf0\x9f\x94\x92");/* U+1F512 */
+	printable_is("\xc3", 1, 64, "?");                          /* cut short */
+	printable_is("\xc3(", 2, 64, "?(");
+	printable_is("\xc0\xaf", 2, 64, "??");                     /* overlong '/' */
+	printable_is("\xed\xa0\x80", 3, 64, "???");                /* surrogate */
+	printable_is("\xf4\x90\x80\x80", 4, 64, "????");           /* above U+10FFFF */
+	printable_is("\xc2\x85x", 3, 64, "?x");                    /* C1 control, one '?' */
+	printable_is("\xff\xfe", 2, 64, "??");
+	/* Cut at a character boundary. */
+	printable_is("abcdef", 6, 4, "abc");
+	printable_is("ab\xc3\xa9", 4, 4, "ab");
+	printable_is("ab\xc3\xa9", 4, 5, "ab\xc3\xa9");
+	printable_is("abc", 3, 1, "");
+}
+
 static void test_guid(void **state)
 {
 	const char *ch[] = { "_c_11111111-2222-4333-8444-555555555555-n_0000000001", "x" };
@@ -144,6 +201,8 @@ int main(void)
 		cmocka_unit_test(test_seq),
 		cmocka_unit_test(test_view),
 		cmocka_unit_test(test_lock_view),
+		cmocka_unit_test(test_lock_nodes),
+		cmocka_unit_test(test_printable),
 		cmocka_unit_test(test_guid),
 	};
 
