@@ -316,7 +316,7 @@ int httpd_query_param(const struct http_request *req, const char *key, char *buf
 		    strlen(name) == keylen && memcmp(name, key, keylen) == 0) {
 			if (!eq)
 				return len > 0 ? (buf[0] = '\0', 0) : -1;
-			return pct_decode(eq + 1, (size_t)(end - eq - 1), true, buf, len);
+			return pct_decode(eq + 1, (size_t)(end - eq - 1), true, buf, len) == 0 ? 0 : -2;
 		}
 		p = *end ? end + 1 : end;
 	}

@@ -66,7 +66,8 @@ void httpd_respond_error(struct http_request *req, int status, const char *messa
 /* Keep the request open; abort runs if the client disconnects first. */
 void httpd_defer(struct http_request *req, httpd_abort_cb abort, void *data);
 /* Copies the (URL-decoded) value of query parameter key into buf. 0 if
- * present, -1 if absent or too long. */
+ * present, -1 if absent, -2 if present but too long for buf or badly
+ * encoded (a bad escape, an encoded NUL). */
 int httpd_query_param(const struct http_request *req, const char *key, char *buf, size_t len);
 
 /* The listening sockets themselves (common/httpd_listen.c): non-blocking,

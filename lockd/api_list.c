@@ -190,10 +190,37 @@ static void on_list_abort(struct http_request *req, void *data)
 	ev_timer_stop(lr->loop, &lr->timer);
 }
 
+/* name, limit and local of the query into lr and *local; -1 after a 400
+ * answer to bad input. */
+static int parse_query(struct http_request *req, struct list_req *lr, bool *local)
+{
+	char buf[32], *end;
+	long v;
+	int rc = httpd_query_param(req, "name", lr->name, sizeof(lr->name));
+
+	if (rc == -2 || (rc == 0 && !lock_name_valid(lr->name))) {
+		httpd_respond_error(req, 400, "name: use 1-128 letters, digits, '.', '_' or '-', "
+		                    "not starting with '.'");
+		return -1;
+	}
+	if (rc < 0)
+		lr->name[0] = '\0';
+	if ((rc = httpd_query_param(req, "limit", buf, sizeof(buf))) != -1) {
+		v = rc == 0 ? strtol(buf, &end, 10) : 0;
+		if (rc < 0 || buf[0] == '\0' || *end != '\0' || v < 1 || v > LOCKD_MAX_LIMIT) {
+			httpd_respond_error(req, 400, "limit: want a whole number from 1 to 1000");
+			return -1;
+		}
+		lr->limit = (unsigned)v;
+	}
+	rc = httpd_query_param(req, "local", buf, sizeof(buf));
+	*local = rc == 0 && strcmp(buf, "0") != 0 && strcmp(buf, "false") != 0;
+	return 0;
+}
+
 void lockd_api_locks(struct ev_loop *loop, struct lockd *d, struct http_request *req)
 {
 	struct list_req *lr = calloc(1, sizeof(*lr));
-	char buf[LOCK_NAME_MAX + 2], *end;
 	const char **names = NULL;
 	size_t n = 0;
 	bool local = false;
@@ -205,26 +232,10 @@ void lockd_api_locks(struct ev_loop *loop, struct lockd *d, struct http_request 
 	lr->loop = loop;
 	lr->d = d;
 	lr->req = req;
-	if (httpd_query_param(req, "name", buf, sizeof(buf)) == 0) {
-		if (!lock_name_valid(buf)) {
-			free(lr);
-			httpd_respond_error(req, 400, "name: use 1-128 letters, digits, '.', '_' or '-', "
-			            "not starting with '.'");
-			return;
-		}
-		memcpy(lr->name, buf, strlen(buf) + 1);
+	if (parse_query(req, lr, &local) < 0) {
+		free(lr);
+		return;
 	}
-	if (httpd_query_param(req, "limit", buf, sizeof(buf)) == 0) {
-		long v = strtol(buf, &end, 10);
-		if (buf[0] == '\0' || *end != '\0' || v < 1 || v > LOCKD_MAX_LIMIT) {
-			free(lr);
-			httpd_respond_error(req, 400, "limit: want a whole number from 1 to 1000");
-			return;
-		}
-		lr->limit = (unsigned)v;
-	}
-	if (httpd_query_param(req, "local", buf, sizeof(buf)) == 0)
-		local = strcmp(buf, "0") != 0 && strcmp(buf, "false") != 0;
 	/* The names held here, so that the backend reports them even where it
 	 * cannot enumerate every name (etcd without a prefix). */
 	if (lr->name[0]) {

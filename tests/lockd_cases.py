@@ -565,7 +565,8 @@ class LockdCases:
         self.assertEqual([lk['name'] for lk in json.loads(r.stdout)['locks']], ['shared'])
         # A name nobody holds; bad queries.
         self.assertEqual(a.locks(name='free'), [])
-        for q in ('name=../x', 'name=', 'limit=0', 'limit=x', 'limit=1001'):
+        for q in ('name=../x', 'name=', 'name=%00', 'name=' + 'x' * 129, 'name=' + 'x' * 5000,
+                  'limit=0', 'limit=x', 'limit=1001'):
             st, body = a.request('GET', '/v1/locks?' + q)
             self.assertEqual(st, 400, (q, body))
         r = self.lockctl(a, 'list', 'bad/name')

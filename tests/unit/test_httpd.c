@@ -562,7 +562,7 @@ static void test_tcp_listener(void **state)
 
 static void test_query_param(void **state)
 {
-	struct http_request req = { .query = "a=1&wait=30s&x=%2Fy+z&empty&bad=%zz&a=2" };
+	struct http_request req = { .query = "a=1&wait=30s&x=%2Fy+z&empty&bad=%zz&nul=%00&a=2" };
 	char buf[16];
 
 	(void)state;
@@ -574,9 +574,10 @@ static void test_query_param(void **state)
 	assert_string_equal(buf, "/y z");
 	assert_int_equal(httpd_query_param(&req, "empty", buf, sizeof buf), 0);
 	assert_string_equal(buf, "");
-	assert_int_equal(httpd_query_param(&req, "bad", buf, sizeof buf), -1);
+	assert_int_equal(httpd_query_param(&req, "bad", buf, sizeof buf), -2);
+	assert_int_equal(httpd_query_param(&req, "nul", buf, sizeof buf), -2);
 	assert_int_equal(httpd_query_param(&req, "nope", buf, sizeof buf), -1);
-	assert_int_equal(httpd_query_param(&req, "wait", buf, 3), -1);
+	assert_int_equal(httpd_query_param(&req, "wait", buf, 3), -2);
 	req.query = "";
 	assert_int_equal(httpd_query_param(&req, "a", buf, sizeof buf), -1);
 }
