@@ -129,7 +129,7 @@ struct lock_backend_ops {
 	 * see backend_ops.leader_fd). NULL or -1: none. */
 	int (*hold_fd)(struct lock_hold *h);
 	/* Optional: who holds and waits for each of `names` (n of them, valid
-	 * lock names) and, when `all` is set, for every other name under the
+	 * lock names, possibly repeated: each is listed once) and, when `all` is set, for every other name under the
 	 * session's prefix that the backend can enumerate (names without any
 	 * holder or waiter are left out). A read of the backend as it is now,
 	 * independent of the holds; works whether or not the session is up (etcd

@@ -237,23 +237,18 @@ void lockd_api_locks(struct ev_loop *loop, struct lockd *d, struct http_request 
 		return;
 	}
 	/* The names held here, so that the backend reports them even where it
-	 * cannot enumerate every name (etcd without a prefix). */
+	 * cannot enumerate every name (etcd without a prefix). Repeats are the
+	 * backend's to fold. */
 	if (lr->name[0]) {
-		names = malloc(sizeof(*names));
-		if (names)
+		if ((names = malloc(sizeof(*names))) != NULL)
 			names[n++] = lr->name;
 	} else {
-		size_t cap = 0;
+		size_t cap = 1;
 		for (struct hold *h = lockd_holds(d); h; h = h->next)
 			cap++;
-		names = malloc((cap + 1) * sizeof(*names));
-		for (struct hold *h = lockd_holds(d); h && names; h = h->next) {
-			size_t i = 0;
-			while (i < n && strcmp(names[i], h->name) != 0)
-				i++;
-			if (i == n)
-				names[n++] = h->name;
-		}
+		names = malloc(cap * sizeof(*names));
+		for (struct hold *h = lockd_holds(d); h && names; h = h->next)
+			names[n++] = h->name;
 	}
 	if (local || names == NULL || lockd_list(d, names, n, lr->name[0] == '\0', on_listed, lr) < 0) {
 		free(names);

@@ -199,8 +199,6 @@ static int print_locks(const struct uclient_reply *r)
 				const char *owner = json_string_value(json_object_get(e, "owner"));
 				const char *key = json_string_value(json_object_get(e, "key"));
 				json_t *tok = json_object_get(e, "token");
-				if (n > cap)
-					break;
 				snprintf(tokens[n], sizeof(tokens[n]), "%" JSON_INTEGER_FORMAT,
 				         json_integer_value(tok));
 				rows[n] = (struct row){ { name ? name : "?", w ? "waiting" : "held",
