@@ -53,7 +53,7 @@ static int act_start_command(void *ctx, uint64_t token, int inherit_fd)
 	char tok[32], name[320], id[320], leader[320], backend[1100], err[512];
 	char *env[] = { tok, name, id, leader, backend, "ELECT_EVENT=elected", NULL };
 	struct proc_spec spec = { .argv = a->o->command, .env = env, .log_tag = NULL,
-	                          .inherit_fd = inherit_fd };
+	                          .inherit_fd = inherit_fd, .guard = true };
 
 	snprintf(tok, sizeof(tok), "ELECT_TOKEN=%" PRIu64, token);
 	snprintf(name, sizeof(name), "ELECT_NAME=%s", a->o->name);

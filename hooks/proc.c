@@ -2,6 +2,7 @@
  * output captured line by line, stop with SIGTERM then SIGKILL to the group.
  * See proc.h for the contract. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "hooks/guard.h"
 #include "hooks/proc.h"
 
 extern char **environ;
@@ -37,6 +39,7 @@ struct proc {
 	int out_fd;           /* -1 when not captured or already closed */
 	int stopping;
 	int exited;           /* inside the exit callback: no more signals */
+	bool guarded;         /* pid is a guard (hooks/guard.h) around the command */
 	char *tag;
 	size_t line_len;
 	char line[PROC_LINE_MAX + 1];
@@ -66,10 +69,23 @@ static void signal_group(pid_t pgid, int sig)
 		log_warnx("cannot signal process group %ld: %s", (long)pgid, strerror(errno));
 }
 
+/* sig to the child's tree. A guard gets it by pid and passes it on to the
+ * command's group; SIGKILL would kill the guard alone, so it gets the guard's
+ * kill signal instead, which kills the whole tree. */
+static void signal_tree(struct proc *p, int sig)
+{
+	if (!p->guarded) {
+		signal_group(p->pid, sig);
+		return;
+	}
+	if (kill(p->pid, sig == SIGKILL ? guard_kill_signal() : sig) < 0 && errno != ESRCH)
+		log_warnx("cannot signal the guard of process %ld: %s", (long)p->pid, strerror(errno));
+}
+
 void proc_signal(struct proc *p, int sig)
 {
 	if (!p->exited)
-		signal_group(p->pid, sig);
+		signal_tree(p, sig);
 }
 
 /* ---- captured output ---- */
@@ -157,8 +173,10 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	ev_child_stop(p->loop, &p->child_w);
 	/* Grandchildren of a leader command must not keep doing leader work
 	 * after it is gone. The group id cannot have been reused yet: a pid is
-	 * not handed out again while a group of that id still has members. */
-	signal_group(p->pid, SIGKILL);
+	 * not handed out again while a group of that id still has members. A
+	 * guard exits only once its whole tree is dead: nothing left to do. */
+	if (!p->guarded)
+		signal_group(p->pid, SIGKILL);
 	/* Take what is already written, but do not wait for EOF: a grandchild
 	 * that escaped the group may hold the pipe open for ever. */
 	read_output(p);
@@ -174,7 +192,7 @@ static void kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	signal_group(p->pid, SIGKILL);
+	signal_tree(p, SIGKILL);
 }
 
 void proc_stop(struct proc *p, int sig, int64_t grace_ns)
@@ -182,7 +200,7 @@ void proc_stop(struct proc *p, int sig, int64_t grace_ns)
 	if (p->stopping || p->exited)
 		return;
 	p->stopping = 1;
-	signal_group(p->pid, sig);
+	signal_tree(p, sig);
 	/* The cached loop time may be well behind (a callback that forked, a
 	 * busy host); the grace counts from now. */
 	ev_now_update(p->loop);
@@ -195,7 +213,7 @@ void proc_abandon(struct proc *p)
 	/* Inside the exit callback the proc is freed by child_cb afterwards. */
 	if (p->exited)
 		return;
-	signal_group(p->pid, SIGKILL);
+	signal_tree(p, SIGKILL);
 	/* The zombie is reaped by libev's SIGCHLD handler (no watcher needed). */
 	free_proc(p);
 }
@@ -310,6 +328,20 @@ fail:
 	_exit(e == ENOENT ? 127 : 126);
 }
 
+struct exec_args {
+	char *const *argv;
+	char **envp;
+	int out_fd, err_fd, inherit_fd;
+};
+
+/* The command, started by its guard. */
+static void __attribute__((noreturn)) exec_in_guard(pid_t guard, void *arg)
+{
+	const struct exec_args *x = arg;
+
+	child_exec(guard, x->argv, x->envp, x->out_fd, x->err_fd, x->inherit_fd);
+}
+
 /* Blocks until exec succeeded (EOF) or failed (the child's errno). */
 static int read_exec_errno(int fd)
 {
@@ -338,6 +370,10 @@ static pid_t fork_exec(const struct proc_spec *spec, char **envp, int out_w,
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid = fork();
+	if (pid == 0 && spec->guard) {
+		struct exec_args x = { spec->argv, envp, out_w, status_pipe[1], spec->inherit_fd };
+		guard_main(parent, spec->inherit_fd, status_pipe[1], exec_in_guard, &x);
+	}
 	if (pid == 0)
 		child_exec(parent, spec->argv, envp, out_w, status_pipe[1], spec->inherit_fd);
 	int fork_errno = errno;
@@ -378,6 +414,7 @@ static struct proc *proc_new(struct ev_loop *loop, const struct proc_spec *spec,
 		return NULL;
 	}
 	p->loop = loop;
+	p->guarded = spec->guard;
 	p->cb = cb;
 	p->data = data;
 	p->out_fd = -1;

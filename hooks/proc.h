@@ -27,6 +27,7 @@
 #ifndef ELECT_PROC_H
 #define ELECT_PROC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -45,6 +46,10 @@ struct proc_spec {
 	                             tagged; NULL: inherit the agent's stdout/stderr */
 	int inherit_fd;           /* > 2: this one descriptor stays open in the child
 	                             (the file backend's lock); 0: none */
+	bool guard;               /* run it under a guard (hooks/guard.h): its whole
+	                             tree, also what left its group or session, dies
+	                             with it and with the agent; the guard holds
+	                             inherit_fd too and exits only when all is gone */
 };
 
 /* Starts the child. Returns NULL with a one-line message in err when it could

@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/valgrind.h"
+#include "hooks/guard.h"
 #include "lockd/command.h"
 
 
@@ -72,11 +73,11 @@ int command_open(pid_t pid, pid_t peer, int *status, char *why, size_t whylen)
 
 void command_kill(int pidfd, pid_t pid)
 {
-	if (syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) < 0) {
-		if (errno != ESRCH)
-			log_warnx("cannot kill command %d: %s", (int)pid, strerror(errno));
-		return;           /* reaped: its group id may be someone else's now */
-	}
-	if (kill(-pid, SIGKILL) < 0 && errno != ESRCH)
-		log_warnx("cannot kill the process group of command %d: %s", (int)pid, strerror(errno));
+	/* lockctl runs its command under a guard (hooks/guard.h): SIGKILL would
+	 * kill the guard alone and leave the command's tree running; the guard's
+	 * own signal makes it kill the whole tree and exit once all of it is
+	 * dead, which the pidfd then tells. Any other process dies of it too (a
+	 * real-time signal's default action). */
+	if (syscall(SYS_pidfd_send_signal, pidfd, guard_kill_signal(), NULL, 0) < 0 && errno != ESRCH)
+		log_warnx("cannot kill command %d: %s", (int)pid, strerror(errno));
 }

@@ -13,8 +13,9 @@
  * -1 with the reason in why; *status the HTTP status to answer (403: not the
  * client's command, 501: no pidfd support here, e.g. under valgrind). */
 int command_open(pid_t pid, pid_t peer, int *status, char *why, size_t whylen);
-/* SIGKILL to the command's process group, if the command has not been
- * reaped yet (until then its pid, and so its group id, cannot be reused). */
+/* Kills the command's whole tree: the guard's kill signal (hooks/guard.h)
+ * to the pid, if it has not been reaped yet. The pidfd turns readable once
+ * the guard has exited, i.e. once the whole tree is dead. */
 void command_kill(int pidfd, pid_t pid);
 
 #endif

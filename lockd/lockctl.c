@@ -413,7 +413,8 @@ static void start_child(struct runner *rn, json_t *doc)
 	char tok[48], name[160], limit[40], err[512];
 	char *env[] = { tok, name, limit, NULL };
 	int fd = copy_lock_fd(doc);
-	struct proc_spec spec = { .argv = rn->cmd, .env = env, .inherit_fd = fd > 2 ? fd : 0 };
+	struct proc_spec spec = { .argv = rn->cmd, .env = env, .inherit_fd = fd > 2 ? fd : 0,
+	                          .guard = true };
 
 	snprintf(tok, sizeof(tok), "LOCK_TOKEN=%" PRIu64, rn->token);
 	snprintf(name, sizeof(name), "LOCK_NAME=%s", rn->name);

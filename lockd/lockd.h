@@ -17,9 +17,10 @@
  * (SO_PEERCRED) leading its own process group and keeps a pidfd
  * (lockd/command.c). When that connection drops (kill -9 of lockctl closes
  * its socket before the kernel sends PDEATHSIG to the command), lockd
- * SIGKILLs the command's group and releases the lock in the backend only
- * once the pidfd says the command has exited, or after the kill grace (then
- * with an error logged); holds without a command are released at once.
+ * tells the command's guard (hooks/guard.h) to kill the whole tree and
+ * releases the lock in the backend only once the pidfd says the guard has
+ * exited, i.e. the whole tree is dead, or after the kill grace (then with an
+ * error logged); holds without a command are released at once.
  */
 #ifndef ELECT_LOCKD_H
 #define ELECT_LOCKD_H
@@ -80,8 +81,8 @@ struct lockd_actions {
 	void (*denied)(void *ctx, struct hold *h, int status, const char *why);
 	/* A held hold was revoked (h->reason): tell its long-poll waiter. */
 	void (*revoked)(void *ctx, struct hold *h);
-	/* The client of a hold with a command (h->cmd_pid) is gone: SIGKILL the
-	 * command's process group and call lockd_command_gone() once it has
+	/* The client of a hold with a command (h->cmd_pid) is gone: kill the
+	 * command's whole tree and call lockd_command_gone() once it has
 	 * exited (from the loop, not from inside this call). May be NULL. */
 	void (*kill_command)(void *ctx, struct hold *h);
 	/* The hold is about to be freed: drop every pointer to it. */

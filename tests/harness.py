@@ -92,6 +92,7 @@ ELECT_KEEP_TMP=1 keeps temp dirs of passing tests too; ELECT_TEST_TMP=DIR puts
 them under DIR. elect gets XDG_RUNTIME_DIR=<tmp> and no inherited ELECT_*.
 """
 
+import atexit
 import errno
 import functools
 import glob
@@ -225,7 +226,31 @@ def leadercmd_path():
     global _leadercmd_path
     if _leadercmd_path is None:
         _leadercmd_path = _build_leadercmd()
+        _start_watch_server(_leadercmd_path)
     return _leadercmd_path
+
+
+def _start_watch_server(path):
+    """One `leadercmd --serve-watch` per test run, outside every elect: the
+    leader commands register with it (LEADERCMD_WATCH, inherited through
+    elect and lockctl) and it writes their "dead" lines, which a watcher
+    inside the command's tree could not (elect's guard kills the whole tree).
+    Stopped by pid at exit; it also dies with this process (PDEATHSIG)."""
+    d = tempfile.mkdtemp(prefix='elect-watch-')
+    sock = os.path.join(d, 'watch.sock')
+    p = subprocess.Popen([path, '--serve-watch', sock], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        if p.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError('leadercmd watch server did not start')
+        time.sleep(0.005)
+    os.environ['LEADERCMD_WATCH'] = sock
+
+    def stop():
+        p.kill()
+        p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+    atexit.register(stop)
 
 
 def pid_alive(pid):
@@ -518,6 +543,20 @@ class ElectTestCase(unittest.TestCase):
     def leader_cmd(self, log, *extra):
         self._interval_logs.append(log)
         return [leadercmd_path(), log] + [str(x) for x in extra]
+
+    def tree_cmd(self, log, workers_log):
+        """argv of a leader command (leadercmd on log) that first starts three
+        workers (leadercmd on workers_log, ids w1..w3) that leave its reach in
+        three ways: setsid, a double fork (reparented away from it), and a
+        plain background job. Their pids are killed at teardown if alive."""
+        lc = self.leader_cmd(log)
+        self._interval_logs.append(workers_log)
+        return ['sh', '-c', (
+            'if [ -n "$LOCK_TOKEN" ]; then ELECT_TOKEN=$LOCK_TOKEN; export ELECT_TOKEN; fi\n'
+            'ELECT_ID=w1 setsid "$0" "$1" &\n'
+            '(ELECT_ID=w2 "$0" "$1" &)\n'
+            'ELECT_ID=w3 "$0" "$1" &\n'
+            'exec "$0" "$2"\n'), lc[0], workers_log, log]
 
     def script(self, name, body):
         p = self.path(name)

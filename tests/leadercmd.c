@@ -22,6 +22,14 @@
  * The start timestamp is taken first thing, before the watcher fork: for the
  * safety check an early start is the conservative choice.
  *
+ * elect runs its command under a guard that kills the command's whole tree,
+ * the watcher included, once the command is gone; a watcher in the tree may
+ * then die before it writes "dead". So when LEADERCMD_WATCH names the socket
+ * of a watch server (`leadercmd --serve-watch SOCK`, one per test run, started
+ * by tests/harness.py outside any elect), the command registers there instead
+ * and keeps the connection open: the kernel closes it when the command dies,
+ * and the server, outside the tree, writes the "dead" line on the hang-up.
+ *
  * Signals are blocked and taken with sigtimedwait(): no handlers, nothing
  * async-signal-unsafe. SIGTERM, SIGINT, SIGHUP, SIGQUIT: write "stop", exit
  * 128+sig (SIGTERM is only logged as "signal" with --ignore-term, so tests
@@ -36,8 +44,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +81,107 @@ static void put_line(const char *what, long long ns, long pid, int extra)
 		n = snprintf(buf, sizeof buf, "%s %s %s %lld %ld\n", what, my_id, my_token, ns, pid);
 	if (n > 0 && (size_t)n < sizeof buf && write(log_fd, buf, (size_t)n) != n)
 		_exit(3);
+}
+
+/* ---- the watch server (--serve-watch) ---- */
+
+#define WATCH_MAX 4096
+
+struct watched {
+	int fd;
+	size_t len;
+	char reg[1024];        /* "LOGPATH\tID TOKEN PID\n" as the client sent it */
+};
+
+static void write_dead(const struct watched *w, long long ns)
+{
+	char *tab = memchr(w->reg, '\t', w->len), *nl, id[256], token[256], line[640];
+	long pid;
+	int fd, n;
+
+	if (tab == NULL || (nl = memchr(tab, '\n', w->len - (size_t)(tab - w->reg))) == NULL)
+		return;
+	*tab = *nl = '\0';
+	if (sscanf(tab + 1, "%255s %255s %ld", id, token, &pid) != 3)
+		return;
+	n = snprintf(line, sizeof line, "dead %s %s %lld %ld\n", id, token, ns, pid);
+	if ((fd = open(w->reg, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
+		return;
+	if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != n)
+		perror("leadercmd: watch server: write");
+	close(fd);
+}
+
+static int serve_watch(const char *path)
+{
+	static struct watched w[WATCH_MAX];
+	static struct pollfd pf[WATCH_MAX + 1];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sched_param sp = { .sched_priority = 1 };
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), n = 0;
+
+	/* Ends with the test run that started it. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	(void)sched_setscheduler(0, SCHED_FIFO, &sp);
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 512) < 0) {
+		perror("leadercmd: watch server");
+		return 3;
+	}
+	for (;;) {
+		pf[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (int i = 0; i < n; i++)
+			pf[i + 1] = (struct pollfd){ .fd = w[i].fd, .events = POLLIN };
+		if (poll(pf, (nfds_t)n + 1, -1) < 0)
+			continue;
+		long long ns = now_ns();
+		for (int i = n - 1; i >= 0; i--) {
+			ssize_t r;
+
+			if (!pf[i + 1].revents)
+				continue;
+			r = read(w[i].fd, w[i].reg + w[i].len, sizeof w[i].reg - 1 - w[i].len);
+			if (r > 0) {
+				w[i].len += (size_t)r;
+				continue;
+			}
+			if (r < 0 && errno == EINTR)
+				continue;
+			write_dead(&w[i], ns);
+			close(w[i].fd);
+			w[i] = w[--n];
+		}
+		if ((pf[0].revents & POLLIN) && n < WATCH_MAX) {
+			int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0)
+				w[n++] = (struct watched){ .fd = fd };
+		}
+	}
+}
+
+/* Registers with the watch server; false if there is none. */
+static int register_watch(long pid, const char *log_path)
+{
+	const char *path = getenv("LEADERCMD_WATCH");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char reg[1024], abs_log[PATH_MAX];
+	int fd, n;
+
+	if (path == NULL || *path == '\0' || realpath(log_path, abs_log) == NULL)
+		return 0;
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	n = snprintf(reg, sizeof reg, "%s\t%s %s %ld\n", abs_log, my_id, my_token, pid);
+	if (n <= 0 || (size_t)n >= sizeof reg)
+		return 0;
+	/* Not CLOEXEC: what we exec (nothing) would not matter; the connection
+	 * must close only when this process dies. */
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return 0;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || write(fd, reg, (size_t)n) != n) {
+		close(fd);
+		return 0;
+	}
+	return 1;
 }
 
 /* Fork the death watcher. Returns the write end we must keep open. */
@@ -148,6 +262,8 @@ int main(int argc, char **argv)
 	const char *env_out = NULL;
 	sigset_t set;
 
+	if (argc == 3 && !strcmp(argv[1], "--serve-watch"))
+		return serve_watch(argv[2]);
 	if (argc < 2) {
 		fprintf(stderr, "usage: leadercmd LOG [--exit-after MS] [--exit-code N] "
 		        "[--ignore-term] [--env-out FILE] [--mem MB]\n");
@@ -190,7 +306,8 @@ int main(int argc, char **argv)
 		perror("leadercmd: open log");
 		return 3;
 	}
-	start_watcher((long)getpid());
+	if (!register_watch((long)getpid(), argv[1]))
+		start_watcher((long)getpid());
 	if (mem_mb > 0 && mmap(NULL, (size_t)mem_mb << 20, PROT_READ | PROT_WRITE,
 	                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0) == MAP_FAILED) {
 		perror("leadercmd: mmap");

@@ -661,6 +661,35 @@ class LockdCases:
         p2.kill(signal.SIGTERM)
         self.assertEqual(p2.wait_exit(15), 128 + signal.SIGTERM)
 
+    def test_kill9_lockctl_kills_the_whole_tree_before_handover(self):
+        """Issue 10.3: kill -9 of `lockctl run`: descendants of its command
+        that left the group or session die within a second, and the next
+        holder is granted only once all of them are gone."""
+        a, b = self.lockd('a'), self.lockd('b')
+        log, wlog = self.path('tree.iv'), self.path('tree-workers.iv')
+        argv = [lockctl_bin(), '--socket', a.socket, 'run', 'tree', '--'] + \
+            self.tree_cmd(log, wlog)
+        p1 = Proc(self, self._wrap_tool(argv), 'lockctl-h1', env=self.elect_env({'ELECT_ID': 'h1'}))
+        self.one_holder(log)
+        wait_for(lambda: len(self.intervals(wlog)) == 3, 10, msg='three workers started')
+        p2 = self.lockctl_run(b, 'tree', 'h2', log, args=['--wait', '60s'])
+        time.sleep(0.3)
+        t0 = now_ns()
+        p1.kill(signal.SIGKILL)
+
+        def all_dead():
+            ivs = self.intervals(wlog)
+            return all(i.dead is not None for i in ivs) and max(i.dead for i in ivs)
+        t_dead = wait_for(all_dead, 5, msg='every worker of the killed lockctl died')
+        self.assertLess(t_dead - t0, 1e9 * scale(), 'a worker outlived lockctl by %.0f ms'
+                        % ((t_dead - t0) / 1e6))
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id='h1', timeout=20)
+        self.assertGreaterEqual(nxt.start, t_dead, 'h2 granted %.3f ms before the old tree died'
+                                % ((t_dead - nxt.start) / 1e6))
+        self.check_intervals(log)
+        p2.kill(signal.SIGTERM)
+        p2.wait_exit(15)
+
     kill9_rounds = 30
     kill9_mem_mb = 256
 

@@ -93,6 +93,47 @@ class FileBackend(ElectTestCase):
         self.check_intervals(log)
 
     @valgrind_ok
+    def test_kill9_agent_kills_the_whole_tree_before_handover(self):
+        """Issue 10.3: descendants of the leader command that left its process
+        group or session die within a second of kill -9 of the agent, and
+        the next leader starts only once all of them are gone (the guard
+        holds the lock descriptor until then)."""
+        log, wlog = self.path('iv.log'), self.path('workers.iv')
+        leader = self.agent(id='a', cmd=self.tree_cmd(log, wlog))
+        self.one_holder(log)
+        workers = wait_for(lambda: len(self.intervals(wlog)) == 3 and self.intervals(wlog), 10,
+                           msg='three workers started')
+        self.agent(id='b', cmd=self.leader_cmd(log))
+        time.sleep(0.2)
+        t0 = now_ns()
+        leader.kill(signal.SIGKILL)
+
+        def all_dead():
+            ivs = self.intervals(wlog)
+            return all(i.dead is not None for i in ivs) and max(i.dead for i in ivs)
+        t_dead = wait_for(all_dead, 5, msg='every worker of the killed leader died: %r'
+                          % [(w.id, w.pid) for w in workers])
+        self.assertLess(t_dead - t0, 1e9 * scale(), 'a worker outlived the agent by %.0f ms'
+                        % ((t_dead - t0) / 1e6))
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id='a', timeout=10)
+        self.assertGreaterEqual(nxt.start, t_dead, 'b led %.3f ms before the old tree was dead'
+                                % ((t_dead - nxt.start) / 1e6))
+        self.check_intervals(log)
+
+    @valgrind_ok
+    def test_command_exit_kills_what_it_left_behind(self):
+        """When the command exits on its own, its escaped descendants die too
+        before elect hands over."""
+        log, wlog = self.path('iv.log'), self.path('workers.iv')
+        a = self.agent(id='a', cmd=self.tree_cmd(log, wlog))
+        holder = self.one_holder(log)
+        wait_for(lambda: len(self.intervals(wlog)) == 3, 10, msg='three workers started')
+        os.kill(holder.pid, signal.SIGTERM)
+        self.assertEqual(a.wait_exit(10), 128 + signal.SIGTERM)
+        wait_for(lambda: all(i.dead is not None for i in self.intervals(wlog)), 5,
+                 msg='every worker died with the command')
+
+    @valgrind_ok
     def test_kill9_command_exits_137_and_hands_over(self):
         log = self.path('iv.log')
         agents = self.three(log)

@@ -102,5 +102,6 @@ class FileLocks(LockdCases, ElectTestCase):
         p = Proc(self, [lockd_bin(), '--config', cfg, '-v'], 'cfg',
                  env=self.elect_env({'LOCKD_SOCKET': sock}))
         wait_for(lambda: os.path.exists(sock), 10, msg='socket from LOCKD_SOCKET')
-        self.assertIn('ttl 9000ms', p.log())
+        # The start line may be written a moment after the socket appears.
+        wait_for(lambda: 'ttl 9000ms' in p.log(), 10, msg='the ttl from the config file')
         p.stop()
