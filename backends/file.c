@@ -4,11 +4,24 @@
  * when the holder dies, so crash failover is immediate. Waiters keep the file
  * open and watch it with inotify: the holder's close (clean release or death)
  * raises IN_CLOSE_WRITE, which wakes them at once; a slow timer covers shared
- * volumes where inotify sees nothing. The file holds the token counter and the
- * holder's id ("token=N\nholder=ID\n"), written only under the lock.
+ * volumes where inotify sees nothing. The file holds the holder's id and its
+ * token ("token=N\nholder=ID\n"), written only under the lock.
+ *
+ * The token counter lives apart, in NAME.token next to NAME.lock
+ * (file_common.h), with the inode of the lock file its last holder locked. A
+ * lock is only as good as the file it is on: if the lock file is removed or
+ * replaced, a new file at the path can be locked while the old holder still
+ * runs on the old one. So a candidate that locks a file other than the one
+ * the last holder locked does not lead until that holder cannot be running:
+ * at once if it still has the old file open and finds it unlocked (the guard
+ * keeps the lock until the old leader's whole tree is gone), else after one
+ * TTL (the old holder checks its file at every renewal, and its deadline is
+ * its last good check + TTL - margin). A holder notices the replacement of
+ * its own file at once (inotify) and steps down.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +35,7 @@
 #include "backends/backend.h"
 #include "backends/file_common.h"
 #include "common/clock.h"
+#include "common/duration.h"
 #include "common/log.h"
 
 /* Re-check interval where inotify cannot see other hosts (NFS). */
@@ -32,12 +46,21 @@ struct backend {
 	char *path;
 	int fd;                      /* open lock file, -1 when out of the election */
 	int ino_fd;                  /* inotify, -1 if unavailable */
+	int old_fd;                  /* the file the path named before it was replaced, -1 */
+	char *token_path;            /* the token counter (file_token_path) */
 	bool campaigning, holding;
+	bool settling;               /* holding a replaced file: not leading before settle_until */
+	int64_t settle_until_ns;
+	uint64_t old_dev, old_ino;   /* the file the last holder locked, while settling */
+	uint64_t gone_dev, gone_ino; /* a replaced file seen free (see old_gone) */
 	uint64_t token;
+	uint64_t seen_token;         /* highest token seen in the lock file: never go below */
+	int token_errno;             /* last error taking a token (logged once per kind) */
 	char leader[256];            /* last reported leader ("" = none) */
 
 	ev_io ino_watcher;
 	ev_timer poll_timer;
+	ev_timer settle_timer;
 	ev_timer kick;               /* delivers queued events from the loop */
 
 	/* Events waiting for delivery, in this order. */
@@ -116,10 +139,31 @@ static void watch_file(struct backend *b)
 		log_debug("file: inotify on %s: %s", b->path, strerror(errno));
 }
 
+/* Keeps fd as the old file while someone else still holds it; once nobody
+ * does, remembers it as gone (see old_gone). */
+static void keep_old(struct backend *b, int fd)
+{
+	struct stat st;
+
+	if (b->old_fd >= 0)
+		close(b->old_fd);
+	b->old_fd = -1;
+	if (fd < 0)
+		return;
+	if (!file_lock_free(fd)) {
+		b->old_fd = fd;
+		return;
+	}
+	if (fstat(fd, &st) == 0) {
+		b->gone_dev = (uint64_t)st.st_dev;
+		b->gone_ino = (uint64_t)st.st_ino;
+	}
+	close(fd);
+}
+
 static int open_file(struct backend *b)
 {
-	if (b->fd >= 0)
-		close(b->fd);
+	keep_old(b, b->fd);
 	if (file_make_parents(b->path) < 0 ||
 	    (b->fd = open(b->path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
 		b->fd = -1;
@@ -134,7 +178,94 @@ static void close_file(struct backend *b)
 	if (b->fd >= 0)
 		close(b->fd);            /* releases the OFD lock, wakes waiters */
 	b->fd = -1;
-	b->holding = false;
+	b->holding = b->settling = false;
+	ev_timer_stop(b->p.loop, &b->settle_timer);
+}
+
+/* The last holder's file (old_dev:old_ino) is provably free: we saw it
+ * unlocked (nobody can lead on it since: the path names another file), or we
+ * still have it open and nobody holds its lock any more. */
+static bool old_gone(struct backend *b)
+{
+	if (b->old_fd >= 0 && file_lock_free(b->old_fd)) {
+		int fd = b->old_fd;
+
+		b->old_fd = -1;
+		keep_old(b, fd);         /* free now: remembered as gone */
+	}
+	return b->old_ino != 0 && b->gone_ino == b->old_ino && b->gone_dev == b->old_dev;
+}
+
+static void lead(struct backend *b, int64_t sent)
+{
+	b->settling = false;
+	ev_timer_stop(b->p.loop, &b->settle_timer);
+	keep_old(b, -1);
+	b->holding = true;
+	report_alive(b, sent);
+	b->ev_elected = true;
+	report_leader(b, b->p.id);
+	queue_kick(b);
+}
+
+/* Holding a replaced file: lead once its last holder cannot be running. */
+static void settle(struct backend *b)
+{
+	int64_t sent = clock_now_ns();
+
+	if (!b->settling)
+		return;
+	if (!same_file(b)) {
+		log_info("file: %s was replaced again while waiting; starting over", b->path);
+		close_file(b);
+		open_file(b);
+		return;
+	}
+	if (sent >= b->settle_until_ns || old_gone(b)) {
+		log_info("file: the holder of the replaced lock file %s cannot be running any more; leading",
+		         b->path);
+		lead(b, sent);
+	}
+}
+
+static void on_settle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	settle(w->data);
+}
+
+static void start_settling(struct backend *b, uint64_t last_token)
+{
+	char ttl[32];
+
+	duration_format(b->p.ttl_ns, ttl, sizeof(ttl));
+	log_warnx("file: %s is not the file that the holder of token %" PRIu64 " locked (it was "
+	          "removed or replaced); not leading for %s (the TTL) unless that holder is seen gone",
+	          b->path, last_token, ttl);
+	b->settling = true;
+	b->settle_until_ns = clock_now_ns() + b->p.ttl_ns;
+	ev_timer_set(&b->settle_timer, clock_ns_to_ev(b->p.ttl_ns), 0.);
+	ev_timer_start(b->p.loop, &b->settle_timer);
+}
+
+/* Holding, and the path names another file now: lost. */
+static bool check_replaced(struct backend *b)
+{
+	char self[64];
+
+	if (!b->holding || b->settling || same_file(b))
+		return false;
+	snprintf(b->lost_reason, sizeof(b->lost_reason), "lock file %s was removed or replaced", b->path);
+	/* A description of our own on the old file, so that we see when our
+	 * command and its guard (which hold the lock on) are gone. */
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", b->fd);
+	keep_old(b, open(self, O_RDONLY | O_CLOEXEC));
+	close_file(b);
+	b->campaigning = false;
+	b->ev_lost = true;
+	queue_kick(b);
+	return true;
 }
 
 static void try_acquire(struct backend *b)
@@ -142,7 +273,10 @@ static void try_acquire(struct backend *b)
 	char holder[sizeof(b->leader)];
 	uint64_t counter;
 	int64_t sent;
+	bool replaced;
 
+	if (b->settling)
+		settle(b);
 	if (!b->campaigning || b->holding)
 		return;
 	if (b->fd < 0 && open_file(b) < 0) {
@@ -153,8 +287,11 @@ static void try_acquire(struct backend *b)
 	if (file_lock_fd(b->fd, F_WRLCK) < 0) {
 		if (errno != EAGAIN && errno != EACCES)
 			log_warnx("file: lock %s: %s", b->path, strerror(errno));
-		if (file_read_content(b->fd, &counter, holder, sizeof(holder)) == 0)
+		if (file_read_content(b->fd, &counter, holder, sizeof(holder)) == 0) {
 			report_leader(b, holder);
+			if (counter > b->seen_token)
+				b->seen_token = counter;
+		}
 		return;
 	}
 	if (!same_file(b)) {
@@ -164,17 +301,33 @@ static void try_acquire(struct backend *b)
 		return;
 	}
 	file_read_content(b->fd, &counter, holder, sizeof(holder));
-	b->token = counter + 1;
-	if (file_write_content(b->fd, b->token, b->p.id, true) < 0) {
-		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
+	if (counter > b->seen_token)
+		b->seen_token = counter;
+	if (file_token_bump(b->token_path, 0, b->fd, b->seen_token, &b->token, &replaced,
+	                    &b->old_dev, &b->old_ino) < 0) {
+		if (errno != b->token_errno)
+			log_error("file: cannot take the next token from %s: %s%s", b->token_path,
+			          strerror(errno), errno == EINVAL ? " (it holds no counter: restore it, or "
+			          "remove it only if no holder of this election can be running)" : "");
+		b->token_errno = errno;
+		file_lock_fd(b->fd, F_UNLCK);
+		return;
+	}
+	b->token_errno = 0;
+	/* Recorded as ours: a file that replaced ours after this will be seen
+	 * as replaced by whoever locks it, so checking now is enough. */
+	if (!same_file(b) || file_write_content(b->fd, b->token, b->p.id, true) < 0) {
+		if (same_file(b))
+			log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
 		file_lock_fd(b->fd, F_UNLCK);
 		return;
 	}
 	b->holding = true;
-	report_alive(b, sent);
-	b->ev_elected = true;
-	report_leader(b, b->p.id);
-	queue_kick(b);
+	if (replaced && !old_gone(b)) {
+		start_settling(b, b->token - 1);
+		return;
+	}
+	lead(b, sent);
 }
 
 static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
@@ -186,6 +339,8 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (check_replaced(b))
+		return;
 	while ((n = read(b->ino_fd, buf, sizeof(buf))) > 0) {
 		for (char *p = buf; p < buf + n;) {
 			struct inotify_event *ie = (struct inotify_event *)p;
@@ -205,6 +360,8 @@ static void on_poll(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	if (check_replaced(b))
+		return;
 	if (b->campaigning && !b->holding && b->fd >= 0 && !same_file(b))
 		open_file(b);
 	try_acquire(b);
@@ -224,13 +381,20 @@ static int file_create(struct backend **out, const struct backend_params *p, cha
 		free(b);
 		return -1;
 	}
+	if ((b->token_path = file_token_path(b->path)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(b->path);
+		free(b);
+		return -1;
+	}
 	b->p = *p;
-	b->fd = -1;
+	b->fd = b->old_fd = -1;
 	b->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	ev_io_init(&b->ino_watcher, on_inotify, b->ino_fd, EV_READ);
 	ev_timer_init(&b->poll_timer, on_poll, POLL_INTERVAL, POLL_INTERVAL);
 	ev_timer_init(&b->kick, on_kick, 0., 0.);
-	b->ino_watcher.data = b->poll_timer.data = b->kick.data = b;
+	ev_timer_init(&b->settle_timer, on_settle, 0., 0.);
+	b->ino_watcher.data = b->poll_timer.data = b->kick.data = b->settle_timer.data = b;
 	if (b->ino_fd >= 0)
 		ev_io_start(p->loop, &b->ino_watcher);
 	*out = b;
@@ -239,6 +403,14 @@ static int file_create(struct backend **out, const struct backend_params *p, cha
 
 static void file_campaign(struct backend *b)
 {
+	static bool warned;
+
+	if (!warned && file_on_tmpfs(b->path)) {
+		warned = true;
+		log_warnx("file: %s is on a tmpfs, so its token counter %s restarts after a reboot; "
+		          "put the lock file on persistent storage (e.g. /var/lib/elect) to keep "
+		          "fencing tokens increasing", b->path, b->token_path);
+	}
 	b->campaigning = true;
 	if (b->fd < 0 && open_file(b) < 0) {
 		log_warnx("file: cannot open %s: %s (check the directory and its permissions)",
@@ -252,29 +424,22 @@ static void file_renew(struct backend *b)
 {
 	int64_t sent = clock_now_ns();
 
-	if (b->holding && !same_file(b)) {
-		snprintf(b->lost_reason, sizeof(b->lost_reason), "lock file %s was removed or replaced", b->path);
-		close_file(b);
-		b->campaigning = false;
-		b->ev_lost = true;
-		queue_kick(b);
-		return;
-	}
-	report_alive(b, sent);
+	if (!check_replaced(b))
+		report_alive(b, sent);
 }
 
 static void file_resign(struct backend *b)
 {
 	b->campaigning = false;
 	ev_timer_stop(b->p.loop, &b->poll_timer);
-	if (b->holding)
+	if (b->holding && !b->settling)
 		file_write_content(b->fd, b->token, "", true);
 	close_file(b);
 }
 
 static int file_leader_fd(struct backend *b)
 {
-	return b->holding ? b->fd : -1;
+	return b->holding && !b->settling ? b->fd : -1;
 }
 
 static void file_close(struct backend *b)
@@ -289,10 +454,12 @@ static void file_destroy(struct backend *b)
 	if (b == NULL)
 		return;
 	file_resign(b);
+	keep_old(b, -1);
 	ev_io_stop(b->p.loop, &b->ino_watcher);
 	ev_timer_stop(b->p.loop, &b->kick);
 	if (b->ino_fd >= 0)
 		close(b->ino_fd);
+	free(b->token_path);
 	free(b->path);
 	free(b);
 }

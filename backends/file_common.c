@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "backends/backend.h"
@@ -104,4 +106,113 @@ int file_write_content(int fd, uint64_t token, const char *holder, bool sync)
 	    (sync && fdatasync(fd) < 0))
 		return -1;
 	return 0;
+}
+
+char *file_token_path(const char *lock_path)
+{
+	size_t len = strlen(lock_path);
+	char *p = NULL;
+
+	if (len > 5 && strcmp(lock_path + len - 5, ".lock") == 0) {
+		if (asprintf(&p, "%.*s.token", (int)(len - 5), lock_path) < 0)
+			return NULL;
+	} else if (asprintf(&p, "%s.token", lock_path) < 0) {
+		return NULL;
+	}
+	return p;
+}
+
+bool file_on_tmpfs(const char *path)
+{
+	char dir[PATH_MAX], *slash;
+	struct statfs st;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir)
+		*slash = '\0';
+	return statfs(dir, &st) == 0 && (st.f_type == TMPFS_MAGIC || st.f_type == RAMFS_MAGIC);
+}
+
+/* Tries at the token file's lock (50 us apart) before giving up for now: it
+ * is held by others only for a read and a write, but its holder may be
+ * stopped, and the loop must not block on it. */
+#define TOKEN_LOCK_TRIES 200
+#define TOKEN_FILE_MAX 4096
+
+/* Rewrites the slot lines of content (up to len) with ours set to dev:ino. */
+static int token_content(char *out, size_t outlen, const char *content, unsigned slot,
+                         uint64_t token, uint64_t dev, uint64_t ino)
+{
+	char key[32], *save = NULL, copy[TOKEN_FILE_MAX + 1];
+	size_t keylen, used;
+	int n;
+
+	keylen = (size_t)snprintf(key, sizeof(key), "slot%u=", slot);
+	n = snprintf(out, outlen, "token=%" PRIu64 "\n%s%" PRIu64 ":%" PRIu64 "\n", token, key,
+	             dev, ino);
+	if (n < 0 || (size_t)n >= outlen)
+		return -1;
+	used = (size_t)n;
+	snprintf(copy, sizeof(copy), "%s", content);
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "slot", 4) != 0 || strncmp(line, key, keylen) == 0)
+			continue;
+		n = snprintf(out + used, outlen - used, "%s\n", line);
+		if (n < 0 || (size_t)n >= outlen - used)
+			return -1;
+		used += (size_t)n;
+	}
+	return (int)used;
+}
+
+int file_token_bump(const char *token_path, unsigned slot, int held_fd, uint64_t floor,
+                    uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino)
+{
+	char content[TOKEN_FILE_MAX + 1], out[TOKEN_FILE_MAX + 64], key[32];
+	const char *tok, *rec;
+	uint64_t counter = 0;
+	struct stat held;
+	ssize_t n;
+	int fd, len, tries = 0, rc = -1, saved;
+
+	*replaced = false;
+	if (fstat(held_fd, &held) < 0)
+		return -1;
+	if ((fd = open(token_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		return -1;
+	while (file_lock_fd(fd, F_WRLCK) < 0) {
+		if ((errno != EAGAIN && errno != EACCES) || ++tries >= TOKEN_LOCK_TRIES)
+			goto out;
+		usleep(50);
+	}
+	if ((n = pread(fd, content, TOKEN_FILE_MAX, 0)) < 0)
+		goto out;
+	content[n] = '\0';
+	tok = strncmp(content, "token=", 6) == 0 ? content : strstr(content, "\ntoken=");
+	if (tok == NULL && n > 0) {
+		errno = EINVAL;          /* unreadable: do not restart from 0 */
+		goto out;
+	}
+	if (tok != NULL)
+		counter = strtoull(tok + (*tok == '\n' ? 7 : 6), NULL, 10);
+	snprintf(key, sizeof(key), "slot%u=", slot);
+	rec = strncmp(content, key, strlen(key)) == 0 ? content : strstr(content, key);
+	if (rec != NULL && (rec == content || rec[-1] == '\n') &&
+	    sscanf(rec + strlen(key), "%" SCNu64 ":%" SCNu64, old_dev, old_ino) == 2)
+		*replaced = *old_dev != (uint64_t)held.st_dev || *old_ino != (uint64_t)held.st_ino;
+	*token = (counter > floor ? counter : floor) + 1;
+	len = token_content(out, sizeof(out), content, slot, *token, (uint64_t)held.st_dev,
+	                    (uint64_t)held.st_ino);
+	if (len < 0) {
+		errno = EFBIG;
+		goto out;
+	}
+	/* Synced: a token must never repeat, not even after a power loss. */
+	if (pwrite(fd, out, (size_t)len, 0) == len && ftruncate(fd, len) == 0 && fdatasync(fd) == 0)
+		rc = 0;
+out:
+	saved = errno;
+	close(fd);                   /* drops the token file's lock */
+	errno = saved;
+	return rc;
 }

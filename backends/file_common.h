@@ -23,6 +23,24 @@ bool file_same(int fd, const char *path);
 int file_read_content(int fd, uint64_t *token, char *holder, size_t holder_len);
 /* Replaces the content; synced when sync is set. -1 with errno. */
 int file_write_content(int fd, uint64_t token, const char *holder, bool sync);
+/* The fencing-token counter of a lock file lives in a file of its own next
+ * to it, so that removing or replacing the lock file never resets it:
+ * "DIR/NAME.token" for "DIR/NAME.lock" (".token" appended to any other
+ * name). Content: "token=N\n", then "slotK=DEV:INO\n" per slot K: the lock
+ * file (device and inode) that the holder of the latest token of that slot
+ * locked. malloc'd; NULL when out of memory. */
+char *file_token_path(const char *lock_path);
+/* For the holder of slot's lock file, locked on held_fd: the next token,
+ * max(counter, floor) + 1, written (synced) with held_fd's inode as the
+ * slot's last holder's, under the token file's own lock (tried for a few ms,
+ * never blocking). *replaced: the slot's last holder locked another file than
+ * held_fd's (removed or replaced since), whose holder may still run; its
+ * device and inode in *old_dev, *old_ino. -1 with errno (EINVAL: the token
+ * file holds no counter, so it cannot be trusted not to go backwards). */
+int file_token_bump(const char *token_path, unsigned slot, int held_fd, uint64_t floor,
+                    uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino);
+/* The file system of path is wiped by a reboot (tmpfs, ramfs). */
+bool file_on_tmpfs(const char *path);
 /* Creates the directories leading to path (not path itself). */
 int file_make_parents(const char *path);
 

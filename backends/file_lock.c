@@ -4,8 +4,10 @@
  *   lock NAME (limit 1)        DIR/NAME.lock
  *   semaphore NAME, limit N    DIR/NAME.slot0 .. DIR/NAME.slot<N-1>; a hold
  *                              takes the first free slot
- *   fencing token of NAME      DIR/NAME.token: "token=N\n", bumped under its
+ *   fencing token of NAME      DIR/NAME.token: "token=N\n" and per slot the
+ *                              inode its last holder locked, bumped under its
  *                              own OFD lock by whoever is granted NAME
+ *                              (file_token_bump)
  *   who holds a slot           its content, "token=N\nholder=ID\n", written
  *                              by the holder right after taking it (list()
  *                              believes it only while the file is locked)
@@ -14,7 +16,13 @@
  * description closes, also when the holder dies, so a crashed lockd frees
  * its locks at once. The "session" is lockd itself: session_alive is
  * reported on open and on every renew, which also checks that no held file
- * was removed or replaced (hold_lost).
+ * was removed or replaced (hold_lost; inotify makes it at once).
+ *
+ * A slot file that is not the one its last holder locked (removed or
+ * replaced since: NAME.token says which inode that holder had) may still be
+ * held, on the old file, by a lockd that has not noticed yet. Its new taker
+ * keeps the lock but grants it only after one TTL: the old holder's lockd
+ * checks its files at every renewal and revokes before its deadline.
  *
  * Waiting: the directory is watched with inotify; a holder's last close
  * raises IN_CLOSE_WRITE on its file, which wakes the waiters of that name
@@ -39,11 +47,10 @@
 #include "backends/file_common.h"
 #include "backends/lock.h"
 #include "common/clock.h"
+#include "common/duration.h"
 #include "common/log.h"
 
 #define POLL_INTERVAL 0.5
-/* Tries at the token file's lock before giving the slot back for now. */
-#define TOKEN_LOCK_TRIES 200
 
 enum fl_state { FL_PENDING, FL_HELD, FL_LOST };
 
@@ -62,7 +69,8 @@ struct lock_hold {
 	unsigned limit;
 	void *ctx;
 	enum fl_state state;
-	int fd;                      /* held slot file, -1 otherwise */
+	int fd;                      /* held (or settling) slot file, -1 otherwise */
+	int64_t settle_until_ns;     /* > 0: locked a replaced slot file, granted then */
 	char *path;                  /* held slot file's path */
 	uint64_t token;
 	bool queued_told;
@@ -79,6 +87,7 @@ struct lock_session {
 	char *dir;
 	char *id;
 	int ino_fd, ino_wd;
+	int64_t ttl_ns;
 	bool open, closing;
 	struct lock_hold *head, *tail;
 	ev_io ino_watcher;
@@ -168,34 +177,51 @@ static char *slot_path(const struct lock_session *s, const char *name, unsigned 
 	return p;
 }
 
-/* Bumps DIR/NAME.token under its own lock. 0 with the new token, or -1. */
-static int next_token(struct lock_session *s, const char *name, uint64_t *token)
+/* Takes slot's next token (DIR/NAME.token, file_token_bump) for fd, never
+ * below the token in the slot file itself. 0 with *replaced set when the
+ * slot's last holder locked another file; -1 on error (logged). */
+static int next_token(struct lock_session *s, struct lock_hold *h, unsigned slot, int fd,
+                      bool *replaced)
 {
-	char path[4200], buf[64];
-	ssize_t n;
-	int fd, len, tries = 0, rc = -1;
+	char path[4200], holder[8];
+	uint64_t floor = 0, dev, ino;
 
-	snprintf(path, sizeof(path), "%s/%s.token", s->dir, name);
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
-		return -1;
-	/* Held by others only for a read and a write: never block the loop on
-	 * it (its holder may be stopped), spin a little, then try later. */
-	while (file_lock_fd(fd, F_WRLCK) < 0) {
-		if ((errno != EAGAIN && errno != EACCES) || ++tries >= TOKEN_LOCK_TRIES) {
-			close(fd);
-			return -1;
-		}
-		usleep(50);
+	snprintf(path, sizeof(path), "%s/%s.token", s->dir, h->name);
+	file_read_content(fd, &floor, holder, sizeof(holder));
+	if (file_token_bump(path, slot, fd, floor, &h->token, replaced, &dev, &ino) == 0)
+		return 0;
+	log_warnx("file: cannot take the next token from %s: %s%s", path, strerror(errno),
+	          errno == EINVAL ? " (it holds no counter: restore it, or remove it only if no "
+	                            "holder of this lock can be running)" : "");
+	return -1;
+}
+
+static void grant(struct lock_hold *h)
+{
+	/* For listings only: a failure costs nothing but the holder's name. */
+	if (file_write_content(h->fd, h->token, h->s->id, false) < 0)
+		log_debug("file: cannot write %s: %s", h->path, strerror(errno));
+	h->settle_until_ns = 0;
+	h->state = FL_HELD;
+	h->ev_granted = true;
+}
+
+/* A hold on a replaced slot file: granted after the TTL, dropped if the
+ * file is replaced again. true if granted now. */
+static bool settle(struct lock_hold *h)
+{
+	if (!file_same(h->fd, h->path)) {
+		close(h->fd);
+		h->fd = -1;
+		free(h->path);
+		h->path = NULL;
+		h->settle_until_ns = 0;
+		return false;
 	}
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	buf[n > 0 ? n : 0] = '\0';
-	*token = (strncmp(buf, "token=", 6) == 0 ? strtoull(buf + 6, NULL, 10) : 0) + 1;
-	len = snprintf(buf, sizeof(buf), "token=%" PRIu64 "\n", *token);
-	/* Synced: a token must never repeat, not even after a power loss. */
-	if (pwrite(fd, buf, (size_t)len, 0) == len && ftruncate(fd, len) == 0 && fdatasync(fd) == 0)
-		rc = 0;
-	close(fd);                   /* drops the token lock */
-	return rc;
+	if (clock_now_ns() < h->settle_until_ns)
+		return false;
+	grant(h);
+	return true;
 }
 
 /* Takes slot path if it is free: the locked descriptor, or -1. */
@@ -222,7 +248,10 @@ static int take_slot(const char *path)
 static bool try_hold(struct lock_hold *h)
 {
 	struct lock_session *s = h->s;
+	bool replaced;
 
+	if (h->settle_until_ns > 0 && h->fd >= 0)
+		return settle(h);
 	for (unsigned i = 0; i < h->limit; i++) {
 		char *path = slot_path(s, h->name, h->limit, i);
 		int fd = path ? take_slot(path) : -1;
@@ -231,19 +260,28 @@ static bool try_hold(struct lock_hold *h)
 			free(path);
 			continue;
 		}
-		if (next_token(s, h->name, &h->token) < 0) {
-			log_warnx("file: cannot bump %s/%s.token: %s", s->dir, h->name, strerror(errno));
+		if (next_token(s, h, i, fd, &replaced) < 0) {
 			close(fd);
 			free(path);
 			return false;
 		}
-		/* For listings only: a failure costs nothing but the holder's name. */
-		if (file_write_content(fd, h->token, s->id, false) < 0)
-			log_debug("file: cannot write %s: %s", path, strerror(errno));
 		h->fd = fd;
 		h->path = path;
-		h->state = FL_HELD;
-		h->ev_granted = true;
+		/* Recorded as ours: a later replacement is seen by its taker. */
+		if (!file_same(fd, path)) {
+			settle(h);               /* drops it */
+			continue;
+		}
+		if (replaced) {
+			char ttl[32];
+			duration_format(s->ttl_ns, ttl, sizeof(ttl));
+			log_warnx("file: %s is not the file that the holder of token %" PRIu64 " of %s "
+			          "locked (it was removed or replaced); granting it only in %s (the TTL), "
+			          "when that holder cannot hold it any more", path, h->token - 1, h->name, ttl);
+			h->settle_until_ns = clock_now_ns() + s->ttl_ns;
+			return false;
+		}
+		grant(h);
 		return true;
 	}
 	return false;
@@ -279,6 +317,23 @@ static void try_all(struct lock_session *s, const char *only_name)
 }
 
 /* ---- watching -------------------------------------------------------- */
+
+/* Holds (of one name, or all) whose file was removed or replaced are lost. */
+static void check_held(struct lock_session *s, const char *only_name)
+{
+	bool any = false;
+
+	for (struct lock_hold *h = s->head; h; h = h->next) {
+		if (h->state != FL_HELD || (only_name && strcmp(h->name, only_name) != 0) ||
+		    file_same(h->fd, h->path))
+			continue;
+		h->state = FL_LOST;
+		snprintf(h->lost_reason, sizeof(h->lost_reason), "lock file was removed or replaced");
+		h->ev_lost = any = true;
+	}
+	if (any)
+		queue_kick(s);
+}
 
 static void watch_dir(struct lock_session *s)
 {
@@ -318,6 +373,8 @@ static void on_inotify(struct ev_loop *loop, ev_io *w, int revents)
 				s->need_scan = true;
 			else if (ie->len > 0) {
 				lock_name_of(ie->name, name, sizeof(name));
+				if (ie->mask & (IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO))
+					check_held(s, name);
 				try_all(s, name);
 			}
 			p += sizeof(*ie) + ie->len;
@@ -508,6 +565,7 @@ static int fl_create(struct lock_session **out, const struct backend_params *p,
 		return -1;
 	}
 	s->loop = p->loop;
+	s->ttl_ns = p->ttl_ns;
 	s->ev = ev;
 	s->ctx = ctx;
 	s->ino_wd = -1;
@@ -552,13 +610,7 @@ static void fl_renew(struct lock_session *s)
 		fl_open(s);
 		return;
 	}
-	for (struct lock_hold *h = s->head; h; h = h->next) {
-		if (h->state == FL_HELD && !file_same(h->fd, h->path)) {
-			h->state = FL_LOST;
-			snprintf(h->lost_reason, sizeof(h->lost_reason), "lock file was removed or replaced");
-			h->ev_lost = true;
-		}
-	}
+	check_held(s, NULL);
 	s->alive_sent_ns = sent;
 	s->ev_alive = true;
 	queue_kick(s);

@@ -7,9 +7,11 @@ reads. Bounds are generous; timing figures belong to `make bench`.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
@@ -119,6 +121,69 @@ class FileBackend(ElectTestCase):
         self.assertGreaterEqual(nxt.start, t_dead, 'b led %.3f ms before the old tree was dead'
                                 % ((t_dead - nxt.start) / 1e6))
         self.check_intervals(log)
+
+    @valgrind_ok
+    def test_removed_lock_file_never_gives_two_leaders(self):
+        """Issue 10.1/10.2: rm of the lock file while a leader runs. A
+        follower that had the old file open, and a candidate started after the
+        removal, must not lead while the old command (slow to stop) still
+        runs; tokens go on from the counter, never back to 1."""
+        log = self.path('iv.log')
+        lock = self.path('e.lock')
+        a = self.agent(id='a', cmd=self.leader_cmd(log, '--ignore-term'), ttl='3s',
+                       kill_grace='1500ms')
+        first = self.one_holder(log)
+        self.agent(id='b', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
+        time.sleep(0.3)
+        os.unlink(lock)
+        self.agent(id='c', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
+        nxt = self.wait_new_term(log, after_ns=first.start, exclude_id='a', timeout=20)
+        self.assertGreater(int(nxt.token), int(first.token))
+        rep = self.check_intervals(log)
+        self.assertGreaterEqual(rep.terms, 2)
+        self.assertIn('removed or replaced', a.log())
+        with open(self.path('e.token')) as f:
+            self.assertIn('token=%s\n' % nxt.token, f.read())
+
+    @valgrind_ok
+    def test_replaced_lock_file_and_token_file_removed_too(self):
+        """The lock file replaced by a copy (sed -i) while leading: the copy
+        is not the file the holder locked; and with the token file gone as
+        well, a follower that saw token N never hands out a lower one."""
+        log = self.path('iv.log')
+        lock = self.path('e.lock')
+        self.agent(id='a', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
+        first = self.one_holder(log)
+        b = self.agent(id='b', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
+        wait_for(lambda: b.try_status() and b.try_status()['leader'] == 'a', 10)
+        with open(lock) as f:
+            content = f.read()
+        os.unlink(self.path('e.token'))
+        tmp = lock + '.new'
+        with open(tmp, 'w') as f:
+            f.write(content)
+        os.rename(tmp, lock)
+        nxt = self.wait_new_term(log, after_ns=first.start, exclude_id=None, timeout=20)
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.check_intervals(log)
+
+    def test_token_file_without_counter_is_refused(self):
+        """A token file that holds no counter cannot be trusted not to go
+        backwards: the candidate says so and does not lead."""
+        with open(self.path('e.token'), 'w') as f:
+            f.write('garbage\n')
+        a = self.agent(id='a', mode='sidecar')
+        wait_for(lambda: 'holds no counter' in a.log(), 10, msg='the refusal in the log')
+        self.assertFalse(a.is_leader())
+        self.assertEqual(len([l for l in a.log().splitlines() if 'holds no counter' in l]), 1,
+                         'logged once, not per retry')
+
+    def test_lock_file_on_tmpfs_warns_that_tokens_restart(self):
+        d = tempfile.mkdtemp(dir='/dev/shm', prefix='elect-test-')
+        self.addCleanup(shutil.rmtree, d, True)
+        a = self.agent(id='a', mode='sidecar', backend='file://%s/e.lock' % d)
+        a.wait_state('leader', 10)
+        wait_for(lambda: 'restarts after a reboot' in a.log(), 5, msg='the tmpfs warning')
 
     @valgrind_ok
     def test_command_exit_kills_what_it_left_behind(self):
