@@ -63,6 +63,25 @@ class FileLocks(LockdCases, ElectTestCase):
         self.assertEqual(p1.wait_exit(10), 75, p1.log())
         self.assertIn('removed or replaced', p1.log())
 
+    def test_removed_lock_file_is_not_granted_while_the_holder_runs(self):
+        """Issue 10.1: rm of a held lock file. Another lockd must not grant the
+        name while the first command (slow to stop) still runs, and the token
+        goes on from NAME.token."""
+        a = self.lockd('a', ttl='3s', kill_grace='1s')
+        b = self.lockd('b', ttl='3s', kill_grace='1s')
+        log = self.path('rm.iv')
+        p1 = self.lockctl_run(a, 'rm', 'h1', log, extra=['--ignore-term'])
+        first = self.one_holder(log)
+        p2 = self.lockctl_run(b, 'rm', 'h2', log, args=['--wait', '60s'])
+        time.sleep(0.3)
+        os.unlink(self.path('locks', 'rm.lock'))
+        self.assertEqual(p1.wait_exit(15), 75, p1.log())
+        nxt = self.wait_new_term(log, after_ns=first.start, exclude_id='h1', timeout=20)
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.check_intervals(log)
+        p2.kill(signal.SIGTERM)
+        p2.wait_exit(15)
+
     def test_lock_files_and_semaphore_slots(self):
         a = self.lockd('a')
         c1, c2 = HoldConn(a), HoldConn(a)
@@ -72,7 +91,8 @@ class FileLocks(LockdCases, ElectTestCase):
         self.assertEqual(names, ['files.lock', 'files.token', 'sem.slot0',
                                  'sem.token'])
         with open(self.path('locks', 'files.token')) as f:
-            self.assertEqual(f.read(), 'token=1\n')
+            st = os.stat(self.path('locks', 'files.lock'))
+            self.assertEqual(f.read(), 'token=1\nslot0=%d:%d\n' % (st.st_dev, st.st_ino))
         c1.close()
         c2.close()
 
