@@ -43,6 +43,9 @@ class FileEnv:
     def url(self, election, agent_id, i):
         return 'file://' + self.case.path(election + '.lock')
 
+    def lock_path(self, election):
+        return self.case.path(election + '.lock')
+
     def link(self, agent_id):
         return []
 

@@ -25,6 +25,8 @@ still differ). Scenarios (NET_ONLY ones for etcd and zk only):
                SIGKILL or SIGTERM
   member_kill  (3-member cluster) the member the leader's renewals go to
                (the proxy that carried its traffic) killed for 1..3 TTL
+  rm_lock      (file only) the lock file removed, or replaced by a copy of
+               itself (as `sed -i` does), under the running leader
   mixed        (cluster for etcd/zk) all of the above plus connection
                resets and flaky links (a share of new connections reset),
                at random times and targets, several at once
@@ -51,11 +53,13 @@ import harness  # noqa: E402
 from chaos_env import make_env  # noqa: E402
 
 SCENARIOS = ('kill_agent', 'kill_cmd', 'sigstop', 'cut', 'slow', 'restart', 'member_kill',
-             'mixed')
+             'rm_lock', 'mixed')
 NET_ONLY = {'cut', 'slow', 'restart', 'member_kill'}
+FILE_ONLY = {'rm_lock'}
 ON_CLUSTER = {'member_kill', 'mixed'}
 MIXED_WEIGHTS = (('kill_agent', 2), ('kill_cmd', 2), ('sigstop', 1), ('cut', 2), ('slow', 1),
-                 ('reset', 1), ('flaky', 1), ('restart', 0.5), ('member_kill', 1))
+                 ('reset', 1), ('flaky', 1), ('restart', 0.5), ('member_kill', 1),
+                 ('rm_lock', 1))
 AGENTS = 3
 LEADERCMD = None            # path of the leader command; None: the harness's build
 SHORT_EVENTS = 2            # per single scenario in the short version
@@ -89,7 +93,8 @@ class Timing:
 def plan(kind, duration, short, only=None):
     """[(scenario, seconds or None, max events or None)] for one backend."""
     names = [s for s in SCENARIOS
-             if (kind != 'file' or s not in NET_ONLY) and (not only or s in only)]
+             if (kind != 'file' or s not in NET_ONLY) and (kind == 'file' or s not in FILE_ONLY)
+             and (not only or s in only)]
     singles = [s for s in names if s != 'mixed']
     out = []
     if short:
@@ -449,6 +454,20 @@ class Scenario:
             m, 'talked to by' if b1[m] > b0[m] else 'no traffic seen from', aid,
             'SIGKILL' if hard else 'SIGTERM', d)
 
+    def ev_rm_lock(self, aid, r):
+        path = self.env.lock_path(self.name) if hasattr(self.env, 'lock_path') else None
+        if path is None or not os.path.exists(path):
+            return None
+        if r[3] < 0.5:
+            os.unlink(path)
+            return 'lock file removed under %s' % aid
+        with open(path, 'rb') as f:
+            content = f.read()
+        with open(path + '.copy', 'wb') as f:
+            f.write(content)
+        os.rename(path + '.copy', path)
+        return 'lock file replaced by a copy under %s' % aid
+
     def apply(self, kind, aid, r):
         try:
             what = getattr(self, 'ev_' + kind)(aid, r)
@@ -476,7 +495,8 @@ class Scenario:
 
     def run_mixed(self, t_end):
         kinds = [(k, w) for k, w in MIXED_WEIGHTS
-                 if self.env.has_link or k not in NET_ONLY | {'reset', 'flaky'}]
+                 if (self.env.has_link or k not in NET_ONLY | {'reset', 'flaky'})
+                 and (not self.env.has_link or k not in FILE_ONLY)]
         total = sum(w for _, w in kinds)
         while time.monotonic() < t_end:
             r = [self.rng.random() for _ in range(10)]
