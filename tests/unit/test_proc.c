@@ -75,6 +75,8 @@ struct run {
 };
 /* The child of the current test, killed by teardown if a test failed. */
 static struct proc *live;
+/* Spawn under a guard (hooks/guard.h); reset by setup. */
+static int use_guard;
 
 static void exit_cb(struct proc *p, int status, void *data)
 {
@@ -121,7 +123,7 @@ static void wait_done(struct run *r, double max_s)
 
 static struct proc *spawn(char *const *argv, char *const *env, const char *tag, struct run *r)
 {
-	struct proc_spec spec = { .argv = argv, .env = env, .log_tag = tag };
+	struct proc_spec spec = { .argv = argv, .env = env, .log_tag = tag, .guard = use_guard };
 	char err[256] = "";
 
 	memset(r, 0, sizeof(*r));
@@ -182,6 +184,7 @@ static int setup(void **state)
 	(void)state;
 	n_captured = 0;
 	last_reaped_status = -1;
+	use_guard = 0;
 	return 0;
 }
 
@@ -363,6 +366,95 @@ static void test_exit_kills_grandchildren(void **state)
 	assert_true(wait_dead(grandchild, 5));
 }
 
+/* ---- the guard ---- */
+
+/* Runs script under a guard until it printed n pids (one per line). */
+static void spawn_guarded(const char *script, int n, pid_t *pids, struct run *r)
+{
+	use_guard = 1;
+	spawn_sh(script, "t", r);
+	while (n_captured < n && run_until(&r->done, 0.02) == 0)
+		;
+	assert_true(n_captured >= n);
+	for (int i = 0; i < n; i++) {
+		pids[i] = (pid_t)atol(captured_line[i]);
+		assert_true(pids[i] > 1);
+		assert_false(process_dead(pids[i]));
+	}
+}
+
+/* A setsid child, a double-forked one and a plain background job. */
+#define ESCAPES "setsid sleep 30 & echo $!; (sleep 31 & echo $!); sleep 32 & echo $!; "
+
+static void test_guard_stop_kills_escaped_descendants(void **state)
+{
+	struct run r;
+	pid_t pids[3];
+
+	(void)state;
+	spawn_guarded(ESCAPES "wait", 3, pids, &r);
+	proc_stop(r.p, SIGTERM, 5 * INT64_C(1000000000));
+	wait_done(&r, 10);
+	assert_int_equal(proc_exit_code(r.status), 143);
+	/* The guard reports the exit only once its whole tree is gone. */
+	for (int i = 0; i < 3; i++)
+		assert_true(process_dead(pids[i]));
+}
+
+static void test_guard_exit_kills_escaped_descendants(void **state)
+{
+	struct run r;
+	pid_t pids[3];
+
+	(void)state;
+	spawn_guarded(ESCAPES "sleep 0.5; exit 4", 3, pids, &r);
+	wait_done(&r, 10);
+	assert_int_equal(proc_exit_code(r.status), 4);
+	for (int i = 0; i < 3; i++)
+		assert_true(process_dead(pids[i]));
+}
+
+static void test_guard_kill_after_grace(void **state)
+{
+	struct run r;
+	pid_t pids[3];
+
+	(void)state;
+	spawn_guarded("trap '' TERM; " ESCAPES "while :; do sleep 0.05; done", 3, pids, &r);
+	proc_stop(r.p, SIGTERM, 200 * INT64_C(1000000));
+	wait_done(&r, 10);
+	assert_int_equal(proc_exit_code(r.status), 137);
+	for (int i = 0; i < 3; i++)
+		assert_true(process_dead(pids[i]));
+}
+
+static void test_guard_forwards_signals(void **state)
+{
+	struct run r;
+
+	(void)state;
+	use_guard = 1;
+	spawn_sh("trap 'exit 9' USR1; echo ready; while :; do sleep 0.05; done", "t", &r);
+	while (n_captured == 0 && run_until(&r.done, 0.02) == 0)
+		;
+	proc_signal(r.p, SIGUSR1);
+	wait_done(&r, 10);
+	assert_int_equal(proc_exit_code(r.status), 9);
+}
+
+static void test_guard_exec_failure(void **state)
+{
+	char *argv[] = { "/nonexistent/elect-test-binary", NULL };
+	struct proc_spec spec = { .argv = argv, .guard = 1 };
+	struct run r = { 0 };
+	char err[256] = "";
+
+	(void)state;
+	assert_null(proc_spawn(loop, &spec, exit_cb, &r, err, sizeof(err)));
+	assert_int_equal(errno, ENOENT);
+	assert_non_null(strstr(err, "cannot execute"));
+}
+
 static void test_output_lines(void **state)
 {
 	struct run r;
@@ -488,6 +580,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_child_setup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_inherited_output, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abandon, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guard_stop_kills_escaped_descendants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guard_exit_kills_escaped_descendants, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guard_kill_after_grace, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guard_forwards_signals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_guard_exec_failure, setup, teardown),
 	};
 
 	loop = ev_default_loop(0);
