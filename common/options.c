@@ -297,6 +297,21 @@ const char *options_run_dir(char *buf, size_t len)
 	return buf;
 }
 
+const char *options_state_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (xdg && *xdg == '/')
+		snprintf(buf, len, "%s/elect", xdg);
+	else if (geteuid() == 0)
+		snprintf(buf, len, "/var/lib/elect");
+	else if (home && *home == '/')
+		snprintf(buf, len, "%s/.local/state/elect", home);
+	else
+		snprintf(buf, len, "/tmp/elect-%u", (unsigned)geteuid());
+	return buf;
+}
+
 bool options_valid_token(const char *s, const char *extra, size_t max)
 {
 	size_t n = strlen(s);

@@ -54,6 +54,11 @@ void options_free(const struct opt_def *defs, void *target);
 /* The directory for sockets and default lock files: $XDG_RUNTIME_DIR/elect,
  * /run/elect for root, else /tmp/elect-UID. Returns buf. */
 const char *options_run_dir(char *buf, size_t len);
+/* The directory for default lock files and their token counters, which must
+ * survive reboots (a tmpfs like /run would reset fencing tokens):
+ * $XDG_STATE_HOME/elect, /var/lib/elect for root, else $HOME/.local/state/elect
+ * (/tmp/elect-UID without HOME). Returns buf. */
+const char *options_state_dir(char *buf, size_t len);
 /* s is 1..max characters of letters, digits and the characters in extra. */
 bool options_valid_token(const char *s, const char *extra, size_t max);
 

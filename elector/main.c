@@ -99,7 +99,8 @@ static void resolve(struct elect_opts *o, bool agent)
 	}
 	if (!agent)
 		return;
-	if (o->backend == NULL && asprintf(&o->backend, "file://%s/%s.lock", dir, o->name) < 0)
+	if (o->backend == NULL &&
+	    asprintf(&o->backend, "file://%s/%s.lock", options_state_dir(dir, sizeof(dir)), o->name) < 0)
 		log_fatalx(1, "out of memory");
 	if (o->ttl == 0)
 		o->ttl = 15 * NS_PER_SEC;

@@ -150,10 +150,9 @@ static void resolve(struct lockd_opts *o)
 	char *end;
 	long n;
 
-	options_run_dir(dir, sizeof(dir));
-	snprintf(buf, sizeof(buf), "file://%s/locks", dir);
+	snprintf(buf, sizeof(buf), "file://%s/locks", options_state_dir(dir, sizeof(dir)));
 	set_default(&o->backend, buf);
-	snprintf(buf, sizeof(buf), "%s/lockd.sock", dir);
+	snprintf(buf, sizeof(buf), "%s/lockd.sock", options_run_dir(dir, sizeof(dir)));
 	set_default(&o->socket, buf);
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "localhost");

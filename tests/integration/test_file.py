@@ -178,6 +178,15 @@ class FileBackend(ElectTestCase):
         self.assertEqual(len([l for l in a.log().splitlines() if 'holds no counter' in l]), 1,
                          'logged once, not per retry')
 
+    def test_default_lock_file_is_on_persistent_storage(self):
+        """Issue 10.2: the default lock file (and its token counter) lives in
+        the state directory, not in the runtime directory (a tmpfs)."""
+        st = self.path('state')
+        r = self.run_elect(['--check-config', '--name', 'web', '--', 'true'],
+                           env={'XDG_STATE_HOME': st, 'XDG_RUNTIME_DIR': self.path('run')})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('backend file://%s/elect/web.lock' % st, r.stdout)
+
     def test_lock_file_on_tmpfs_warns_that_tokens_restart(self):
         d = tempfile.mkdtemp(dir='/dev/shm', prefix='elect-test-')
         self.addCleanup(shutil.rmtree, d, True)
