@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, UnixHTTPConnection, scale, valgrind_ok, wait_for  # noqa: E402
-from lockd_cases import Lockd, lockd_bin  # noqa: E402
+from lockd_cases import HoldConn, Lockd, lockd_bin  # noqa: E402
 import http.client  # noqa: E402
 import subprocess  # noqa: E402
 
@@ -138,6 +138,34 @@ class BadListenOptions(ElectTestCase):
                 self.assertEqual(r.returncode, 2, (args, r.stderr))
                 self.assertIn(want, r.stderr)
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+
+class LockdSocketFlood(ElectTestCase):
+
+    def test_flood_does_not_evict_a_connection_bound_hold(self):
+        # A full socket closes idle connections to make room, but never the
+        # one a lock is bound to (closing it would release the lock).
+        d = Lockd(self, 'l1', 'file://' + self.path('locks')).wait_ready()
+        hc = HoldConn(d)
+        st, body = hc.acquire('job')
+        self.assertEqual(st, 200, body)
+        hold = body['hold']
+        conns = []
+        try:
+            for _ in range(200):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(d.socket)
+                conns.append(s)
+            wait_for(lambda: 'connections open' in d.log(), 10)
+            self.assertEqual(d.request('GET', '/healthz')[0], 200)
+            held = [x for x in d.locks('job', local=True)[0]['holders'] if x['here']]
+            self.assertEqual(len(held), 1, held)
+            # The hold's connection still works.
+            self.assertEqual(hc.release(hold)[0], 200)
+        finally:
+            for s in conns:
+                s.close()
+            hc.close()
 
 
 def other_group():
