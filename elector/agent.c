@@ -243,7 +243,8 @@ int agent_run(struct elect_opts *o)
 	a.hooks = hooks_new(a.loop, hook_paths, o->hook_timeout, on_hook_done, &a);
 	a.api = api_new(a.loop, a.e, o->backend);
 	api_set_access(a.api, o->socket_gid, o->http_allow_write);
-	if (api_listen(a.api, o->socket, o->socket_mode_bits, o->http, err, sizeof(err)) < 0) {
+	if (api_listen(a.api, o->socket, o->socket_mode_bits ? o->socket_mode_bits : 0660, o->http,
+	               err, sizeof(err)) < 0) {
 		agent_free(&a);
 		log_fatalx(1, "%s", err);
 	}
