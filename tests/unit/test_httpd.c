@@ -710,6 +710,47 @@ static void test_tcp_listener(void **state)
 	assert_int_equal(httpd_listen_tcp(f->h, "127.0.0.1:0", NULL, err, sizeof err), 0);
 }
 
+/* ":PORT" is loopback only; checks at option time refuse what listen would. */
+static void test_tcp_loopback_default_and_checks(void **state)
+{
+	struct fx *f = *state;
+	struct httpd_bound b;
+	char err[512];
+	mode_t mode;
+	gid_t gid;
+
+	assert_int_equal(httpd_listen_tcp(f->h, ":0", &b, err, sizeof err), 0);
+	assert_true(b.loopback);
+	assert_true(strncmp(b.addr, "127.0.0.1:", 10) == 0);
+	assert_int_equal(httpd_tcp_addr_check("127.0.0.1:4040", err, sizeof err), 0);
+	assert_int_equal(httpd_tcp_addr_check(":4040", err, sizeof err), 0);
+	assert_int_equal(httpd_tcp_addr_check("[::1]:4040", err, sizeof err), 0);
+	const char *bad[] = { "nonsense", "1.2.3.4:99999", "1.2.3.4:", ":123456", "::1:80",
+	                      "[::1:80", "1.2.3.4:8o", "" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(httpd_tcp_addr_check(bad[i], err, sizeof err), -1);
+		assert_non_null(strstr(err, "bad TCP address"));
+	}
+	assert_int_equal(httpd_unix_path_check("/run/elect/x.sock", err, sizeof err), 0);
+	assert_int_equal(httpd_unix_path_check("", err, sizeof err), -1);
+	char longp[200];
+	memset(longp, 'x', sizeof longp - 1);
+	longp[0] = '/';
+	longp[sizeof longp - 1] = '\0';
+	assert_int_equal(httpd_unix_path_check(longp, err, sizeof err), -1);
+	assert_non_null(strstr(err, "too long"));
+	assert_int_equal(httpd_parse_socket_mode("0640", &mode, err, sizeof err), 0);
+	assert_int_equal(mode, 0640);
+	assert_int_equal(httpd_parse_socket_mode("0460", &mode, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_mode("0x1ff", &mode, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_mode("1777", &mode, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_group("0", &gid, err, sizeof err), 0);
+	assert_int_equal(gid, 0);
+	assert_int_equal(httpd_parse_socket_group("no-such-group-here", &gid, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_group("", &gid, err, sizeof err), -1);
+}
+
 static void test_query_param(void **state)
 {
 	struct http_request req = { .query = "a=1&wait=30s&x=%2Fy+z&empty&bad=%zz&nul=%00&a=2" };
@@ -752,6 +793,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listeners_have_own_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_in_use_and_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_listener, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tcp_loopback_default_and_checks, setup, teardown),
 		cmocka_unit_test(test_query_param),
 	};
 
