@@ -26,77 +26,14 @@
 #include <jansson.h>
 
 #include "common/httpd.h"
+#include "common/httpd_int.h"
 #include "common/log.h"
 
 #define HTTPD_MAX_HEADER   (8 * 1024)
 #define HTTPD_MAX_BODY     (64 * 1024)
-#define HTTPD_MAX_CONNS    128
-#define HTTPD_IDLE_SECS    60.0
 #define HTTPD_LINGER_SECS  2.0      /* drain input after the last answer */
-#define HTTPD_ACCEPT_PAUSE 1.0      /* out of fds: stop accepting for a while */
 #define HTTPD_READ_CHUNK   16384
 #define HTTPD_RBUF_CAP     (128 * 1024) /* unparsed input kept while busy */
-
-struct listener {
-	struct httpd *h;
-	ev_io io;
-	int fd;
-	bool tcp;
-	char *unix_path;        /* unlinked on free if it is still ours */
-	dev_t dev;
-	ino_t ino;
-	struct listener *next;
-};
-
-struct buf {
-	char *data;
-	size_t len, cap;
-};
-
-struct conn {
-	struct httpd *h;
-	struct conn *prev, *next;
-	uint64_t serial;
-	int fd;
-	bool tcp;
-	pid_t peer_pid;
-	char peer[80];
-	ev_io rio, wio;
-	ev_timer timer;         /* idle timeout, then linger timeout */
-	http_parser parser;
-	struct buf in;          /* received, not yet parsed */
-	struct buf out;         /* answers not yet sent */
-	size_t out_pos;
-	/* The request being collected, then handled. */
-	struct buf url, body;
-	size_t header_bytes;
-	int reject_status;      /* set by a parser callback that refused */
-	char reject_reason[96];
-	bool message_done;      /* parser paused at the end of a message */
-	bool keep_alive;
-	struct http_request req;
-	bool req_active;        /* handed to the handler, not answered yet */
-	bool deferred;
-	bool in_handler;
-	httpd_abort_cb abort_cb;
-	void *abort_data;
-	bool close_after;       /* close once the output is flushed */
-	bool dead;              /* write failed: close at the next safe point */
-	bool lingering;
-};
-
-struct httpd {
-	struct ev_loop *loop;
-	httpd_handler handler;
-	httpd_close_cb on_close;
-	void *data;
-	uint64_t conn_serial;
-	struct listener *listeners;
-	struct conn *conns;
-	int nconns;
-	bool full_logged;
-	ev_timer accept_pause;
-};
 
 static void conn_process(struct conn *c);
 
@@ -258,6 +195,7 @@ static void respond_full(struct http_request *req, int status, const char *ctype
 	conn_queue_answer(c, status, ctype, body ? body : "", body ? len : 0,
 	                  strcmp(req->method, "HEAD") == 0);
 	request_clear(c);
+	c->last_active = ++c->h->activity;
 	ev_timer_again(c->h->loop, &c->timer);
 	/* Outside the handler, nothing else will flush: let the loop do it. */
 	if (!c->in_handler)
@@ -299,6 +237,14 @@ void httpd_defer(struct http_request *req, httpd_abort_cb abort, void *data)
 	c->deferred = true;
 	c->abort_cb = abort;
 	c->abort_data = data;
+}
+
+void httpd_keep_connection(struct http_request *req)
+{
+	struct conn *c = req ? req->priv : NULL;
+
+	if (c)
+		c->keep = true;
 }
 
 int httpd_query_param(const struct http_request *req, const char *key, char *buf, size_t len)
@@ -506,7 +452,7 @@ static bool conn_parse(struct conn *c)
 	return true;
 }
 
-static void conn_close(struct conn *c)
+void httpd_conn_close(struct conn *c)
 {
 	struct httpd *h = c->h;
 
@@ -531,9 +477,8 @@ static void conn_close(struct conn *c)
 		h->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	h->nconns--;
-	if (h->nconns < HTTPD_MAX_CONNS)
-		h->full_logged = false;
+	if (--c->l->nconns <= c->l->max_conns / 2)   /* warn again after a calm */
+		c->l->full_logged = false;
 	buf_free(&c->in);
 	buf_free(&c->out);
 	buf_free(&c->url);
@@ -579,7 +524,7 @@ static void conn_process(struct conn *c)
 		if (!c->dead && c->out.len > 0 && conn_flush(c) < 0)
 			c->dead = true;
 		if (c->dead) {
-			conn_close(c);
+			httpd_conn_close(c);
 			return;
 		}
 		if (c->out.len > 0) {
@@ -611,13 +556,13 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (c->lingering) {
 		n = recv(c->fd, drop, sizeof drop, 0);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			conn_close(c);
+			httpd_conn_close(c);
 		return;
 	}
 	if (c->in.cap - c->in.len < HTTPD_READ_CHUNK + 1) {
 		char *p = realloc(c->in.data, c->in.len + HTTPD_READ_CHUNK + 1);
 		if (!p) {
-			conn_close(c);
+			httpd_conn_close(c);
 			return;
 		}
 		c->in.data = p;
@@ -628,10 +573,11 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	if (n <= 0) {
 		/* Closed (or reset): a pending long-poll is aborted. */
-		conn_close(c);
+		httpd_conn_close(c);
 		return;
 	}
 	c->in.len += (size_t)n;
+	c->last_active = ++c->h->activity;
 	if (!c->req_active)
 		ev_timer_again(loop, &c->timer);
 	conn_process(c);
@@ -652,13 +598,15 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (!c->lingering)
 		log_debug("http: closing idle connection from %s", c->peer);
-	conn_close(c);
+	httpd_conn_close(c);
 }
 
-static void conn_new(struct httpd *h, int fd, bool tcp, const struct sockaddr_storage *sa,
-                     socklen_t salen)
+void httpd_conn_new(struct listener *l, int fd, const struct sockaddr_storage *sa,
+                    socklen_t salen)
 {
+	struct httpd *h = l->h;
 	struct conn *c = calloc(1, sizeof *c);
+	bool tcp = l->tcp;
 	char host[64], serv[16];
 
 	if (!c) {
@@ -666,6 +614,8 @@ static void conn_new(struct httpd *h, int fd, bool tcp, const struct sockaddr_st
 		return;
 	}
 	c->h = h;
+	c->l = l;
+	c->last_active = ++h->activity;
 	c->serial = ++h->conn_serial;
 	c->fd = fd;
 	c->tcp = tcp;
@@ -691,83 +641,12 @@ static void conn_new(struct httpd *h, int fd, bool tcp, const struct sockaddr_st
 	if (h->conns)
 		h->conns->prev = c;
 	h->conns = c;
-	h->nconns++;
+	l->nconns++;
 	ev_io_start(h->loop, &c->rio);
 	ev_timer_again(h->loop, &c->timer);
 }
 
-/* ---- listeners */
-
-static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct httpd *h = w->data;
-
-	(void)revents;
-	for (struct listener *l = h->listeners; l; l = l->next)
-		ev_io_start(loop, &l->io);
-}
-
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct listener *l = w->data;
-	struct httpd *h = l->h;
-
-	(void)revents;
-	for (;;) {
-		struct sockaddr_storage sa;
-		socklen_t salen = sizeof sa;
-		int fd = accept4(l->fd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			/* Out of descriptors or memory: the listener would stay
-			 * readable and spin, so stop accepting for a moment. */
-			log_warnx("http: accept: %s; pausing new connections", strerror(errno));
-			for (struct listener *o = h->listeners; o; o = o->next)
-				ev_io_stop(loop, &o->io);
-			ev_timer_stop(loop, &h->accept_pause);
-			ev_timer_set(&h->accept_pause, HTTPD_ACCEPT_PAUSE, 0.);
-			ev_timer_start(loop, &h->accept_pause);
-			return;
-		}
-		if (h->nconns >= HTTPD_MAX_CONNS) {
-			close(fd);
-			if (!h->full_logged)
-				log_warnx("http: %d connections open, refusing new ones",
-				          HTTPD_MAX_CONNS);
-			h->full_logged = true;
-			continue;
-		}
-		conn_new(h, fd, l->tcp, &sa, salen);
-	}
-}
-
-static void listener_add(struct httpd *h, int fd, bool tcp, const char *unix_path)
-{
-	struct listener *l = calloc(1, sizeof *l);
-	struct stat st;
-
-	if (!l) {
-		close(fd);
-		return;
-	}
-	l->h = h;
-	l->fd = fd;
-	l->tcp = tcp;
-	if (unix_path && stat(unix_path, &st) == 0) {
-		l->unix_path = strdup(unix_path);
-		l->dev = st.st_dev;
-		l->ino = st.st_ino;
-	}
-	ev_io_init(&l->io, accept_cb, fd, EV_READ);
-	l->io.data = l;
-	l->next = h->listeners;
-	h->listeners = l;
-	ev_io_start(h->loop, &l->io);
-}
+/* ---- life cycle */
 
 struct httpd *httpd_new(struct ev_loop *loop, httpd_handler handler, void *data)
 {
@@ -778,8 +657,7 @@ struct httpd *httpd_new(struct ev_loop *loop, httpd_handler handler, void *data)
 	h->loop = loop;
 	h->handler = handler;
 	h->data = data;
-	ev_timer_init(&h->accept_pause, accept_pause_cb, 0., 0.);
-	h->accept_pause.data = h;
+	httpd_listeners_init(h);
 	return h;
 }
 
@@ -788,47 +666,13 @@ void httpd_on_close(struct httpd *h, httpd_close_cb cb)
 	h->on_close = cb;
 }
 
-int httpd_listen_unix(struct httpd *h, const char *path, mode_t mode, char *err, size_t errlen)
-{
-	int fd = httpd_unix_socket(path, mode, err, errlen);
-
-	if (fd < 0)
-		return -1;
-	listener_add(h, fd, false, path);
-	return 0;
-}
-
-int httpd_listen_tcp(struct httpd *h, const char *addr, char *err, size_t errlen)
-{
-	int fd = httpd_tcp_socket(addr, err, errlen);
-
-	if (fd < 0)
-		return -1;
-	listener_add(h, fd, true, NULL);
-	return 0;
-}
-
 void httpd_free(struct httpd *h)
 {
-	struct stat st;
-
 	if (!h)
 		return;
-	while (h->listeners) {
-		struct listener *l = h->listeners;
-
-		h->listeners = l->next;
-		ev_io_stop(h->loop, &l->io);
-		close(l->fd);
-		/* Only remove the file if it is still the socket we made. */
-		if (l->unix_path && stat(l->unix_path, &st) == 0 && st.st_dev == l->dev &&
-		    st.st_ino == l->ino)
-			unlink(l->unix_path);
-		free(l->unix_path);
-		free(l);
-	}
-	ev_timer_stop(h->loop, &h->accept_pause);
+	/* Connections first: each one counts against its listener. */
 	while (h->conns)
-		conn_close(h->conns);
+		httpd_conn_close(h->conns);
+	httpd_listeners_free(h);
 	free(h);
 }

@@ -2,8 +2,10 @@
  * and the optional TCP address. Parsing is done by http-parser (Debian's
  * libhttp-parser), not by hand. Keep-alive is supported; requests on one
  * connection are answered in order. Limits: headers 8 KiB (431), body
- * 64 KiB (413), 128 connections; a malformed request gets 400 and the
- * connection is closed; every 4xx is logged in one line.
+ * 64 KiB (413), 128 connections per listener (a new one on a full listener
+ * closes that listener's longest-idle connection, see httpd_listen.c); a
+ * malformed request gets 400 and the connection is closed; every 4xx is
+ * logged in one line.
  *
  * A handler answers at once with httpd_respond(), or later (long-poll): it
  * calls httpd_defer() and keeps the request; if the client goes away first,
@@ -42,12 +44,21 @@ struct httpd *httpd_new(struct ev_loop *loop, httpd_handler handler, void *data)
 /* Optional: told about every connection that closes (the handler's data is
  * passed), e.g. to end what was bound to the connection. */
 void httpd_on_close(struct httpd *h, httpd_close_cb cb);
-/* Binds a Unix socket with the given mode. A stale socket file (nobody
- * listening) is replaced; a live one is an error ("in use by another
- * process"). -1 with a message in err. */
-int httpd_listen_unix(struct httpd *h, const char *path, mode_t mode, char *err, size_t errlen);
-/* "HOST:PORT" or ":PORT" (all addresses). */
-int httpd_listen_tcp(struct httpd *h, const char *addr, char *err, size_t errlen);
+/* Binds a Unix socket with the given mode and group ((gid_t)-1: the
+ * process's). A stale socket file (nobody listening) is replaced; a live one
+ * is an error ("in use by another process"). -1 with a message in err. */
+int httpd_listen_unix(struct httpd *h, const char *path, mode_t mode, gid_t group, char *err,
+                      size_t errlen);
+/* What a TCP listener was bound to. */
+struct httpd_bound {
+	char addr[80];            /* e.g. "127.0.0.1:4040", "[::]:4040" */
+	bool loopback;            /* reachable from this host only */
+};
+/* "HOST:PORT", "[V6]:PORT", or ":PORT" for 127.0.0.1 (loopback: every
+ * address must be asked for, e.g. 0.0.0.0:PORT or [::]:PORT). bound may be
+ * NULL. */
+int httpd_listen_tcp(struct httpd *h, const char *addr, struct httpd_bound *bound, char *err,
+                     size_t errlen);
 
 /* Answer; the request is gone afterwards. body may be NULL for an empty body. */
 void httpd_respond(struct http_request *req, int status, const char *content_type,
@@ -65,6 +76,9 @@ struct json_t *httpd_json_u64(uint64_t v);
 void httpd_respond_error(struct http_request *req, int status, const char *message);
 /* Keep the request open; abort runs if the client disconnects first. */
 void httpd_defer(struct http_request *req, httpd_abort_cb abort, void *data);
+/* The request's connection carries state (e.g. a lock bound to it): never
+ * close it to make room for a new connection on a full listener. */
+void httpd_keep_connection(struct http_request *req);
 /* Copies the (URL-decoded) value of query parameter key into buf. 0 if
  * present, -1 if absent, -2 if present but too long for buf or badly
  * encoded (a bad escape, an encoded NUL). */
@@ -72,8 +86,18 @@ int httpd_query_param(const struct http_request *req, const char *key, char *buf
 
 /* The listening sockets themselves (common/httpd_listen.c): non-blocking,
  * close-on-exec, listening; -1 with a message in err. */
-int httpd_unix_socket(const char *path, mode_t mode, char *err, size_t errlen);
+int httpd_unix_socket(const char *path, mode_t mode, gid_t group, char *err, size_t errlen);
 int httpd_tcp_socket(const char *addr, char *err, size_t errlen);
+
+/* Checks for option time (so that --check-config refuses what listen would):
+ * 0, or -1 with a one-line message in err. */
+int httpd_unix_path_check(const char *path, char *err, size_t errlen);
+/* Syntax, port range, and that the host resolves. */
+int httpd_tcp_addr_check(const char *addr, char *err, size_t errlen);
+/* Octal permissions such as "0660" (the owner must keep rw). */
+int httpd_parse_socket_mode(const char *s, mode_t *mode, char *err, size_t errlen);
+/* A group name or a numeric gid. */
+int httpd_parse_socket_group(const char *s, gid_t *gid, char *err, size_t errlen);
 
 /* Closes listeners (unlinks the Unix socket it created), aborts deferred
  * requests (their abort callbacks run), closes connections, frees. */

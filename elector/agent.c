@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sdnotify.h"
 #include "elector/agent.h"
 #include "elector/api.h"
 #include "elector/core.h"
@@ -156,6 +157,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)revents;
 	if (w->signum == SIGTERM || w->signum == SIGINT) {
+		sdnotify_stopping();
 		elector_shutdown(a->e, w->signum);
 	} else if (a->cmd) {
 		proc_signal(a->cmd, w->signum);
@@ -237,9 +239,12 @@ int agent_run(struct elect_opts *o)
 		printf("configuration ok: election %s, id %s, backend %s\n", o->name, o->id, o->backend);
 		return 0;
 	}
+	sdnotify_init();        /* before any child: they must not inherit it */
 	a.hooks = hooks_new(a.loop, hook_paths, o->hook_timeout, on_hook_done, &a);
 	a.api = api_new(a.loop, a.e, o->backend);
-	if (api_listen(a.api, o->socket, 0660, o->http, err, sizeof(err)) < 0) {
+	api_set_access(a.api, o->socket_gid, o->http_allow_write);
+	if (api_listen(a.api, o->socket, o->socket_mode_bits ? o->socket_mode_bits : 0660, o->http,
+	               err, sizeof(err)) < 0) {
 		agent_free(&a);
 		log_fatalx(1, "%s", err);
 	}
@@ -249,7 +254,9 @@ int agent_run(struct elect_opts *o)
 	log_info("starting: id %s, backend %s, ttl %" PRId64 "ms, renew %" PRId64 "ms",
 	         o->id, o->backend, o->ttl / NS_PER_MS, o->renew / NS_PER_MS);
 	elector_start(a.e);
+	sdnotify_ready();
 	ev_run(a.loop, 0);
+	sdnotify_stopping();
 	agent_free(&a);
 	ev_loop_destroy(a.loop);
 	return a.exit_status;

@@ -9,12 +9,15 @@
 struct elect_opts {
 	char *name, *id, *backend, *socket, *http, *config, *log_format;
 	char *on_elected, *on_demoted, *on_leader;
+	char *socket_mode, *socket_group;
 	char *tls_ca, *tls_cert, *tls_key, *auth;
 	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
 	int verbose;
-	bool once, check_config;
+	bool once, check_config, http_allow_write;
 	/* Not options: resolved by main. */
 	char **command;           /* NULL in sidecar mode */
+	unsigned socket_mode_bits; /* from socket_mode (default 0660) */
+	long socket_gid;          /* from socket_group (-1: the agent's) */
 };
 
 /* Runs the agent until it exits; returns the exit status. */

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/duration.h"
 #include "common/httpd.h"
+#include "common/log.h"
 #include "elector/api.h"
 #include "elector/core.h"
 
@@ -32,6 +33,8 @@ struct api {
 	char *backend;          /* backend URL without credentials */
 	struct httpd *http;
 	struct waiter *waiters;
+	gid_t socket_group;     /* (gid_t)-1: the agent's own */
+	bool tcp_write;         /* POST etc. allowed over TCP (--http-allow-write) */
 };
 
 /* Names for metric labels, in enum hook_event order. */
@@ -342,8 +345,16 @@ static void api_handle(struct http_request *req, void *data)
 	struct api *a = data;
 	/* HEAD is GET without the body (httpd drops it). */
 	const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
-	char msg[160];
+	char msg[300];
 
+	/* TCP is unauthenticated: only reads there, unless allowed. */
+	if (req->tcp && !a->tcp_write && strcmp(method, "GET") != 0) {
+		snprintf(msg, sizeof msg, "%.10s %.60s: the TCP listener is read-only; use the Unix "
+		         "socket, or start elect with --http-allow-write (ELECT_HTTP_ALLOW_WRITE=1) "
+		         "to allow writes over TCP", req->method, req->path);
+		httpd_respond_error(req, 403, msg);
+		return;
+	}
 	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
 		const struct route *r = &routes[i];
 
@@ -400,6 +411,7 @@ struct api *api_new(struct ev_loop *loop, struct elector *e, const char *backend
 	a->loop = loop;
 	a->e = e;
 	a->backend = redact_backend(backend_url);
+	a->socket_group = (gid_t)-1;
 	a->http = httpd_new(loop, api_handle, a);
 	if (!a->http) {
 		free(a->backend);
@@ -412,11 +424,27 @@ struct api *api_new(struct ev_loop *loop, struct elector *e, const char *backend
 int api_listen(struct api *a, const char *socket_path, unsigned mode, const char *tcp_addr,
                char *err, size_t errlen)
 {
-	if (socket_path && httpd_listen_unix(a->http, socket_path, (mode_t)mode, err, errlen) < 0)
+	struct httpd_bound b;
+
+	if (socket_path && httpd_listen_unix(a->http, socket_path, (mode_t)mode, a->socket_group,
+	                                     err, errlen) < 0)
 		return -1;
-	if (tcp_addr && httpd_listen_tcp(a->http, tcp_addr, err, errlen) < 0)
+	if (tcp_addr && httpd_listen_tcp(a->http, tcp_addr, &b, err, errlen) < 0)
 		return -1;
+	if (tcp_addr && !b.loopback && a->tcp_write)
+		log_warnx("http: API on %s with writes allowed: anyone who reaches that address "
+		          "can make this agent resign (there is no authentication)", b.addr);
+	else if (tcp_addr)
+		log_info("http: API on %s (%s)", b.addr, a->tcp_write ? "read-write" : "read-only");
 	return 0;
+}
+
+void api_set_access(struct api *a, long socket_group, bool tcp_write)
+{
+	if (!a)
+		return;
+	a->socket_group = socket_group < 0 ? (gid_t)-1 : (gid_t)socket_group;
+	a->tcp_write = tcp_write;
 }
 
 void api_free(struct api *a)

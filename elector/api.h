@@ -6,6 +6,8 @@
  *   GET  /readyz       200 while leader (or suspended), else 503
  *   GET  /metrics      Prometheus text format
  *   GET  /             (TCP only) {"name":"<leader id>"} like k8s leader-elector
+ * Over TCP only reads (GET, HEAD) are served unless api_set_access() allows
+ * writes; anything else gets 403 with how to allow it.
  * Status JSON: {"name","id","state","leader","token","is_leader","since",
  *   "since_unix_ms","deadline_left_ms","index","reason","backend"}
  *   leader null when unknown; deadline_left_ms null unless leading; token 0
@@ -13,6 +15,9 @@
  */
 #ifndef ELECT_API_H
 #define ELECT_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
 
 struct ev_loop;
 struct elector;
@@ -22,6 +27,10 @@ struct api *api_new(struct ev_loop *loop, struct elector *e, const char *backend
 /* mode: e.g. 0660. path NULL = no Unix socket; tcp_addr NULL = none. */
 int api_listen(struct api *a, const char *socket_path, unsigned mode, const char *tcp_addr,
                char *err, size_t errlen);
+/* Before api_listen: the Unix socket's group (-1: the agent's) and whether
+ * writes (POST /v1/resign) are allowed over TCP (default: read-only there,
+ * 403 with how to allow it). */
+void api_set_access(struct api *a, long socket_group, bool tcp_write);
 /* The elector's state changed: answer the long-poll waiters. */
 void api_changed(struct api *a);
 void api_free(struct api *a);

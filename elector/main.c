@@ -15,6 +15,7 @@
 
 #include "backends/backend.h"
 #include "common/clock.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/options.h"
 #include "elector/agent.h"
@@ -34,7 +35,10 @@ static const struct opt_def elect_options[] = {
 	OPT("renew", 0, OPT_DURATION, renew, "DURATION", "renew interval (default TTL/3)"),
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION", "SIGTERM to SIGKILL of the command (default 3s)"),
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/NAME@ID.sock; none: off)"),
-	OPT("http", 0, OPT_STRING, http, "HOST:PORT", "also serve the API on TCP"),
+	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
+	OPT("socket-group", 0, OPT_STRING, socket_group, "GROUP", "group of the socket (default: elect's)"),
+	OPT("http", 0, OPT_STRING, http, "HOST:PORT", "also serve the API on TCP, read-only (:PORT = 127.0.0.1)"),
+	OPT("http-allow-write", 0, OPT_BOOL, http_allow_write, "", "allow POST /v1/resign over TCP (unauthenticated!)"),
 	OPT("on-elected", 0, OPT_STRING, on_elected, "PATH", "hook run when elected"),
 	OPT("on-demoted", 0, OPT_STRING, on_demoted, "PATH", "hook run after leadership ends"),
 	OPT("on-leader", 0, OPT_STRING, on_leader, "PATH", "hook run when the observed leader changes"),
@@ -74,6 +78,30 @@ static void check_hook(const char *flag, const char *path)
 		           flag, path);
 }
 
+/* The socket and TCP address, as listen would take them (also for
+ * --check-config). */
+static void check_listen(struct elect_opts *o, bool agent)
+{
+	char err[512];
+	mode_t mode = 0660;
+	gid_t gid;
+
+	o->socket_gid = -1;
+	if (o->socket && httpd_unix_path_check(o->socket, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--socket: %s", err);
+	if (!agent)
+		return;
+	if (o->http && httpd_tcp_addr_check(o->http, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--http: %s", err);
+	if (o->socket_mode && httpd_parse_socket_mode(o->socket_mode, &mode, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--socket-mode: %s", err);
+	o->socket_mode_bits = mode;
+	if (o->socket_group && httpd_parse_socket_group(o->socket_group, &gid, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--socket-group: %s", err);
+	if (o->socket_group)
+		o->socket_gid = (long)gid;
+}
+
 /* Fills defaults and refuses what cannot work, before anything runs. */
 static void resolve(struct elect_opts *o, bool agent)
 {
@@ -97,6 +125,7 @@ static void resolve(struct elect_opts *o, bool agent)
 		free(o->socket);
 		o->socket = NULL;
 	}
+	check_listen(o, agent);
 	if (!agent)
 		return;
 	if (o->backend == NULL &&

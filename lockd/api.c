@@ -280,6 +280,9 @@ static void handle_acquire(struct lockd_api *a, struct http_request *req)
 		return;
 	}
 	ha->acquire_req = req;
+	/* A full socket must not make room by dropping a client's lock. */
+	if (r.bind == BIND_CONNECTION)
+		httpd_keep_connection(req);
 	httpd_defer(req, acquire_abort, ha);
 }
 
@@ -560,9 +563,11 @@ struct lockd_api *lockd_api_new(struct ev_loop *loop, struct lockd *d)
 	return a;
 }
 
-int lockd_api_listen(struct lockd_api *a, const char *path, char *err, size_t errlen)
+int lockd_api_listen(struct lockd_api *a, const char *path, unsigned mode, long group,
+                     char *err, size_t errlen)
 {
-	return httpd_listen_unix(a->http, path, 0660, err, errlen);
+	return httpd_listen_unix(a->http, path, (mode_t)mode, group < 0 ? (gid_t)-1 : (gid_t)group,
+	                         err, errlen);
 }
 
 void lockd_api_free(struct lockd_api *a)

@@ -32,7 +32,9 @@ struct http_request;
 #define LOCKD_MAX_LIMIT 1000
 
 struct lockd_api *lockd_api_new(struct ev_loop *loop, struct lockd *d);
-int lockd_api_listen(struct lockd_api *a, const char *path, char *err, size_t errlen);
+/* mode e.g. 0660; group -1: lockd's own. */
+int lockd_api_listen(struct lockd_api *a, const char *path, unsigned mode, long group,
+                     char *err, size_t errlen);
 void lockd_api_free(struct lockd_api *a);
 
 void lockd_api_granted(struct lockd_api *a, struct hold *h);

@@ -14,8 +14,10 @@
 
 #include "backends/lock.h"
 #include "common/clock.h"
+#include "common/httpd.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/sdnotify.h"
 #include "lockd/api.h"
 #include "lockd/lockd.h"
 
@@ -29,6 +31,8 @@ static const struct opt_def lockd_options[] = {
 	OPT("backend", 'b', OPT_STRING, backend, "URL",
 	    "file:///DIR, etcd://HOSTS/PREFIX, zk://HOSTS/PATH (default file://RUNDIR/locks)"),
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/lockd.sock)"),
+	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
+	OPT("socket-group", 0, OPT_STRING, socket_group, "GROUP", "group of the socket (default: lockd's)"),
 	OPT("ttl", 0, OPT_DURATION, ttl, "DURATION", "backend session TTL (default 15s)"),
 	OPT("renew", 0, OPT_DURATION, renew, "DURATION", "renew interval (default TTL/3)"),
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION",
@@ -125,6 +129,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	(void)loop;
 	(void)revents;
 	log_info("signal %d: shutting down", w->signum);
+	sdnotify_stopping();
 	lockd_shutdown(((struct daemon *)w->data)->d);
 }
 
@@ -144,6 +149,25 @@ static void set_default(char **field, const char *value)
 		log_fatalx(1, "out of memory");
 }
 
+/* The socket as listen would take it (also for --check-config). */
+static void check_socket(struct lockd_opts *o)
+{
+	char err[512];
+	mode_t mode = 0660;
+	gid_t gid;
+
+	if (httpd_unix_path_check(o->socket, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--socket: %s", err);
+	if (o->socket_mode && httpd_parse_socket_mode(o->socket_mode, &mode, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--socket-mode: %s", err);
+	o->socket_mode_bits = mode;
+	o->socket_gid = -1;
+	if (o->socket_group && httpd_parse_socket_group(o->socket_group, &gid, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "--socket-group: %s", err);
+	if (o->socket_group)
+		o->socket_gid = (long)gid;
+}
+
 static void resolve(struct lockd_opts *o)
 {
 	char dir[512], host[256], buf[600];
@@ -154,6 +178,7 @@ static void resolve(struct lockd_opts *o)
 	set_default(&o->backend, buf);
 	snprintf(buf, sizeof(buf), "%s/lockd.sock", options_run_dir(dir, sizeof(dir)));
 	set_default(&o->socket, buf);
+	check_socket(o);
 	if (gethostname(host, sizeof(host)) < 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
@@ -209,11 +234,13 @@ static int run(struct lockd_opts *o)
 		return 0;
 	}
 	dm.api = lockd_api_new(dm.loop, dm.d);
-	if (dm.api == NULL || lockd_api_listen(dm.api, o->socket, err, sizeof(err)) < 0) {
+	if (dm.api == NULL || lockd_api_listen(dm.api, o->socket, o->socket_mode_bits, o->socket_gid,
+	                                          err, sizeof(err)) < 0) {
 		lockd_api_free(dm.api);
 		lockd_free(dm.d);
 		log_fatalx(1, "%s", dm.api ? err : "out of memory");
 	}
+	sdnotify_init();        /* before any child: they must not inherit it */
 	ev_timer_init(&dm.timer, on_timer, 0., 0.);
 	dm.timer.data = &dm;
 	signal(SIGPIPE, SIG_IGN);
@@ -225,7 +252,9 @@ static int run(struct lockd_opts *o)
 	log_info("starting: id %s, backend %s, socket %s, ttl %" PRId64 "ms, renew %" PRId64 "ms",
 	         o->id, o->backend, o->socket, o->ttl / NS_PER_MS, o->renew / NS_PER_MS);
 	lockd_start(dm.d);
+	sdnotify_ready();
 	ev_run(dm.loop, 0);
+	sdnotify_stopping();
 	for (int i = 0; i < N_SIGNALS; i++)
 		ev_signal_stop(dm.loop, &dm.signals[i]);
 	ev_timer_stop(dm.loop, &dm.timer);

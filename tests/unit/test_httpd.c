@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -44,7 +46,7 @@ struct fx {
 	struct ev_loop *loop;
 	struct httpd *h;
 	char dir[64], path[128];
-	int handled, aborted;
+	int handled, aborted, polls_aborted;
 	struct http_request *pending;
 	char last_query[256];
 };
@@ -63,6 +65,14 @@ static void defer_pending(struct fx *f)
 	assert_non_null(f->pending);
 }
 
+static void on_poll_abort(struct http_request *req, void *data)
+{
+	struct fx *f = data;
+
+	(void)req;
+	f->polls_aborted++;
+}
+
 static void handler(struct http_request *req, void *data)
 {
 	struct fx *f = data;
@@ -73,6 +83,13 @@ static void handler(struct http_request *req, void *data)
 	if (strcmp(req->path, "/defer") == 0) {
 		f->pending = req;
 		httpd_defer(req, on_abort, f);
+		return;
+	}
+	/* Long-polls that are never answered; /keep also pins its connection. */
+	if (strcmp(req->path, "/poll") == 0 || strcmp(req->path, "/keep") == 0) {
+		if (strcmp(req->path, "/keep") == 0)
+			httpd_keep_connection(req);
+		httpd_defer(req, on_poll_abort, f);
 		return;
 	}
 	if (strcmp(req->path, "/echo") == 0) {
@@ -98,7 +115,7 @@ static int setup(void **state)
 	snprintf(f->path, sizeof f->path, "%s/sub/api.sock", f->dir);
 	f->loop = ev_loop_new(EVFLAG_AUTO);
 	f->h = httpd_new(f->loop, handler, f);
-	assert_int_equal(httpd_listen_unix(f->h, f->path, 0600, err, sizeof err), 0);
+	assert_int_equal(httpd_listen_unix(f->h, f->path, 0600, (gid_t)-1, err, sizeof err), 0);
 	last_warning[0] = '\0';
 	*state = f;
 	return 0;
@@ -493,26 +510,159 @@ static void test_error_answer_logged(void **state)
 	assert_string_equal(last_warning, "http: 404 not found from unix socket: no such thing");
 }
 
+/* Whether the server still has fd open (no EOF, no error). */
+static bool is_open(int fd)
+{
+	char tmp[16];
+
+	return recv(fd, tmp, sizeof tmp, 0) < 0 && errno == EAGAIN;
+}
+
+/* 130 idle connections on one listener: the two longest idle are closed to
+ * make room (the old code kept the first 128 and refused the newcomers). */
 static void test_connection_limit(void **state)
 {
 	struct fx *f = *state;
 	int fds[130];
-	char tmp[16];
 
 	for (int i = 0; i < 130; i++) {
 		fds[i] = connect_to(f->path);
 		pump(f, 1);
 	}
 	pump(f, 20);
-	/* The first 128 are kept, the rest closed at once. */
-	assert_int_equal(recv(fds[0], tmp, sizeof tmp, 0), -1);
-	assert_int_equal(recv(fds[127], tmp, sizeof tmp, 0), -1);
-	assert_int_equal(recv(fds[128], tmp, sizeof tmp, 0), 0);
-	assert_int_equal(recv(fds[129], tmp, sizeof tmp, 0), 0);
+	assert_false(is_open(fds[0]));
+	assert_false(is_open(fds[1]));
+	assert_true(is_open(fds[2]));
+	assert_true(is_open(fds[128]));
+	assert_true(is_open(fds[129]));
+	assert_non_null(strstr(last_warning, "128 connections open"));
 	for (int i = 0; i < 130; i++)
 		close(fds[i]);
 	pump(f, 20);
 	assert_still_works(f);
+}
+
+/* A full listener closes its longest-idle connection, not one that was just
+ * used, not a long-poll while an idle one is left, never a kept one. */
+static void test_idle_evicted_first(void **state)
+{
+	struct fx *f = *state;
+	int fds[128], extra;
+	char buf[4096];
+	bool eof;
+
+	for (int i = 0; i < 128; i++) {
+		fds[i] = connect_to(f->path);
+		pump(f, 1);
+	}
+	send_str(f, fds[0], "GET /keep HTTP/1.1\r\n\r\n");
+	send_str(f, fds[1], "GET /poll HTTP/1.1\r\n\r\n");
+	send_str(f, fds[2], "GET /ok HTTP/1.1\r\n\r\n");
+	read_responses(f, fds[2], buf, sizeof buf, 1, &eof);
+	assert_false(eof);
+	pump(f, 10);
+	extra = connect_to(f->path);
+	pump(f, 20);
+	/* fds[3] was the longest idle; fds[2] was idle longer but just used. */
+	assert_false(is_open(fds[3]));
+	assert_true(is_open(fds[0]));
+	assert_true(is_open(fds[1]));
+	assert_true(is_open(fds[2]));
+	assert_true(is_open(fds[4]));
+	assert_true(is_open(extra));
+	assert_int_equal(f->polls_aborted, 0);
+	close(extra);
+	for (int i = 0; i < 128; i++)
+		close(fds[i]);
+	pump(f, 20);
+	assert_still_works(f);
+}
+
+/* All slots busy with long-polls: the oldest unkept one goes; all kept:
+ * the newcomer is refused and the kept ones stay. */
+static void test_longpolls_and_kept(void **state)
+{
+	struct fx *f = *state;
+	int fds[128], extra;
+
+	for (int i = 0; i < 128; i++) {
+		fds[i] = connect_to(f->path);
+		send_str(f, fds[i], i < 64 ? "GET /keep HTTP/1.1\r\n\r\n" : "GET /poll HTTP/1.1\r\n\r\n");
+		pump(f, 1);
+	}
+	pump(f, 20);
+	extra = connect_to(f->path);
+	pump(f, 20);
+	assert_int_equal(f->polls_aborted, 1);
+	assert_false(is_open(fds[64]));
+	assert_true(is_open(fds[65]));
+	assert_true(is_open(fds[0]));
+	assert_true(is_open(extra));
+	close(extra);
+	for (int i = 64; i < 128; i++)
+		close(fds[i]);
+	pump(f, 20);
+	for (int i = 64; i < 128; i++) {
+		fds[i] = connect_to(f->path);
+		send_str(f, fds[i], "GET /keep HTTP/1.1\r\n\r\n");
+		pump(f, 1);
+	}
+	pump(f, 20);
+	f->polls_aborted = 0;
+	extra = connect_to(f->path);
+	pump(f, 20);
+	assert_false(is_open(extra));
+	for (int i = 0; i < 128; i++)
+		assert_true(is_open(fds[i]));
+	assert_int_equal(f->polls_aborted, 0);
+	close(extra);
+	for (int i = 0; i < 128; i++)
+		close(fds[i]);
+	pump(f, 20);
+	assert_still_works(f);
+}
+
+static int connect_tcp(int port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	assert_true(fd >= 0);
+	assert_true(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 || errno == EINPROGRESS);
+	return fd;
+}
+
+/* 200 idle TCP connections take only the TCP listener's slots: the Unix
+ * socket still answers (the old code shared 128 slots among listeners), and
+ * so does a new TCP request (it closes an idle one). */
+static void test_listeners_have_own_limits(void **state)
+{
+	struct fx *f = *state;
+	struct httpd_bound b;
+	char err[256], buf[4096];
+	int fds[200], port, fd;
+	bool eof;
+
+	assert_int_equal(httpd_listen_tcp(f->h, "127.0.0.1:0", &b, err, sizeof err), 0);
+	assert_true(b.loopback);
+	port = atoi(strrchr(b.addr, ':') + 1);
+	assert_true(port > 0);
+	for (int i = 0; i < 200; i++) {
+		fds[i] = connect_tcp(port);
+		pump(f, 1);
+	}
+	pump(f, 50);
+	assert_still_works(f);
+	fd = connect_tcp(port);
+	pump(f, 20);
+	send_str(f, fd, "GET /ok HTTP/1.1\r\n\r\n");
+	read_responses(f, fd, buf, sizeof buf, 1, &eof);
+	assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+	assert_non_null(strstr(last_warning, "TCP 127.0.0.1:"));
+	close(fd);
+	for (int i = 0; i < 200; i++)
+		close(fds[i]);
 }
 
 static void test_socket_in_use_and_stale(void **state)
@@ -524,7 +674,7 @@ static void test_socket_in_use_and_stale(void **state)
 	int fd;
 
 	/* Live: refused, and the file is left alone. */
-	assert_int_equal(httpd_listen_unix(other, f->path, 0600, err, sizeof err), -1);
+	assert_int_equal(httpd_listen_unix(other, f->path, 0600, (gid_t)-1, err, sizeof err), -1);
 	assert_non_null(strstr(err, "is in use by another agent"));
 	assert_still_works(f);
 	/* Stale: a socket file nobody listens on is replaced. */
@@ -534,18 +684,18 @@ static void test_socket_in_use_and_stale(void **state)
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
 	close(fd);
-	assert_int_equal(httpd_listen_unix(other, path, 0660, err, sizeof err), 0);
+	assert_int_equal(httpd_listen_unix(other, path, 0660, (gid_t)-1, err, sizeof err), 0);
 	/* Not a socket: refused. */
 	snprintf(path, sizeof path, "%s/plain", f->dir);
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	close(fd);
-	assert_int_equal(httpd_listen_unix(other, path, 0660, err, sizeof err), -1);
+	assert_int_equal(httpd_listen_unix(other, path, 0660, (gid_t)-1, err, sizeof err), -1);
 	assert_non_null(strstr(err, "not a socket"));
 	unlink(path);
 	/* Bad TCP addresses. */
-	assert_int_equal(httpd_listen_tcp(other, "nocolon", err, sizeof err), -1);
-	assert_int_equal(httpd_listen_tcp(other, "127.0.0.1:99999", err, sizeof err), -1);
-	assert_int_equal(httpd_listen_tcp(other, "127.0.0.1:", err, sizeof err), -1);
+	assert_int_equal(httpd_listen_tcp(other, "nocolon", NULL, err, sizeof err), -1);
+	assert_int_equal(httpd_listen_tcp(other, "127.0.0.1:99999", NULL, err, sizeof err), -1);
+	assert_int_equal(httpd_listen_tcp(other, "127.0.0.1:", NULL, err, sizeof err), -1);
 	httpd_free(other);      /* unlinks stale.sock, which it now owns */
 	snprintf(path, sizeof path, "%s/stale.sock", f->dir);
 	assert_int_equal(access(path, F_OK), -1);
@@ -557,7 +707,48 @@ static void test_tcp_listener(void **state)
 	char err[256];
 
 	/* Port 0: any free port; only checks that TCP set-up works. */
-	assert_int_equal(httpd_listen_tcp(f->h, "127.0.0.1:0", err, sizeof err), 0);
+	assert_int_equal(httpd_listen_tcp(f->h, "127.0.0.1:0", NULL, err, sizeof err), 0);
+}
+
+/* ":PORT" is loopback only; checks at option time refuse what listen would. */
+static void test_tcp_loopback_default_and_checks(void **state)
+{
+	struct fx *f = *state;
+	struct httpd_bound b;
+	char err[512];
+	mode_t mode;
+	gid_t gid;
+
+	assert_int_equal(httpd_listen_tcp(f->h, ":0", &b, err, sizeof err), 0);
+	assert_true(b.loopback);
+	assert_true(strncmp(b.addr, "127.0.0.1:", 10) == 0);
+	assert_int_equal(httpd_tcp_addr_check("127.0.0.1:4040", err, sizeof err), 0);
+	assert_int_equal(httpd_tcp_addr_check(":4040", err, sizeof err), 0);
+	assert_int_equal(httpd_tcp_addr_check("[::1]:4040", err, sizeof err), 0);
+	const char *bad[] = { "nonsense", "1.2.3.4:99999", "1.2.3.4:", ":123456", "::1:80",
+	                      "[::1:80", "1.2.3.4:8o", "" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(httpd_tcp_addr_check(bad[i], err, sizeof err), -1);
+		assert_non_null(strstr(err, "bad TCP address"));
+	}
+	assert_int_equal(httpd_unix_path_check("/run/elect/x.sock", err, sizeof err), 0);
+	assert_int_equal(httpd_unix_path_check("", err, sizeof err), -1);
+	char longp[200];
+	memset(longp, 'x', sizeof longp - 1);
+	longp[0] = '/';
+	longp[sizeof longp - 1] = '\0';
+	assert_int_equal(httpd_unix_path_check(longp, err, sizeof err), -1);
+	assert_non_null(strstr(err, "too long"));
+	assert_int_equal(httpd_parse_socket_mode("0640", &mode, err, sizeof err), 0);
+	assert_int_equal(mode, 0640);
+	assert_int_equal(httpd_parse_socket_mode("0460", &mode, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_mode("0x1ff", &mode, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_mode("1777", &mode, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_group("0", &gid, err, sizeof err), 0);
+	assert_int_equal(gid, 0);
+	assert_int_equal(httpd_parse_socket_group("no-such-group-here", &gid, err, sizeof err), -1);
+	assert_int_equal(httpd_parse_socket_group("", &gid, err, sizeof err), -1);
 }
 
 static void test_query_param(void **state)
@@ -597,8 +788,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_aborts_deferred, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_answer_logged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_evicted_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_longpolls_and_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listeners_have_own_limits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_socket_in_use_and_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tcp_listener, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tcp_loopback_default_and_checks, setup, teardown),
 		cmocka_unit_test(test_query_param),
 	};
 
