@@ -67,7 +67,7 @@ static int act_start_command(void *ctx, uint64_t token, int inherit_fd)
 		log_error("%s", err);
 		return code;
 	}
-	log_info("leader command started, pid %d, token %" PRIu64, (int)proc_pid(a->cmd), token);
+	log_info("leader command started (its guard: pid %d), token %" PRIu64, (int)proc_pid(a->cmd), token);
 	return 0;
 }
 
