@@ -558,6 +558,21 @@ class ElectTestCase(unittest.TestCase):
             'ELECT_ID=w3 "$0" "$1" &\n'
             'exec "$0" "$2"\n'), lc[0], workers_log, log]
 
+    def tree_died_before_next_term(self, log, workers_log, t0, exclude_id, timeout=20):
+        """After a kill at t0 (monotonic ns): every worker in workers_log
+        (see tree_cmd) dies within a second (x scale()), and the next term in
+        log starts only after the last of them died. Returns that term."""
+        def all_dead():
+            ivs = self.intervals(workers_log)
+            return ivs and all(i.dead is not None for i in ivs) and max(i.dead for i in ivs)
+        t_dead = wait_for(all_dead, 5, msg='every worker in %s died' % workers_log)
+        self.assertLess(t_dead - t0, 1e9 * scale(), 'a worker outlived the kill by %.0f ms'
+                        % ((t_dead - t0) / 1e6))
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id=exclude_id, timeout=timeout)
+        self.assertGreaterEqual(nxt.start, t_dead, '%s started %.3f ms before the old tree died'
+                                % (nxt.id, (t_dead - nxt.start) / 1e6))
+        return nxt
+
     def script(self, name, body):
         p = self.path(name)
         with open(p, 'w') as f:
