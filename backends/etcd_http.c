@@ -26,15 +26,32 @@
 
 static void req_start(struct etcd_req *r);
 
+/* The port after the host's last ':' (after ']' for [IPv6]): digits, 1-65535. */
+static bool valid_port(const char *h, size_t n)
+{
+	const char *colon = memrchr(h, ':', n);
+	long port = 0;
+
+	if (colon == NULL || colon == h || (size_t)(colon - h) + 1 >= n)
+		return false;
+	for (const char *p = colon + 1; p < h + n; p++) {
+		if (*p < '0' || *p > '9' || port > 65535)
+			return false;
+		port = port * 10 + (*p - '0');
+	}
+	return port >= 1 && port <= 65535;
+}
+
 static int add_endpoint(struct etcd_client *b, const char *h, size_t n, char *err, size_t errlen)
 {
 	char *ep;
 	bool has_port = n > 0 && (h[0] == '[' ? memchr(h, ']', n) != NULL && h[n - 1] != ']'
 	                                      : memchr(h, ':', n) != NULL);
 
-	if (n == 0 || memchr(h, '/', n) != NULL || memchr(h, '@', n) != NULL) {
-		snprintf(err, errlen, "etcd: bad endpoint '%.*s' in the backend URL: write HOST:PORT[,HOST:PORT...]",
-		         (int)n, h);
+	if (n == 0 || memchr(h, '/', n) != NULL || memchr(h, '@', n) != NULL ||
+	    (has_port && !valid_port(h, n))) {
+		snprintf(err, errlen, "etcd: bad endpoint '%.*s' in the backend URL: write HOST[:PORT][,HOST[:PORT]...] "
+		         "with a port from 1 to 65535", (int)n, h);
 		return -1;
 	}
 	if (asprintf(&ep, "%.*s%s", (int)n, h, has_port ? "" : ":2379") < 0)
@@ -182,7 +199,7 @@ static void note_ok(struct etcd_req *r)
 	struct etcd_client *b = r->c;
 
 	if (b->failing)
-		log_info("etcd: reachable again (%s answered a %s)", b->endpoints[r->endpoint], r->what);
+		log_info("etcd: reachable again (%s answered the %s request)", b->endpoints[r->endpoint], r->what);
 	b->failing = false;
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -63,8 +64,19 @@ static int convert(const struct opt_def *d, const struct raw *r, void *target, c
 		return 0;
 	}
 	case OPT_DURATION:
+	case OPT_DURATION_POSITIVE:
+		if (r->value[0] == '-') {
+			snprintf(err, errlen, "%s: '%s' is negative: a duration is 0 or more (e.g. 500ms, 10s)",
+			         r->source, r->value);
+			return -1;
+		}
 		if (duration_parse(r->value, (int64_t *)field) < 0) {
 			snprintf(err, errlen, "%s: '%s' is not a duration (write e.g. 500ms, 10s, 1m)",
+			         r->source, r->value);
+			return -1;
+		}
+		if (d->type == OPT_DURATION_POSITIVE && *(int64_t *)field == 0) {
+			snprintf(err, errlen, "%s: '%s' must be more than zero (leave it out for the default)",
 			         r->source, r->value);
 			return -1;
 		}
@@ -101,9 +113,20 @@ static int load_file(const struct opt_def *defs, const char *path, struct raw *r
 	const char *key;
 	json_t *val;
 
+	struct stat st;
+
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "config %s: is a directory (give the path of a JSON file)", path);
+		return -1;
+	}
 	*json = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (*json == NULL) {
-		snprintf(err, errlen, "config %s: line %d: %s", path, jerr.line, jerr.text);
+		/* jansson has no line for errors outside the text (cannot open,
+		 * cannot read): its line is then -1 and its text says it all. */
+		if (jerr.line > 0)
+			snprintf(err, errlen, "config %s: line %d: %s", path, jerr.line, jerr.text);
+		else
+			snprintf(err, errlen, "config %s: %s", path, jerr.text);
 		return -1;
 	}
 	if (!json_is_object(*json)) {
@@ -131,7 +154,8 @@ static int load_file(const struct opt_def *defs, const char *path, struct raw *r
 			raws[i].value = json_string_value(val);
 		} else {
 			snprintf(err, errlen, "config %s: '%s' must be a string%s", path, key,
-			         defs[i].type == OPT_DURATION ? " such as \"10s\"" : "");
+			         defs[i].type == OPT_DURATION || defs[i].type == OPT_DURATION_POSITIVE ?
+			         " such as \"10s\"" : "");
 			return -1;
 		}
 		snprintf(raws[i].source, sizeof(raws[i].source), "config %s: %s", path, key);
@@ -145,6 +169,7 @@ static int parse_flags(const struct opt_def *defs, size_t n, int argc, char **ar
 	struct option longopts[MAX_OPTS + 3];
 	char shortopts[MAX_OPTS * 2 + 4] = "+";
 	int counts[MAX_OPTS] = { 0 }, c, idx;
+	const char *last_optarg = NULL;
 
 	for (size_t i = 0; i < n; i++) {
 		longopts[i] = (struct option){ defs[i].flag,
@@ -193,15 +218,20 @@ static int parse_flags(const struct opt_def *defs, size_t n, int argc, char **ar
 			snprintf(numbers[i], sizeof(numbers[i]), "%d", ++counts[i]);
 			raws[i].value = numbers[i];
 		} else {
-			raws[i].value = optarg;
+			raws[i].value = last_optarg = optarg;
 		}
 		snprintf(raws[i].source, sizeof(raws[i].source), "--%s", defs[i].flag);
 	}
 	res->rest = argv + optind;
 	res->n_rest = argc - optind;
+	/* getopt steps over a "--" that ends the options; one that is an
+	 * option's value ("--id --") does not count. */
+	if (optind > 1 && strcmp(argv[optind - 1], "--") == 0 && argv[optind - 1] != last_optarg)
+		res->dashdash = true;
 	if (res->n_rest > 0 && strcmp(res->rest[0], "--") == 0) {
 		res->rest++;
 		res->n_rest--;
+		res->dashdash = true;
 	}
 	return 0;
 }
@@ -322,4 +352,59 @@ bool options_valid_token(const char *s, const char *extra, size_t max)
 		if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
 			return false;
 	return true;
+}
+
+int options_check_backend_access(const char *backend_url, const char *tls_ca, const char *tls_cert,
+                                 const char *tls_key, const char *auth, char *err, size_t errlen)
+{
+	if (backend_url && strncmp(backend_url, "file://", 7) == 0) {
+		if (auth) {
+			snprintf(err, errlen, "--auth: the file backend has no credentials (the lock file's "
+			         "permissions decide who may take it): drop the auth option, or use etcd:// or zk://");
+			return -1;
+		}
+		if (tls_ca || tls_cert || tls_key) {
+			snprintf(err, errlen, "--%s: the file backend has no TLS: drop the --tls-* options "
+			         "or use etcd://", tls_ca ? "tls-ca" : tls_cert ? "tls-cert" : "tls-key");
+			return -1;
+		}
+	}
+	if ((tls_cert == NULL) != (tls_key == NULL)) {
+		snprintf(err, errlen, "--%s given without --%s: a client certificate needs its key "
+		         "(give both, or neither)", tls_cert ? "tls-cert" : "tls-key",
+		         tls_cert ? "tls-key" : "tls-cert");
+		return -1;
+	}
+	return 0;
+}
+
+/* Credentials that a child must not inherit: ours (the *_AUTH options read
+ * from the environment), and those of the backends' own clients that an
+ * operator exports next to ours (etcdctl, consul). */
+static const char *const secret_vars[] = {
+	"ELECT_AUTH", "LOCKD_AUTH", "ETCDCTL_PASSWORD", "ETCDCTL_USER", "CONSUL_HTTP_TOKEN",
+	"CONSUL_HTTP_AUTH",
+};
+
+void options_scrub_secrets(void)
+{
+	for (size_t i = 0; i < sizeof(secret_vars) / sizeof(secret_vars[0]); i++)
+		unsetenv(secret_vars[i]);
+}
+
+bool options_wants_json_log(int argc, char **argv, const char *env_var)
+{
+	const char *env = env_var ? getenv(env_var) : NULL, *flag = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strncmp(argv[i], "--log-format=", 13) == 0)
+			flag = argv[i] + 13;
+		else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
+			flag = argv[++i];
+	}
+	if (flag)
+		return strcmp(flag, "json") == 0;
+	return env && strcmp(env, "json") == 0;
 }

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum opt_type { OPT_STRING, OPT_DURATION, OPT_BOOL, OPT_COUNT };
+/* OPT_DURATION_POSITIVE: a duration where 0 means nothing sensible (a TTL, a
+ * timeout): an explicit 0 is refused rather than read as "the default". */
+enum opt_type { OPT_STRING, OPT_DURATION, OPT_DURATION_POSITIVE, OPT_BOOL, OPT_COUNT };
 
 struct opt_def {
 	const char *flag;         /* long flag without "--", e.g. "kill-grace" */
@@ -23,6 +25,7 @@ struct opt_def {
 struct opt_result {
 	char **rest;              /* arguments left after the options (the command), not copied */
 	int n_rest;
+	bool dashdash;            /* rest came after "--" (a command, not a mistyped word) */
 	bool help, version;
 };
 
@@ -31,7 +34,7 @@ struct opt_result {
  * macro, and its options struct has these fields (int64_t request_timeout,
  * char *tls_ca, *tls_cert, *tls_key, *auth). */
 #define OPTS_BACKEND_ACCESS(OPT) \
-	OPT("request-timeout", 0, OPT_DURATION, request_timeout, "DURATION", "one backend request's timeout"), \
+	OPT("request-timeout", 0, OPT_DURATION_POSITIVE, request_timeout, "DURATION", "one backend request's timeout"), \
 	OPT("tls-ca", 0, OPT_STRING, tls_ca, "FILE", "CA certificate for the backend"), \
 	OPT("tls-cert", 0, OPT_STRING, tls_cert, "FILE", "client certificate for the backend"), \
 	OPT("tls-key", 0, OPT_STRING, tls_key, "FILE", "client key for the backend"), \
@@ -50,6 +53,23 @@ void options_usage(const struct opt_def *defs, const char *env_prefix);
 bool options_answered(const struct opt_result *res, void (*usage)(void), const char *prog,
                       const char *version);
 void options_free(const struct opt_def *defs, void *target);
+
+/* Checks of the backend access options that need no backend: a client
+ * certificate and its key come together; the file backend takes no
+ * credentials or TLS. Returns 0, or -1 with a one-line message in err. */
+int options_check_backend_access(const char *backend_url, const char *tls_ca, const char *tls_cert,
+                                 const char *tls_key, const char *auth, char *err, size_t errlen);
+
+/* Removes the credential variables (ELECT_AUTH, LOCKD_AUTH and the usual
+ * backend client ones, see options.c) from this process's environment, so
+ * that the leader command, hooks and other children do not inherit them. Call
+ * once the options have been read (the values were copied). */
+void options_scrub_secrets(void);
+
+/* Whether JSON logs were asked for on the command line (--log-format json or
+ * --log-format=json before any "--") or in the environment variable env_var,
+ * so that errors met while the options are read are JSON lines too. */
+bool options_wants_json_log(int argc, char **argv, const char *env_var);
 
 /* The directory for sockets and default lock files: $XDG_RUNTIME_DIR/elect,
  * /run/elect for root, else /tmp/elect-UID. Returns buf. */

@@ -53,8 +53,12 @@ static int act_start_command(void *ctx, uint64_t token, int inherit_fd)
 	struct agent *a = ctx;
 	char tok[32], name[320], id[320], leader[320], backend[1100], err[512];
 	char *env[] = { tok, name, id, leader, backend, "ELECT_EVENT=elected", NULL };
-	struct proc_spec spec = { .argv = a->o->command, .env = env, .log_tag = NULL,
-	                          .inherit_fd = inherit_fd, .guard = true };
+	/* JSON logs: every line on stderr must be JSON, so the command's output
+	 * goes to the log as tagged lines; text logs: it is the command's own. */
+	bool json_log = a->o->log_format && strcmp(a->o->log_format, "json") == 0;
+	struct proc_spec spec = { .argv = a->o->command, .env = env,
+	                          .log_tag = json_log ? "command" : NULL, .inherit_fd = inherit_fd,
+	                          .guard = true };
 
 	snprintf(tok, sizeof(tok), "ELECT_TOKEN=%" PRIu64, token);
 	snprintf(name, sizeof(name), "ELECT_NAME=%s", a->o->name);

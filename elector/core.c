@@ -167,7 +167,7 @@ static void set_state(struct elector *e, enum elector_state to, const char *reas
 	e->state_name = state_names[to];
 	e->since_wall_ms = clock_wall_ms();
 	e->m.transitions[to]++;
-	log_transition(from, state_names[to], reason);
+	log_transition_token(from, state_names[to], reason, e->token);
 	notify(e);
 }
 

@@ -5,6 +5,7 @@
  *   elect status|resign|wait-leader       talk to a running agent
  *
  * main() goes in a fixed order: log init, options, check, run. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/options.h"
+#include "common/which.h"
 #include "elector/agent.h"
 #include "elector/api.h"
 
@@ -31,8 +33,8 @@ static const struct opt_def elect_options[] = {
 	OPT("name", 'n', OPT_STRING, name, "NAME", "election name (default: default)"),
 	OPT("id", 0, OPT_STRING, id, "ID", "this candidate's id (default: hostname)"),
 	OPT("backend", 'b', OPT_STRING, backend, "URL", "file:///PATH, etcd://HOSTS/PREFIX, zk://HOSTS/PATH"),
-	OPT("ttl", 0, OPT_DURATION, ttl, "DURATION", "session TTL (default 15s)"),
-	OPT("renew", 0, OPT_DURATION, renew, "DURATION", "renew interval (default TTL/3)"),
+	OPT("ttl", 0, OPT_DURATION_POSITIVE, ttl, "DURATION", "session TTL (default 15s)"),
+	OPT("renew", 0, OPT_DURATION_POSITIVE, renew, "DURATION", "renew interval (default TTL/3)"),
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION", "SIGTERM to SIGKILL of the command (default 3s)"),
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/NAME@ID.sock; none: off)"),
 	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
@@ -42,7 +44,7 @@ static const struct opt_def elect_options[] = {
 	OPT("on-elected", 0, OPT_STRING, on_elected, "PATH", "hook run when elected"),
 	OPT("on-demoted", 0, OPT_STRING, on_demoted, "PATH", "hook run after leadership ends"),
 	OPT("on-leader", 0, OPT_STRING, on_leader, "PATH", "hook run when the observed leader changes"),
-	OPT("hook-timeout", 0, OPT_DURATION, hook_timeout, "DURATION", "time limit of one hook (default 2s)"),
+	OPT("hook-timeout", 0, OPT_DURATION_POSITIVE, hook_timeout, "DURATION", "time limit of one hook (default 2s)"),
 	OPT("config", 'c', OPT_STRING, config, "FILE", "JSON config file (flag > env > file)"),
 	OPT("log-format", 0, OPT_STRING, log_format, "text|json", "log format (default text)"),
 	OPT("verbose", 'v', OPT_COUNT, verbose, "", "more logging (debug)"),
@@ -71,9 +73,21 @@ static void set_default(char **field, const char *value)
 		log_fatalx(1, "out of memory");
 }
 
+static const char *const subcommands[] = { "run", "status", "resign", "wait-leader", NULL };
+
+static bool is_subcommand(const char *word)
+{
+	for (size_t i = 0; subcommands[i]; i++)
+		if (strcmp(word, subcommands[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Hooks are started as the leader command is (execvp), so they are looked up
+ * the same way. */
 static void check_hook(const char *flag, const char *path)
 {
-	if (path && access(path, X_OK) < 0)
+	if (path && which_command(path, NULL, 0) != 0)
 		log_fatalx(USAGE_EXIT, "--%s %s: not an executable file (give the path of an executable hook)",
 		           flag, path);
 }
@@ -102,10 +116,49 @@ static void check_listen(struct elect_opts *o, bool agent)
 		o->socket_gid = (long)gid;
 }
 
+/* A wrapper whose command cannot be executed must not campaign, let alone
+ * lead: refuse it at once, with the shell's codes (127 not found, 126 not
+ * executable), as the run would end anyway. */
+static void check_command(char *const *command)
+{
+	const char *cmd = command[0];
+
+	switch (which_command(cmd, NULL, 0)) {
+	case 0:
+		return;
+	case EACCES:
+		log_fatalx(126, "%s: not executable (a directory, or no execute permission): "
+		           "give the command to run after '--'", cmd);
+	default:
+		if (strchr(cmd, '/'))
+			log_fatalx(127, "%s: no such file: give the command to run after '--'", cmd);
+		log_fatalx(127, "%s: command not found in PATH: give the command to run after '--'", cmd);
+	}
+}
+
+/* The file backend's lock is a file: a directory there can never be locked
+ * (the backend would retry for ever). The URL's own errors are the backend's
+ * to report. */
+static void check_file_backend(const char *url)
+{
+	const char *path;
+	struct stat st;
+
+	if (strncmp(url, "file://", 7) != 0)
+		return;
+	path = url + 7;
+	if (strncmp(path, "localhost/", 10) == 0)
+		path += 9;
+	if (*path == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		log_fatalx(USAGE_EXIT, "--backend %s: %s is a directory; name the lock file, "
+		           "e.g. file://%s%sNAME.lock", url, path, path,
+		           path[strlen(path) - 1] == '/' ? "" : "/");
+}
+
 /* Fills defaults and refuses what cannot work, before anything runs. */
 static void resolve(struct elect_opts *o, bool agent)
 {
-	char dir[512], host[256];
+	char dir[512], host[256], err[512];
 
 	set_default(&o->name, "default");
 	if (!options_valid_token(o->name, "._-", 128))
@@ -131,12 +184,19 @@ static void resolve(struct elect_opts *o, bool agent)
 	if (o->backend == NULL &&
 	    asprintf(&o->backend, "file://%s/%s.lock", options_state_dir(dir, sizeof(dir)), o->name) < 0)
 		log_fatalx(1, "out of memory");
+	/* 0 is "not given": an explicit 0 was refused while reading. */
 	if (o->ttl == 0)
 		o->ttl = 15 * NS_PER_SEC;
 	if (o->renew == 0)
 		o->renew = o->ttl / 3;
 	if (o->log_format && strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
 		log_fatalx(USAGE_EXIT, "--log-format '%s': use text or json", o->log_format);
+	if (options_check_backend_access(o->backend, o->tls_ca, o->tls_cert, o->tls_key, o->auth,
+	                                 err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "%s", err);
+	check_file_backend(o->backend);
+	if (o->command)
+		check_command(o->command);
 	check_hook("on-elected", o->on_elected);
 	check_hook("on-demoted", o->on_demoted);
 	check_hook("on-leader", o->on_leader);
@@ -162,15 +222,19 @@ int main(int argc, char **argv)
 	char err[512];
 	int rc;
 
-	log_init("elect", LOG_FMT_TEXT, 0);
-	if (argc > 1 && (!strcmp(argv[1], "run") || !strcmp(argv[1], "status") ||
-	                 !strcmp(argv[1], "resign") || !strcmp(argv[1], "wait-leader"))) {
+	/* JSON logs, when asked for, from the first error on. */
+	log_init("elect", options_wants_json_log(argc, argv, "ELECT_LOG_FORMAT") ? LOG_FMT_JSON
+	                                                                            : LOG_FMT_TEXT, 0);
+	if (argc > 1 && is_subcommand(argv[1])) {
 		sub = argv[1];
 		argv++;
 		argc--;
 	}
 	default_durations(&o);
-	if (options_load(elect_options, &o, "ELECT_", "config", argc, argv, &res, err, sizeof(err)) < 0) {
+	rc = options_load(elect_options, &o, "ELECT_", "config", argc, argv, &res, err, sizeof(err));
+	/* The credentials were copied: children must not inherit them. */
+	options_scrub_secrets();
+	if (rc < 0) {
 		free_opts(&o);
 		log_fatalx(USAGE_EXIT, "%s", err);
 	}
@@ -180,6 +244,16 @@ int main(int argc, char **argv)
 	}
 	log_init("elect", o.log_format && !strcmp(o.log_format, "json") ? LOG_FMT_JSON : LOG_FMT_TEXT,
 	         o.verbose);
+	/* A word that is not a subcommand is a typo unless "--" says it is the
+	 * command: "elect statu" must not campaign and then run "statu". */
+	if (sub == NULL && res.n_rest > 0 && !res.dashdash) {
+		if (is_subcommand(res.rest[0]))
+			log_fatalx(USAGE_EXIT, "'%s' must come first: elect %s [options]", res.rest[0],
+			           res.rest[0]);
+		log_fatalx(USAGE_EXIT, "unknown command '%s': use run, status, resign or wait-leader, "
+		           "or give a command to run after '--' (elect [options] -- CMD [ARGS...])",
+		           res.rest[0]);
+	}
 	if (sub && strcmp(sub, "run") != 0) {
 		if (res.n_rest > 0)
 			log_fatalx(USAGE_EXIT, "'elect %s' takes no command (unexpected '%s')", sub, res.rest[0]);

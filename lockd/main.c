@@ -33,8 +33,8 @@ static const struct opt_def lockd_options[] = {
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/lockd.sock)"),
 	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
 	OPT("socket-group", 0, OPT_STRING, socket_group, "GROUP", "group of the socket (default: lockd's)"),
-	OPT("ttl", 0, OPT_DURATION, ttl, "DURATION", "backend session TTL (default 15s)"),
-	OPT("renew", 0, OPT_DURATION, renew, "DURATION", "renew interval (default TTL/3)"),
+	OPT("ttl", 0, OPT_DURATION_POSITIVE, ttl, "DURATION", "backend session TTL (default 15s)"),
+	OPT("renew", 0, OPT_DURATION_POSITIVE, renew, "DURATION", "renew interval (default TTL/3)"),
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION",
 	    "time clients get to stop after a revocation (default 3s)"),
 	OPT("id", 0, OPT_STRING, id, "ID", "this lockd's id, stored with its locks (default hostname)"),
@@ -170,7 +170,7 @@ static void check_socket(struct lockd_opts *o)
 
 static void resolve(struct lockd_opts *o)
 {
-	char dir[512], host[256], buf[600];
+	char dir[512], host[256], buf[600], err[512];
 	char *end;
 	long n;
 
@@ -185,6 +185,7 @@ static void resolve(struct lockd_opts *o)
 	set_default(&o->id, host);
 	if (!options_valid_token(o->id, "._-:@", 200))
 		log_fatalx(USAGE_EXIT, "--id '%s': use 1-200 letters, digits, '.', '_', '-', ':' or '@'", o->id);
+	/* 0 is "not given": an explicit 0 was refused while reading. */
 	if (o->ttl == 0)
 		o->ttl = 15 * NS_PER_SEC;
 	if (o->renew == 0)
@@ -199,6 +200,9 @@ static void resolve(struct lockd_opts *o)
 	}
 	if (o->log_format && strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
 		log_fatalx(USAGE_EXIT, "--log-format '%s': use text or json", o->log_format);
+	if (options_check_backend_access(o->backend, o->tls_ca, o->tls_cert, o->tls_key, o->auth,
+	                                 err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "%s", err);
 }
 
 /* ---- run */
@@ -272,9 +276,14 @@ int main(int argc, char **argv)
 	char err[512];
 	int rc;
 
-	log_init("lockd", LOG_FMT_TEXT, 0);
+	/* JSON logs, when asked for, from the first error on. */
+	log_init("lockd", options_wants_json_log(argc, argv, "LOCKD_LOG_FORMAT") ? LOG_FMT_JSON
+	                                                                            : LOG_FMT_TEXT, 0);
 	o.kill_grace = 3 * NS_PER_SEC;
-	if (options_load(lockd_options, &o, "LOCKD_", "config", argc, argv, &res, err, sizeof(err)) < 0) {
+	rc = options_load(lockd_options, &o, "LOCKD_", "config", argc, argv, &res, err, sizeof(err));
+	/* The credentials were copied: children must not inherit them. */
+	options_scrub_secrets();
+	if (rc < 0) {
 		options_free(lockd_options, &o);
 		log_fatalx(USAGE_EXIT, "%s", err);
 	}

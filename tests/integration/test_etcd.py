@@ -7,6 +7,7 @@ reads: no overlap between holders, tokens strictly increasing. Bounds are
 generous; timing figures belong to `make bench`.
 """
 
+import json
 import os
 import re
 import signal
@@ -205,6 +206,38 @@ class EtcdInterop(EtcdTestCase):
         wait_for(lambda: 'ctl2' in e2.log(), 10, msg='etcdctl elected after the agents left')
         wait_for(lambda: observed() == 'ctl2', 10)
         self.check_intervals(log)
+
+
+    def test_leader_id_with_control_characters_cannot_forge_log_lines(self):
+        """A leader id is backend data: a newline and an escape sequence in
+        it are escaped in text logs and stay inside their string in JSON."""
+        srv = self.etcd()
+        url = 'etcd://%s/web' % srv.endpoint
+        forged = ('evil\n2026-01-01T00:00:00.000Z elect[1] info name=web state=leader '
+                  'forged \x1b[2J\x9b\u2028end')
+        r = etcdctl(srv.endpoint, 'put', 'web/1', input=forged)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = self.agent(mode='sidecar', id='t0', name='web', backend=url, **timing())
+        js = self.agent(mode='sidecar', id='j0', name='web', backend=url, log_format='json',
+                        **timing())
+        for a in (text, js):
+            wait_for(lambda: (a.try_status() or {}).get('leader') == forged, 10,
+                     msg='the forged id is seen as the leader')
+            wait_for(lambda: 'leader is now' in a.log(), 10)
+            a.stop()
+        with open(text.log_path, 'rb') as f:
+            raw = f.read()
+        self.assertIn(b'leader is now evil\\n2026-01-01T00:00:00.000Z elect[1] info name=web '
+                      b'state=leader forged \\x1b[2J\\u009b\\u2028end', raw)
+        for line in raw.split(b'\n'):
+            self.assertFalse(line.startswith(b'2026-01-01'), line)
+            self.assertNotRegex(line.decode('utf-8'), '[\x00-\x1f\x7f-\x9f\u2028]')
+        seen = []
+        for line in js.log().splitlines():
+            doc = json.loads(line)
+            if doc['msg'].startswith('leader is now '):
+                seen.append(doc['msg'][len('leader is now '):])
+        self.assertIn(forged, seen)
 
 
 class EtcdFaults(EtcdTestCase):

@@ -114,6 +114,34 @@ class FileLocks(LockdCases, ElectTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn('configuration ok', r.stdout)
 
+    def test_zero_durations_tls_and_auth_refused_json_errors(self):
+        """Issue 10: an explicit 0 TTL or renew interval is refused, not
+        replaced by the default; a client certificate needs its key; the file
+        backend takes no credentials; with JSON logs, option errors are JSON."""
+        for args, want in ((['--ttl', '0'], '--ttl'),
+                           (['--renew', '0s'], '--renew'),
+                           (['--request-timeout', '0s'], '--request-timeout'),
+                           (['--backend', 'etcd://127.0.0.1:2379/l', '--tls-cert', '/etc/hostname'],
+                            '--tls-key'),
+                           (['--backend', 'etcd://127.0.0.1:99999/l'], 'port'),
+                           (['--auth', 'u:p'], 'file backend')):
+            for check in (['--check-config'], []):
+                r = subprocess.run([lockd_bin(), '--socket', self.path('x.sock'),
+                                    '--backend', self.lock_url()] + args + check,
+                                   capture_output=True, text=True, timeout=10, env=self.elect_env())
+                self.assertEqual(r.returncode, 2, (args, r.stderr))
+                self.assertIn(want, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertFalse(os.path.exists(self.path('x.sock')))
+        for args, env in ((['--log-format', 'json', '--ttl', '0'], None),
+                          (['--bogus'], {'LOCKD_LOG_FORMAT': 'json'})):
+            r = subprocess.run([lockd_bin(), '--socket', self.path('x.sock')] + args,
+                               capture_output=True, text=True, timeout=10, env=self.elect_env(env))
+            self.assertEqual(r.returncode, 2, r.stderr)
+            doc = json.loads(r.stderr)
+            self.assertEqual(doc['level'], 'error')
+            self.assertEqual(doc['prog'], 'lockd')
+
     def test_config_file_and_environment(self):
         cfg = self.path('lockd.json')
         with open(cfg, 'w') as f:

@@ -211,6 +211,25 @@ class ZkBackend(ZkTestCase):
         self.wait_new_term(log, after_ns=first.start, exclude_id=first.id, timeout=5)
         self.check_intervals(log)
 
+    @valgrind_ok
+    def test_auth_from_environment_not_inherited(self):
+        """ELECT_AUTH is read, then scrubbed: the command and hooks do not see it."""
+        zk = self.zk()
+        cmd_env, hook_env = self.path('cmd.env'), self.path('hook.env')
+        hook = self.script('dump-env', 'env > %s\n' % hook_env)
+        a = self.agent(id='n0', backend='zk://%s/secure/env' % zk.hostport, ttl=TTL, kill_grace='300ms',
+                       args=TIMING + ['--on-elected', hook, '--once'],
+                       cmd=['sh', '-c', 'env > %s' % cmd_env],
+                       env={'ELECT_AUTH': 'elect:s3cret-env', 'CONSUL_HTTP_TOKEN': 'tok-consul'})
+        self.assertEqual(a.wait_exit(15), 0, a.log())
+        for path in (cmd_env, hook_env):
+            with open(path) as f:
+                text = f.read()
+            self.assertIn('ELECT_NAME=', text, path)
+            for secret in ('ELECT_AUTH', 's3cret-env', 'CONSUL_HTTP_TOKEN', 'tok-consul'):
+                self.assertNotIn(secret, text, path)
+        self.assertNotIn('s3cret-env', a.log())
+
     def test_bad_url_is_refused(self):
         for url in ('zk:///x', 'zk://127.0.0.1/x', 'zk://127.0.0.1:99999/x', 'zk://127.0.0.1:1/a//b',
                     'zk://127.0.0.1:1/zookeeper/x'):

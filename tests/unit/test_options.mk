@@ -1,2 +1,3 @@
-# common/options.c and common/duration.c: flags, environment, config file.
-test_options_OBJ = common/options.o common/duration.o
+# common/options.c, common/duration.c and common/which.c: flags, environment,
+# config file, command lookup.
+test_options_OBJ = common/options.o common/duration.o common/which.o
