@@ -303,7 +303,7 @@ static void try_acquire(struct backend *b)
 	file_read_content(b->fd, &counter, holder, sizeof(holder));
 	if (counter > b->seen_token)
 		b->seen_token = counter;
-	if (file_token_bump(b->token_path, 0, b->fd, b->seen_token, &b->token, &replaced,
+	if (file_token_bump(b->token_path, "lock", b->fd, b->seen_token, &b->token, &replaced,
 	                    &b->old_dev, &b->old_ino) < 0) {
 		if (errno != b->token_errno)
 			log_error("file: cannot take the next token from %s: %s%s", b->token_path,

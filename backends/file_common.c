@@ -139,23 +139,23 @@ bool file_on_tmpfs(const char *path)
 #define TOKEN_LOCK_TRIES 200
 #define TOKEN_FILE_MAX 4096
 
-/* Rewrites the slot lines of content (up to len) with ours set to dev:ino. */
-static int token_content(char *out, size_t outlen, const char *content, unsigned slot,
+/* The token line, then key=dev:ino, then the other files' lines of content. */
+static int token_content(char *out, size_t outlen, const char *content, const char *key,
                          uint64_t token, uint64_t dev, uint64_t ino)
 {
-	char key[32], *save = NULL, copy[TOKEN_FILE_MAX + 1];
-	size_t keylen, used;
+	char *save = NULL, copy[TOKEN_FILE_MAX + 1];
+	size_t keylen = strlen(key), used;
 	int n;
 
-	keylen = (size_t)snprintf(key, sizeof(key), "slot%u=", slot);
-	n = snprintf(out, outlen, "token=%" PRIu64 "\n%s%" PRIu64 ":%" PRIu64 "\n", token, key,
+	n = snprintf(out, outlen, "token=%" PRIu64 "\n%s=%" PRIu64 ":%" PRIu64 "\n", token, key,
 	             dev, ino);
 	if (n < 0 || (size_t)n >= outlen)
 		return -1;
 	used = (size_t)n;
 	snprintf(copy, sizeof(copy), "%s", content);
 	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, "slot", 4) != 0 || strncmp(line, key, keylen) == 0)
+		if (strncmp(line, "token=", 6) == 0 || (strncmp(line, key, keylen) == 0 &&
+		                                         line[keylen] == '='))
 			continue;
 		n = snprintf(out + used, outlen - used, "%s\n", line);
 		if (n < 0 || (size_t)n >= outlen - used)
@@ -165,7 +165,7 @@ static int token_content(char *out, size_t outlen, const char *content, unsigned
 	return (int)used;
 }
 
-int file_token_bump(const char *token_path, unsigned slot, int held_fd, uint64_t floor,
+int file_token_bump(const char *token_path, const char *key_name, int held_fd, uint64_t floor,
                     uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino)
 {
 	char content[TOKEN_FILE_MAX + 1], out[TOKEN_FILE_MAX + 64], key[32];
@@ -195,13 +195,13 @@ int file_token_bump(const char *token_path, unsigned slot, int held_fd, uint64_t
 	}
 	if (tok != NULL)
 		counter = strtoull(tok + (*tok == '\n' ? 7 : 6), NULL, 10);
-	snprintf(key, sizeof(key), "slot%u=", slot);
+	snprintf(key, sizeof(key), "%s=", key_name);
 	rec = strncmp(content, key, strlen(key)) == 0 ? content : strstr(content, key);
 	if (rec != NULL && (rec == content || rec[-1] == '\n') &&
 	    sscanf(rec + strlen(key), "%" SCNu64 ":%" SCNu64, old_dev, old_ino) == 2)
 		*replaced = *old_dev != (uint64_t)held.st_dev || *old_ino != (uint64_t)held.st_ino;
 	*token = (counter > floor ? counter : floor) + 1;
-	len = token_content(out, sizeof(out), content, slot, *token, (uint64_t)held.st_dev,
+	len = token_content(out, sizeof(out), content, key_name, *token, (uint64_t)held.st_dev,
 	                    (uint64_t)held.st_ino);
 	if (len < 0) {
 		errno = EFBIG;

@@ -26,18 +26,18 @@ int file_write_content(int fd, uint64_t token, const char *holder, bool sync);
 /* The fencing-token counter of a lock file lives in a file of its own next
  * to it, so that removing or replacing the lock file never resets it:
  * "DIR/NAME.token" for "DIR/NAME.lock" (".token" appended to any other
- * name). Content: "token=N\n", then "slotK=DEV:INO\n" per slot K: the lock
- * file (device and inode) that the holder of the latest token of that slot
- * locked. malloc'd; NULL when out of memory. */
+ * name). Content: "token=N\n", then "KEY=DEV:INO\n" per lock file (KEY "lock"
+ * for NAME.lock, "slotK" for a semaphore's NAME.slotK): the file (device and
+ * inode) that its latest holder locked. malloc'd; NULL when out of memory. */
 char *file_token_path(const char *lock_path);
-/* For the holder of slot's lock file, locked on held_fd: the next token,
- * max(counter, floor) + 1, written (synced) with held_fd's inode as the
- * slot's last holder's, under the token file's own lock (tried for a few ms,
- * never blocking). *replaced: the slot's last holder locked another file than
- * held_fd's (removed or replaced since), whose holder may still run; its
- * device and inode in *old_dev, *old_ino. -1 with errno (EINVAL: the token
- * file holds no counter, so it cannot be trusted not to go backwards). */
-int file_token_bump(const char *token_path, unsigned slot, int held_fd, uint64_t floor,
+/* For the holder of lock file key (locked on held_fd): the next token,
+ * max(counter, floor) + 1, written (synced) with held_fd's inode as key's
+ * last holder's, under the token file's own lock (tried for a few ms, never
+ * blocking). *replaced: key's last holder locked another file than held_fd's
+ * (removed or replaced since), whose holder may still run; its device and
+ * inode in *old_dev, *old_ino. -1 with errno (EINVAL: the token file holds no
+ * counter, so it cannot be trusted not to go backwards). */
+int file_token_bump(const char *token_path, const char *key, int held_fd, uint64_t floor,
                     uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino);
 /* The file system of path is wiped by a reboot (tmpfs, ramfs). */
 bool file_on_tmpfs(const char *path);

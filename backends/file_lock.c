@@ -183,12 +183,17 @@ static char *slot_path(const struct lock_session *s, const char *name, unsigned 
 static int next_token(struct lock_session *s, struct lock_hold *h, unsigned slot, int fd,
                       bool *replaced)
 {
-	char path[4200], holder[8];
+	char path[4200], holder[8], key[32];
 	uint64_t floor = 0, dev, ino;
 
 	snprintf(path, sizeof(path), "%s/%s.token", s->dir, h->name);
+	/* The same names as the files: NAME.lock, NAME.slotK. */
+	if (h->limit == 1)
+		snprintf(key, sizeof(key), "lock");
+	else
+		snprintf(key, sizeof(key), "slot%u", slot);
 	file_read_content(fd, &floor, holder, sizeof(holder));
-	if (file_token_bump(path, slot, fd, floor, &h->token, replaced, &dev, &ino) == 0)
+	if (file_token_bump(path, key, fd, floor, &h->token, replaced, &dev, &ino) == 0)
 		return 0;
 	log_warnx("file: cannot take the next token from %s: %s%s", path, strerror(errno),
 	          errno == EINVAL ? " (it holds no counter: restore it, or remove it only if no "

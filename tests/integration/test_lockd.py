@@ -92,7 +92,7 @@ class FileLocks(LockdCases, ElectTestCase):
                                  'sem.token'])
         with open(self.path('locks', 'files.token')) as f:
             st = os.stat(self.path('locks', 'files.lock'))
-            self.assertEqual(f.read(), 'token=1\nslot0=%d:%d\n' % (st.st_dev, st.st_ino))
+            self.assertEqual(f.read(), 'token=1\nlock=%d:%d\n' % (st.st_dev, st.st_ino))
         c1.close()
         c2.close()
 
