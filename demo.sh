@@ -76,6 +76,6 @@ eval "kill -TERM \$pid_$third"
 sleep 0.5
 echo "== timeline (each leader command's own log; tokens strictly increase):"
 cat "$TIMELINE"
-echo "   ($second has no stop line: kill -9 of its agent took it down with SIGKILL, through PR_SET_PDEATHSIG)"
+echo "   ($second has no stop line: when its agent was killed with kill -9, the guard between them SIGKILLed the command and all it had started)"
 echo "== agent logs: $D/*.log are removed on exit; a sample from $first:"
 grep transition "$D/$first.log" | head -5
