@@ -11,6 +11,7 @@ struct elect_opts {
 	char *on_elected, *on_demoted, *on_leader;
 	char *tls_ca, *tls_cert, *tls_key, *auth;
 	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
+	int64_t campaign_timeout;  /* wrapper mode; 0 = no limit */
 	int verbose;
 	bool once, check_config;
 	/* Not options: resolved by main. */

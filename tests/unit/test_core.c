@@ -11,8 +11,10 @@
 #include <sys/wait.h>
 
 #include <cmocka.h>
+#include <stdio.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "elector/core.h"
 #include "elector/lease.h"
 
@@ -27,6 +29,39 @@ int64_t __wrap_clock_now_ns(void);
 int64_t __wrap_clock_now_ns(void)
 {
 	return fake_now;
+}
+
+/* ---- captured log ---------------------------------------------------- */
+
+/* Warnings and errors, one per line; info lines counted by what they say. */
+static char warnings[4096];
+static char infos[4096];
+
+void __wrap_log_msg(enum log_level lvl, const char *fmt, ...);
+void __wrap_log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	char *buf = lvl <= LOG_LVL_WARN ? warnings : lvl == LOG_LVL_INFO ? infos : NULL;
+	size_t used;
+	va_list ap;
+
+	if (buf == NULL)
+		return;
+	used = strlen(buf);
+	if (used + 2 >= sizeof(warnings))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + used, sizeof(warnings) - used - 1, fmt, ap);
+	va_end(ap);
+	strcat(buf, "\n");
+}
+
+static int count_of(const char *haystack, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+		n++;
+	return n;
 }
 
 /* ---- scripted backend ------------------------------------------------ */
@@ -76,9 +111,14 @@ struct fake {
 	int64_t timer_at;
 	int changes;
 	int exited, exit_status;
+	/* Every published snapshot, checked for consistency when published. */
+	uint64_t last_index;
+	int published_ready;        /* snapshots with ready true */
+	int inconsistent;
 };
 
 static struct fake fk;
+static struct elector *cur_e;   /* the elector under test, for fa_changed */
 
 static int fa_start(void *ctx, uint64_t token, int fd)
 {
@@ -106,7 +146,28 @@ static void fa_hook(void *ctx, enum hook_event ev, const char *reason)
 }
 static bool fa_drop(void *ctx) { (void)ctx; fk.drops++; return fk.drop_elected; }
 static void fa_timer(void *ctx, int64_t at) { (void)ctx; fk.timer_at = at; }
-static void fa_changed(void *ctx) { (void)ctx; fk.changes++; }
+/* A published snapshot must be consistent: leading states name us as leader,
+ * others never do; ready only while leading; one index per publish. */
+static void fa_changed(void *ctx)
+{
+	struct elector_status st;
+	bool leads;
+
+	(void)ctx;
+	fk.changes++;
+	if (cur_e == NULL)
+		return;
+	elector_status(cur_e, &st);
+	leads = strcmp(st.state, "leader") == 0 || strcmp(st.state, "suspended") == 0;
+	if (leads != (st.leader != NULL && strcmp(st.leader, st.id) == 0))
+		fk.inconsistent++;
+	if (st.ready && !leads)
+		fk.inconsistent++;
+	if (st.index != fk.last_index + 1)
+		fk.inconsistent++;
+	fk.last_index = st.index;
+	fk.published_ready += st.ready;
+}
 static void fa_exit(void *ctx, int status) { (void)ctx; fk.exited++; fk.exit_status = status; }
 
 static const struct elector_actions fake_actions = {
@@ -139,6 +200,8 @@ static struct elector *make(struct fixture *f)
 	assert_int_equal(elector_check_timing(&f->cfg, err, sizeof(err)), 0);
 	f->e = elector_new(&f->cfg, &scripted_ops, &bp, &fake_actions, NULL, err, sizeof(err));
 	assert_non_null(f->e);
+	cur_e = f->e;
+	fk.last_index = 0;
 	return f->e;
 }
 
@@ -148,6 +211,8 @@ static int setup(void **state)
 
 	memset(&fk, 0, sizeof(fk));
 	memset(&f, 0, sizeof(f));
+	warnings[0] = infos[0] = '\0';
+	cur_e = NULL;
 	fake_now = 1000 * S;
 	f.cfg = base_config();
 	*state = &f;
@@ -158,7 +223,10 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	cur_e = NULL;
 	elector_free(f->e);
+	/* Every test: no snapshot was ever published inconsistent. */
+	assert_int_equal(fk.inconsistent, 0);
 	return 0;
 }
 
@@ -490,6 +558,234 @@ static void test_elected_without_alive_is_refused(void **state)
 	assert_int_equal(the_backend->resigns, 1);
 }
 
+/* Ready (readyz, is_leader, wait-leader) only once the elected hook has
+ * finished and the command runs; a failing hook never makes it ready. */
+static void test_ready_waits_for_elected_hook(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e;
+
+	f->cfg.hook[HOOK_ELECTED] = true;
+	e = make(f);
+	win(e, 5);
+	elector_status(e, &st);
+	assert_string_equal(st.state, "leader");     /* elected, hook running */
+	assert_false(st.ready);
+	assert_false(st.is_leader);
+	assert_int_equal(fk.published_ready, 0);
+	elector_hook_done(e, HOOK_ELECTED, 1);
+	assert_int_equal(fk.starts, 1);
+	elector_status(e, &st);
+	assert_true(st.ready);
+	assert_true(st.is_leader);
+	/* The change to ready was published (waiters woken). */
+	assert_int_equal(fk.published_ready, 1);
+	assert_int_equal(fk.last_index, st.index);
+}
+
+static void test_failing_elected_hook_never_ready(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e;
+
+	f->cfg.hook[HOOK_ELECTED] = true;
+	e = make(f);
+	elector_start(e);
+	for (int round = 0; round < 5; round++) {
+		the_backend->ev->session_alive(the_backend->ctx, fake_now);
+		the_backend->ev->elected(the_backend->ctx, 10 + (uint64_t)round);
+		elector_status(e, &st);
+		assert_false(st.ready);
+		elector_hook_done(e, HOOK_ELECTED, 0);
+		elector_status(e, &st);
+		assert_false(st.ready);
+		assert_string_equal(st.state, "follower");
+		advance_to(e, fk.timer_at);             /* the backoff, then campaign again */
+		assert_string_equal(state_of(e), "candidate");
+	}
+	assert_int_equal(fk.published_ready, 0);
+	assert_int_equal(fk.starts, 0);
+}
+
+/* Wrapper mode without hooks: ready as soon as the command is started. */
+static void test_ready_with_command(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e = make(f);
+
+	win(e, 5);
+	elector_status(e, &st);
+	assert_true(st.ready);
+	/* The command exits: not ready while stepping down. */
+	elector_command_exited(e, 0);
+	elector_status(e, &st);
+	assert_false(st.ready);
+}
+
+/* One input of the core publishes one snapshot, with state and leader of
+ * the same moment (the old code woke waiters after set_state(leader) and
+ * again after the leader changed: {"state":"leader","leader":"other"}). */
+static void test_one_consistent_publish_per_input(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e = make(f);
+	int before;
+
+	elector_start(e);
+	the_backend->ev->leader(the_backend->ctx, "other");
+	the_backend->ev->session_alive(the_backend->ctx, fake_now);
+	before = fk.changes;
+	the_backend->ev->elected(the_backend->ctx, 3);
+	assert_int_equal(fk.changes, before + 1);
+	elector_status(e, &st);
+	assert_string_equal(st.leader, "node-1");
+	assert_int_equal(fk.last_index, st.index);
+	assert_int_equal(fk.inconsistent, 0);
+	/* An input that changes nothing publishes nothing. */
+	before = fk.changes;
+	the_backend->ev->leader(the_backend->ctx, "node-1");
+	assert_int_equal(fk.changes, before);
+}
+
+/* After stepping down, our own id is never the published leader: unknown
+ * until the backend reports another. */
+static void test_step_down_forgets_own_leadership(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e = make(f);
+
+	win(e, 9);
+	assert_int_equal(elector_resign(e), 0);
+	elector_status(e, &st);
+	assert_string_equal(st.state, "stepping-down");
+	assert_null(st.leader);
+	elector_command_exited(e, 15);
+	elector_status(e, &st);
+	assert_string_equal(st.state, "follower");
+	assert_null(st.leader);
+	/* A late report of our own id (the backend's stale view) is not shown,
+	 * and is no duplicate-id warning. */
+	the_backend->ev->leader(the_backend->ctx, "node-1");
+	elector_status(e, &st);
+	assert_null(st.leader);
+	assert_null(strstr(warnings, "another candidate"));
+	the_backend->ev->leader(the_backend->ctx, "node-2");
+	elector_status(e, &st);
+	assert_string_equal(st.leader, "node-2");
+	assert_int_equal(fk.inconsistent, 0);
+}
+
+static void test_duplicate_id_warned_once(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e = make(f);
+
+	elector_start(e);
+	the_backend->ev->leader(the_backend->ctx, "node-1");
+	elector_status(e, &st);
+	assert_null(st.leader);                     /* not us: we do not lead */
+	assert_non_null(strstr(warnings, "another candidate uses the id node-1; "
+	                                 "give each candidate its own --id"));
+	the_backend->ev->leader(the_backend->ctx, "node-2");
+	the_backend->ev->leader(the_backend->ctx, "node-1");
+	assert_int_equal(count_of(warnings, "another candidate"), 1);
+}
+
+/* Reachability: logged on the first failure and on each change, not per
+ * retry; shown in the status and published. */
+static void test_backend_reachability(void **state)
+{
+	struct fixture *f = *state;
+	struct elector_status st;
+	struct elector *e = make(f);
+	uint64_t index;
+
+	elector_start(e);
+	elector_status(e, &st);
+	assert_int_equal(st.backend, BACKEND_UNKNOWN);
+	assert_null(st.last_error);
+	index = st.index;
+	for (int i = 0; i < 5; i++) {
+		advance_to(e, fake_now + f->cfg.renew_ns);
+		the_backend->ev->session_failed(the_backend->ctx, "connection refused");
+	}
+	elector_status(e, &st);
+	assert_int_equal(st.backend, BACKEND_DOWN);
+	assert_string_equal(st.last_error, "connection refused");
+	assert_string_equal(st.state, "candidate");
+	assert_true(st.index > index);
+	assert_int_equal(count_of(warnings, "backend unreachable: connection refused"), 1);
+	the_backend->ev->session_failed(the_backend->ctx, "timed out");
+	elector_status(e, &st);
+	assert_string_equal(st.last_error, "timed out");
+	assert_int_equal(count_of(warnings, "backend unreachable"), 1);
+	index = st.index;
+	the_backend->ev->session_alive(the_backend->ctx, fake_now);
+	elector_status(e, &st);
+	assert_int_equal(st.backend, BACKEND_UP);
+	assert_true(st.index > index);
+	assert_int_equal(count_of(infos, "backend reachable again"), 1);
+	the_backend->ev->session_alive(the_backend->ctx, fake_now);
+	assert_int_equal(count_of(infos, "backend reachable again"), 1);
+	the_backend->ev->session_failed(the_backend->ctx, "connection refused");
+	assert_int_equal(count_of(warnings, "backend unreachable"), 2);
+}
+
+static void test_campaign_timeout_exits_75(void **state)
+{
+	struct fixture *f = *state;
+	struct elector *e;
+
+	f->cfg.campaign_timeout_ns = 5 * S;
+	e = make(f);
+	elector_start(e);
+	the_backend->ev->session_failed(the_backend->ctx, "connection refused");
+	while (the_backend->closes == 0 && fake_now < 1000 * S + 60 * S)
+		advance_to(e, fk.timer_at);
+	assert_int_equal(the_backend->closes, 1);
+	assert_true(fake_now <= 1000 * S + 5 * S + f->cfg.renew_ns);
+	assert_non_null(strstr(warnings, "campaign timeout: could not reach the backend within 5s "
+	                                 "(connection refused)"));
+	the_backend->ev->closed(the_backend->ctx);
+	assert_int_equal(fk.exited, 1);
+	assert_int_equal(fk.exit_status, ELECT_EXIT_CAMPAIGN_TIMEOUT);
+}
+
+/* Leading in time disarms it; it counts again once leadership ends. */
+static void test_campaign_timeout_disarmed_by_leading(void **state)
+{
+	struct fixture *f = *state;
+	struct elector *e;
+	int64_t t0 = fake_now;
+
+	f->cfg.campaign_timeout_ns = 5 * S;
+	e = make(f);
+	win(e, 4);
+	for (int i = 1; i <= 10; i++) {
+		advance_to(e, t0 + i * f->cfg.renew_ns);
+		the_backend->ev->session_alive(the_backend->ctx, fake_now);
+	}
+	assert_int_equal(the_backend->closes, 0);
+	assert_string_equal(state_of(e), "leader");
+	/* Lost, and another candidate keeps the lead. */
+	the_backend->ev->lost(the_backend->ctx, "lease expired");
+	elector_command_exited(e, SIGTERM);
+	the_backend->ev->leader(the_backend->ctx, "node-2");
+	t0 = fake_now;
+	while (the_backend->closes == 0 && fake_now < t0 + 60 * S)
+		advance_to(e, fk.timer_at);
+	assert_true(fake_now <= t0 + 5 * S + f->cfg.renew_ns);
+	assert_non_null(strstr(warnings, "campaign timeout: not leading after 5s (leader: node-2)"));
+	the_backend->ev->closed(the_backend->ctx);
+	assert_int_equal(fk.exit_status, ELECT_EXIT_CAMPAIGN_TIMEOUT);
+}
+
 static void test_timing_refusals(void **state)
 {
 	struct elector_config c;
@@ -517,6 +813,12 @@ static void test_timing_refusals(void **state)
 	c = base_config();
 	c.ttl_ns = 0;
 	assert_int_equal(elector_check_timing(&c, err, sizeof(err)), -1);
+	/* The budget overshoots the TTL: the lead time is negative, said as it
+	 * is (10s - 150ms margin - 12s grace - 50ms reap slack). */
+	c = base_config();
+	c.kill_grace_ns = 12 * S;
+	assert_int_equal(elector_check_timing(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "stepping down -2.2s after"));
 }
 
 int main(void)
@@ -538,6 +840,15 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_shutdown_gives_up_on_silent_backend, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_once_exits_after_lost_term, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_elected_without_alive_is_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ready_waits_for_elected_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failing_elected_hook_never_ready, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ready_with_command, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_one_consistent_publish_per_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_step_down_forgets_own_leadership, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_id_warned_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend_reachability, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_campaign_timeout_exits_75, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_campaign_timeout_disarmed_by_leading, setup, teardown),
 		cmocka_unit_test(test_timing_refusals),
 	};
 
