@@ -491,7 +491,8 @@ static void on_lost(void *ctx, const char *reason)
 
 /* The backend reports our own id as leader while we do not lead. Right after
  * we led (or gave up an election) that is a stale view; later it means
- * another candidate uses our id, and both would believe the other leads. */
+ * another candidate uses our id (both would believe the other leads), or a
+ * killed earlier run of this agent whose session has not expired yet. */
 static void check_duplicate_id(struct elector *e, const char *leader_id)
 {
 	int64_t now = clock_now_ns();
@@ -503,7 +504,8 @@ static void check_duplicate_id(struct elector *e, const char *leader_id)
 	if (e->left_lead_ns >= 0 && now - e->left_lead_ns < e->cfg.ttl_ns)
 		return;
 	e->warned_dup_id = true;
-	log_warnx("another candidate uses the id %s; give each candidate its own --id", leader_id);
+	log_warnx("another candidate uses the id %s (or an earlier run of this agent, until its "
+	          "session expires); give each candidate its own --id", leader_id);
 }
 
 static void on_leader(void *ctx, const char *leader_id)
