@@ -143,11 +143,9 @@ class Consistency(ElectTestCase):
     @valgrind_ok
     def test_resigned_node_never_reports_itself_as_leader(self):
         port = self.port()
-        agents = [self.agent(id='a', mode='sidecar', renew='1s',
-                             args=['--http', '127.0.0.1:%d' % port]),
-                  self.agent(id='b', mode='sidecar', renew='1s')]
-        a = agents[0]
+        a = self.agent(id='a', mode='sidecar', renew='1s', args=['--http', '127.0.0.1:%d' % port])
         a.wait_state('leader', 10)
+        agents = [a, self.agent(id='b', mode='sidecar', renew='1s')]
         self.alternate(agents, 1, check_direct=True)
         # a follows b now; GET / (TCP) names b, never a.
         import http.client
