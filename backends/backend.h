@@ -21,7 +21,11 @@
  *     key deleted, ZooKeeper session expired, lock file replaced). The core
  *     steps down at once if it leads, then calls campaign() again.
  *   - session_failed(reason): one renewal failed or timed out (transient); the
- *     core keeps its deadline and may go `suspended`.
+ *     core keeps its deadline and may go `suspended`. Report it also while
+ *     campaigning when the backend cannot be reached (connect refused, lease
+ *     grant failed, lock file cannot be opened), with the reason: the core
+ *     logs reachability changes and shows them (backend_ok, last_error).
+ *     session_alive means reachable again.
  *   - leader(id): the observed leader of the election changed (NULL: none).
  *     Reported to leaders and followers alike, on change only.
  *   - closed(): close() has finished (or given up); the core may exit.

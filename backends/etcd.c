@@ -43,6 +43,7 @@ struct etcd {
 	struct etcd_watch watch;   /* of the predecessor */
 	struct etcd_req r_elect;
 	ev_timer retry;
+	char grant_err[200];       /* why the last lease grant failed ("" = it did not) */
 	/* q.gen drops election events queued before a resign() or close(). */
 	struct etcd_events q;
 };
@@ -132,6 +133,7 @@ static void lease_granted(void *owner, int64_t sent_ns)
 {
 	struct etcd *b = owner;
 
+	b->grant_err[0] = '\0';
 	free(b->my_key);
 	if (asprintf(&b->my_key, "%s%" PRIx64, b->prefix, (uint64_t)b->lease.id) < 0) {
 		b->my_key = NULL;
@@ -143,9 +145,15 @@ static void lease_granted(void *owner, int64_t sent_ns)
 	advance(b);
 }
 
-static void lease_grant_failed(void *owner)
+/* No session yet: tell the core why (backend reachability while
+ * campaigning), then try again. */
+static void lease_grant_failed(void *owner, const char *err)
 {
-	retry_later(owner);
+	struct etcd *b = owner;
+
+	snprintf(b->grant_err, sizeof(b->grant_err), "lease grant failed: %s", err);
+	emit(b, EV_FAILED, 0, b->grant_err);
+	retry_later(b);
 }
 
 static void lease_alive(void *owner, int64_t sent_ns)
@@ -321,7 +329,7 @@ static void etcd_renew(struct backend *be)
 	if (b->closing)
 		return;
 	if (b->lease.id == 0)
-		emit(b, EV_FAILED, 0, "no session");
+		emit(b, EV_FAILED, 0, b->grant_err[0] ? b->grant_err : "no session");
 	else
 		etcd_lease_keepalive(&b->lease);
 	advance(b);

@@ -103,7 +103,7 @@ void etcd_note_failure(struct etcd_req *r, const char *err);
 /* etcd_session.c: the lease that holds a session's keys. */
 struct etcd_lease_events {
 	void (*granted)(void *owner, int64_t sent_ns);  /* l->id is set */
-	void (*grant_failed)(void *owner);              /* try again later */
+	void (*grant_failed)(void *owner, const char *err); /* try again later */
 	void (*alive)(void *owner, int64_t sent_ns);    /* a keepalive succeeded */
 	void (*failed)(void *owner, const char *err);   /* a keepalive failed (transient) */
 	void (*gone)(void *owner, const char *reason);  /* expired; l->id is 0 again */

@@ -375,10 +375,11 @@ static void lease_granted(void *owner, int64_t sent_ns)
 	}
 }
 
-static void lease_grant_failed(void *owner)
+static void lease_grant_failed(void *owner, const char *err)
 {
 	struct lock_session *s = owner;
 
+	(void)err;     /* etcd_http.c logged it */
 	if (!ev_is_active(&s->retry) && !s->closing) {
 		ev_timer_set(&s->retry, clock_ns_to_ev(s->c.retry_ns), 0.0);
 		ev_timer_start(s->loop, &s->retry);

@@ -29,7 +29,7 @@ static void grant_done(struct etcd_req *r, const json_t *ans, const char *err)
 		err = "short TTL";
 	}
 	if (err != NULL) {
-		l->ev->grant_failed(l->owner);
+		l->ev->grant_failed(l->owner, err);
 		return;
 	}
 	l->id = id;

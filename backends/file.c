@@ -64,9 +64,9 @@ struct backend {
 	ev_timer kick;               /* delivers queued events from the loop */
 
 	/* Events waiting for delivery, in this order. */
-	bool ev_alive, ev_elected, ev_leader, ev_lost, ev_closed;
+	bool ev_alive, ev_elected, ev_leader, ev_lost, ev_closed, ev_failed;
 	int64_t alive_sent_ns;
-	char lost_reason[128];
+	char lost_reason[128], fail_reason[PATH_MAX + 64];
 };
 
 static void queue_kick(struct backend *b)
@@ -82,8 +82,8 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 	struct backend *b = w->data;
 	const struct backend_events *ev = b->p.ev;
 	void *ctx = b->p.ctx;
-	char leader[sizeof(b->leader)], reason[sizeof(b->lost_reason)];
-	bool alive = b->ev_alive, elected = b->ev_elected, leader_changed = b->ev_leader;
+	char leader[sizeof(b->leader)], reason[sizeof(b->lost_reason)], fail[sizeof(b->fail_reason)];
+	bool failed = b->ev_failed, alive = b->ev_alive, elected = b->ev_elected, leader_changed = b->ev_leader;
 	bool lost = b->ev_lost, closed = b->ev_closed;
 	uint64_t token = b->token;
 	int64_t sent = b->alive_sent_ns;
@@ -93,7 +93,10 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 	/* Copy first: every callback may call back into this backend. */
 	memcpy(leader, b->leader, sizeof(leader));
 	memcpy(reason, b->lost_reason, sizeof(reason));
-	b->ev_alive = b->ev_elected = b->ev_leader = b->ev_lost = b->ev_closed = false;
+	memcpy(fail, b->fail_reason, sizeof(fail));
+	b->ev_failed = b->ev_alive = b->ev_elected = b->ev_leader = b->ev_lost = b->ev_closed = false;
+	if (failed)
+		ev->session_failed(ctx, fail);
 	if (alive)
 		ev->session_alive(ctx, sent);
 	if (elected)
@@ -280,7 +283,7 @@ static void try_acquire(struct backend *b)
 	if (!b->campaigning || b->holding)
 		return;
 	if (b->fd < 0 && open_file(b) < 0) {
-		log_warnx("file: cannot open %s: %s", b->path, strerror(errno));
+		log_debug("file: cannot open %s: %s", b->path, strerror(errno));
 		return;
 	}
 	sent = clock_now_ns();
@@ -424,6 +427,13 @@ static void file_renew(struct backend *b)
 {
 	int64_t sent = clock_now_ns();
 
+	if (b->campaigning && b->fd < 0 && open_file(b) < 0) {
+		/* Backend reachability for the core: the file cannot be used. */
+		snprintf(b->fail_reason, sizeof(b->fail_reason), "cannot open %s: %s", b->path, strerror(errno));
+		b->ev_failed = true;
+		queue_kick(b);
+		return;
+	}
 	if (!check_replaced(b))
 		report_alive(b, sent);
 }

@@ -251,7 +251,12 @@ bool zk_renew_wanted(struct zk_conn *c)
 {
 	bool send = false;
 
-	if (c->zh == NULL || !c->connected || c->refused)
+	if (c->zh != NULL && !c->connected && c->client_err[0] != '\0') {
+		char why[300];
+
+		snprintf(why, sizeof(why), "not connected to ZooKeeper at %s: %s", c->hosts, c->client_err);
+		zk_queue(c, ZE_FAILED, 0, why, NULL);
+	} else if (c->zh == NULL || !c->connected || c->refused)
 		zk_queue(c, ZE_FAILED, 0, c->zh == NULL ? "no session" : "not connected to ZooKeeper", NULL);
 	else if (!c->renew_inflight)
 		send = true;
@@ -330,13 +335,42 @@ static void zh_close(struct zk_conn *c)
 
 static void session_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx);
 
+/* The client's last ERROR line (e.g. "Socket 127.0.0.1:2181 zk retcode=-4,
+ * errno=111(Connection refused): ..."): the log callback has no context, so
+ * it is kept here and each connection reads it in do_work (one thread). */
+static char client_error[200];
+static unsigned client_error_seq;
+
 static void zk_log_line(const char *msg)
 {
 	size_t n = strlen(msg);
+	const char *err = strstr(msg, "ZOO_ERROR@");
 
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		n--;
 	log_debug("zk client: %.*s", (int)n, msg);
+	if (err != NULL && (err = strstr(err, ": ")) != NULL && err + 2 < msg + n) {
+		err += 2;
+		snprintf(client_error, sizeof(client_error), "%.*s", (int)(msg + n - err), err);
+		client_error_seq++;
+	}
+}
+
+/* While a handle has no connection: the first client error of the outage
+ * becomes a ZE_FAILED at once (one per outage; renew() repeats it). */
+static void note_client_error(struct zk_conn *c)
+{
+	if (c->zh == NULL || c->connected || c->closing || c->client_err_seq == client_error_seq)
+		return;
+	c->client_err_seq = client_error_seq;
+	snprintf(c->client_err, sizeof(c->client_err), "%s", client_error);
+	if (!c->unreachable_reported) {
+		char why[300];
+
+		c->unreachable_reported = true;
+		snprintf(why, sizeof(why), "cannot connect to ZooKeeper at %s: %s", c->hosts, c->client_err);
+		zk_queue(c, ZE_FAILED, 0, why, NULL);
+	}
 }
 
 static void auth_done(int rc, const void *data)
@@ -357,6 +391,7 @@ static void connect_session(struct zk_conn *c)
 	}
 	c->session_id = 0;
 	c->alive_reported_ns = 0;
+	c->client_err_seq = client_error_seq;   /* only errors of this handle count */
 	if (c->auth != NULL)
 		zoo_add_auth(c->zh, "digest", c->auth, (int)strlen(c->auth), auth_done, c);
 	log_debug("zk: connecting to %s (session timeout asked: %dms)", c->hosts, c->ttl_ms);
@@ -384,6 +419,7 @@ static void do_work(struct zk_conn *c)
 	}
 	if (!c->closing && c->zh == NULL && !ev_is_active(&c->retry) && c->ops->wants_session(c->owner))
 		connect_session(c);
+	note_client_error(c);
 	rearm(c);
 	ev_timer_stop(c->loop, &c->kick);
 	flush_events(c); /* last: the owner may be gone afterwards */
@@ -488,6 +524,8 @@ static void on_connected(struct zk_conn *c)
 	bool new_session = cid->client_id != c->session_id;
 
 	c->connected = true;
+	c->unreachable_reported = false;
+	c->client_err[0] = '\0';
 	if (!session_timeout_ok(c, negotiated)) {
 		c->refused = true;
 		zk_queue(c, ZE_FAILED, 0, "session timeout shorter than --ttl", NULL);

@@ -96,6 +96,12 @@ struct zk_conn {
 	 * node: while held, session_alive is kept back (zk_release_alive). */
 	bool hold_alive;
 	int64_t held_alive_ns;
+	/* Reachability while not connected: the client's last error (it logs
+	 * each failed connect; we read them), reported once per outage as a
+	 * ZE_FAILED, then with every renewal the owner asks for. */
+	unsigned client_err_seq;
+	bool unreachable_reported;
+	char client_err[200];
 
 	struct zk_req *reqs;         /* in flight */
 	struct zk_event *q;          /* events waiting for delivery: q[qhead..qlen) */

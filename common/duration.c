@@ -71,6 +71,13 @@ int duration_parse(const char *s, int64_t *out)
 
 char *duration_format(int64_t ns, char *buf, size_t len)
 {
+	/* Negative as "-" + the magnitude: "%.3g" of a negative value below
+	 * -1s would take the millisecond branch ("-1.23e+03ms"). */
+	if (ns < 0 && ns > INT64_MIN && len > 1) {
+		buf[0] = '-';
+		duration_format(-ns, buf + 1, len - 1);
+		return buf;
+	}
 	if (ns % NS_PER_SEC == 0)
 		snprintf(buf, len, "%llds", (long long)(ns / NS_PER_SEC));
 	else if (ns >= NS_PER_SEC)

@@ -32,6 +32,7 @@ struct agent {
 	struct api *api;
 	struct proc *cmd;
 	ev_timer timer;
+	ev_timer publish;            /* wakes status waiters once per loop iteration */
 	ev_signal signals[N_SIGNALS];
 	int exit_status;
 };
@@ -114,10 +115,25 @@ static void act_set_timer(void *ctx, int64_t at_ns)
 	ev_timer_start(a->loop, &a->timer);
 }
 
+/* The core publishes one consistent snapshot per input; several inputs can
+ * come in one loop iteration (a backend delivers its queued events at once):
+ * waiters are answered once, from a zero timer, with the latest. */
 static void act_changed(void *ctx)
 {
 	struct agent *a = ctx;
 
+	if (a->api && !ev_is_active(&a->publish)) {
+		ev_timer_set(&a->publish, 0., 0.);
+		ev_timer_start(a->loop, &a->publish);
+	}
+}
+
+static void on_publish(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+
+	(void)loop;
+	(void)revents;
 	if (a->api)
 		api_changed(a->api);
 }
@@ -193,6 +209,7 @@ static void fill_config(const struct elect_opts *o, struct elector_config *cfg)
 	cfg->kill_grace_ns = o->kill_grace;
 	cfg->hook_timeout_ns = o->hook_timeout;
 	cfg->backoff_ns = o->renew;
+	cfg->campaign_timeout_ns = o->command ? o->campaign_timeout : 0;
 	cfg->has_command = o->command != NULL;
 	cfg->once = o->once;
 	cfg->hook[HOOK_ELECTED] = o->on_elected != NULL;
@@ -205,6 +222,7 @@ static void agent_free(struct agent *a)
 	for (int i = 0; i < N_SIGNALS; i++)
 		ev_signal_stop(a->loop, &a->signals[i]);
 	ev_timer_stop(a->loop, &a->timer);
+	ev_timer_stop(a->loop, &a->publish);
 	if (a->api)
 		api_free(a->api);
 	if (a->hooks)
@@ -233,6 +251,9 @@ int agent_run(struct elect_opts *o)
 		           o->backend, backend_schemes());
 	if (elector_check_timing(&cfg, err, sizeof(err)) < 0)
 		log_fatalx(2, "%s", err);
+	if (o->campaign_timeout > 0 && o->command == NULL)
+		log_fatalx(2, "--campaign-timeout is for wrapper mode (elect [options] -- CMD); "
+		           "a sidecar keeps campaigning: drop it or run a command");
 	a.loop = ev_default_loop(EVFLAG_AUTO);
 	bp.loop = a.loop;
 	a.e = elector_new(&cfg, ops, &bp, &agent_actions, &a, err, sizeof(err));
@@ -254,6 +275,8 @@ int agent_run(struct elect_opts *o)
 	}
 	ev_timer_init(&a.timer, on_timer, 0., 0.);
 	a.timer.data = &a;
+	ev_timer_init(&a.publish, on_publish, 0., 0.);
+	a.publish.data = &a;
 	start_signals(&a);
 	log_info("starting: id %s, backend %s, ttl %" PRId64 "ms, renew %" PRId64 "ms",
 	         o->id, o->backend, o->ttl / NS_PER_MS, o->renew / NS_PER_MS);

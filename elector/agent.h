@@ -12,6 +12,7 @@ struct elect_opts {
 	char *socket_mode, *socket_group;
 	char *tls_ca, *tls_cert, *tls_key, *auth;
 	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
+	int64_t campaign_timeout;  /* wrapper mode; 0 = no limit */
 	int verbose;
 	bool once, check_config, http_allow_write;
 	/* Not options: resolved by main. */

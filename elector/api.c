@@ -63,20 +63,27 @@ static void format_rfc3339(int64_t wall_ms, char *buf, size_t len)
 	snprintf(buf, len, "%s.%03dZ", date, (int)(wall_ms % 1000));
 }
 
+static json_t *backend_ok_json(enum backend_reach r)
+{
+	return r == BACKEND_UNKNOWN ? json_null() : json_boolean(r == BACKEND_UP);
+}
+
 static json_t *status_json(const struct api *a, const struct elector_status *st)
 {
 	char since[48];
 
 	format_rfc3339(st->since_wall_ms, since, sizeof since);
-	return json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:b, s:s, s:I, s:o, s:o, s:s?, s:s?}",
+	return json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:b, s:b, s:s, s:I, s:o, s:o, s:s?, s:s?,"
+	                 " s:o, s:s?}",
 	                 "name", st->name, "id", st->id, "state", st->state,
 	                 "leader", st->leader, "token", httpd_json_u64(st->token),
-	                 "is_leader", st->is_leader, "since", since,
+	                 "is_leader", st->is_leader, "ready", st->ready, "since", since,
 	                 "since_unix_ms", (json_int_t)st->since_wall_ms,
 	                 "deadline_left_ms", st->deadline_left_ns >= 0
 	                         ? json_integer(st->deadline_left_ns / NS_PER_MS) : json_null(),
 	                 "index", httpd_json_u64(st->index), "reason", st->reason,
-	                 "backend", a->backend);
+	                 "backend", a->backend, "backend_ok", backend_ok_json(st->backend),
+	                 "last_error", st->last_error);
 }
 
 static void reply_status(struct api *a, struct http_request *req)
@@ -210,19 +217,24 @@ static void handle_resign(struct api *a, struct http_request *req)
 		httpd_respond_error(req, 409, "not leader");
 }
 
+/* Liveness: the agent's loop answers. Deliberately 200 also while the
+ * backend is unreachable (backend_ok in the status, elect_backend_up in the
+ * metrics): restarting the agent does not bring a backend back, and a probe
+ * that restarts every pod during a backend outage only adds failovers. */
 static void handle_healthz(struct api *a, struct http_request *req)
 {
 	(void)a;
 	reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Ready = leading with the elected hook done and the command started. */
 static void handle_readyz(struct api *a, struct http_request *req)
 {
 	struct elector_status st;
 
 	elector_status(a->e, &st);
-	reply_json(req, st.is_leader ? 200 : 503,
-	           json_pack("{s:b, s:s?}", "ready", st.is_leader, "state", st.state));
+	reply_json(req, st.ready ? 200 : 503,
+	           json_pack("{s:b, s:s?}", "ready", st.ready, "state", st.state));
 }
 
 /* Like the Kubernetes leader-elector sidecar: who leads. */
@@ -261,8 +273,12 @@ static void write_metrics(FILE *f, const struct elector_status *st, const char *
 	const struct elector_metrics *m = st->metrics ? st->metrics : &none;
 	double left = st->deadline_left_ns > 0 ? (double)st->deadline_left_ns / 1e9 : 0.0;
 
-	metric_head(f, "elect_is_leader", "gauge", "1 if this agent leads the election.");
+	metric_head(f, "elect_is_leader", "gauge",
+	            "1 if this agent leads and is ready (elected hook done, command started).");
 	fprintf(f, "elect_is_leader{name=\"%s\"} %d\n", nm, st->is_leader ? 1 : 0);
+	metric_head(f, "elect_backend_up", "gauge",
+	            "1 if the backend answered since its last failure (0: failing or not yet heard).");
+	fprintf(f, "elect_backend_up{name=\"%s\"} %d\n", nm, st->backend == BACKEND_UP);
 	metric_head(f, "elect_state", "gauge", "1 for the agent's current state.");
 	for (int i = 0; i < ST_N; i++) {
 		const char *s = elector_state_name((enum elector_state)i);
@@ -279,13 +295,13 @@ static void write_metrics(FILE *f, const struct elector_status *st, const char *
 	fprintf(f, "elect_backend_errors_total{name=\"%s\"} %" PRIu64 "\n", nm, m->backend_errors);
 	metric_head(f, "elect_renewals_total", "counter", "Successful session renewals.");
 	fprintf(f, "elect_renewals_total{name=\"%s\"} %" PRIu64 "\n", nm, m->renewals_ok);
-	metric_head(f, "elect_renew_latency_seconds", "gauge", "Latency of the last renewal.");
-	fprintf(f, "elect_renew_latency_seconds{name=\"%s\"} %.6f\n", nm,
+	metric_head(f, "elect_renew_last_latency_seconds", "gauge", "Latency of the last renewal.");
+	fprintf(f, "elect_renew_last_latency_seconds{name=\"%s\"} %.6f\n", nm,
 	        (double)m->renew_latency_last_ns / 1e9);
-	metric_head(f, "elect_renew_latency_seconds_sum", "counter", "Sum of renewal latencies.");
+	/* A summary without quantiles: _sum and _count under one family. */
+	metric_head(f, "elect_renew_latency_seconds", "summary", "Latency of successful renewals.");
 	fprintf(f, "elect_renew_latency_seconds_sum{name=\"%s\"} %.6f\n", nm,
 	        (double)m->renew_latency_sum_ns / 1e9);
-	metric_head(f, "elect_renew_latency_seconds_count", "counter", "Renewals timed.");
 	fprintf(f, "elect_renew_latency_seconds_count{name=\"%s\"} %" PRIu64 "\n", nm,
 	        m->renewals_ok);
 	metric_head(f, "elect_hook_runs_total", "counter", "Hook runs by event.");

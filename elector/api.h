@@ -1,17 +1,22 @@
 /* The agent's HTTP API on its socket (and optional TCP address):
  *   GET  /v1/status[?wait=DURATION&index=N]  status JSON; with wait, returns as
- *        soon as the status index differs from N (or after DURATION, max 5m)
+ *        soon as the status index differs from N (or after DURATION; longer
+ *        than 5m is cut to 5m)
  *   POST /v1/resign    200 {"resigned":true} / 409 {"error":"not leader"}
- *   GET  /healthz      200 {"status":"ok"}
- *   GET  /readyz       200 while leader (or suspended), else 503
+ *   GET  /healthz      200 {"status":"ok"}, also while the backend is unreachable
+ *   GET  /readyz       200 while ready (leading, elected hook done, command
+ *                      started), else 503
  *   GET  /metrics      Prometheus text format
  *   GET  /             (TCP only) {"name":"<leader id>"} like k8s leader-elector
  * Over TCP only reads (GET, HEAD) are served unless api_set_access() allows
  * writes; anything else gets 403 with how to allow it.
- * Status JSON: {"name","id","state","leader","token","is_leader","since",
- *   "since_unix_ms","deadline_left_ms","index","reason","backend"}
- *   leader null when unknown; deadline_left_ms null unless leading; token 0
- *   before the first acquisition; since is RFC 3339 UTC with milliseconds.
+ * Status JSON: {"name","id","state","leader","token","is_leader","ready","since",
+ *   "since_unix_ms","deadline_left_ms","index","reason","backend","backend_ok",
+ *   "last_error"}
+ *   leader null when unknown (never our id unless leading); is_leader = ready;
+ *   backend_ok null until known; last_error null if none; deadline_left_ms null
+ *   unless leading; token 0 before the first acquisition; since is RFC 3339 UTC
+ *   with milliseconds.
  */
 #ifndef ELECT_API_H
 #define ELECT_API_H
@@ -40,7 +45,7 @@ void api_free(struct api *a);
  * prints a one-line error on stderr when the agent cannot be reached. */
 int client_status(const char *socket_path);
 int client_resign(const char *socket_path);
-/* Blocks until the agent leads (0), the timeout passes (1; timeout_ns < 0 =
+/* Blocks until the agent leads and is ready (0), the timeout passes (1; timeout_ns < 0 =
  * forever), or the agent cannot be reached (2). */
 int client_wait_leader(const char *socket_path, long long timeout_ns);
 

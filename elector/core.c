@@ -37,7 +37,16 @@ struct elector {
 	uint64_t index;
 
 	uint64_t token;
-	char *leader;
+	char *reported;              /* leader id as the backend last reported it */
+	char *leader;                /* leader id as published (see published_leader) */
+	bool published_ready;        /* readiness at the last publish */
+	bool dirty;                  /* something published changed since the last publish */
+	bool warned_dup_id;
+	int64_t left_lead_ns;        /* when we last stopped leading (or gave up an election), -1 never */
+	int64_t campaign_deadline_ns; /* --campaign-timeout: give up at this time; -1 = none */
+
+	enum backend_reach backend;  /* as last heard: answers (up) and failures (down) */
+	char last_error[192];
 
 	struct lease lease;          /* deadline arithmetic (elector/lease.h) */
 	int64_t next_renew_ns;       /* -1 until campaigning */
@@ -70,6 +79,14 @@ const char *elector_state_name(enum elector_state s)
 static bool leading(const struct elector *e)
 {
 	return e->state == ST_LEADER || e->state == ST_SUSPENDED;
+}
+
+/* Leading and doing the leader's work: the elected hook has finished (and
+ * succeeded) and the leader command runs (wrapper mode). What readyz,
+ * is_leader and wait-leader report. */
+static bool ready(const struct elector *e)
+{
+	return leading(e) && !e->awaiting_elected_hook && (!e->cfg.has_command || e->command_running);
 }
 
 /* ---- timing ---------------------------------------------------------- */
@@ -114,7 +131,8 @@ int elector_check_timing(const struct elector_config *cfg, char *err, size_t err
 	}
 	lead_for = lease_lead_time(cfg->ttl_ns, elector_step_down_budget(cfg));
 	if (lead_for <= cfg->renew_ns) {
-		duration_format(lead_for > 0 ? lead_for : 0, left, sizeof(left));
+		/* Negative as it is: how far the budget overshoots the TTL. */
+		duration_format(lead_for, left, sizeof(left));
 		snprintf(err, errlen,
 		         "unsafe timing: a leader must start stepping down %s after its last renewal "
 		         "(--ttl %s minus margin, --kill-grace %s and hooks %s), which is not later than "
@@ -143,16 +161,22 @@ static void reschedule(struct elector *e)
 		EARLIER(e->campaign_at_ns);
 	if (e->closing)
 		EARLIER(e->close_by_ns);
+	if (!e->shutting_down)
+		EARLIER(e->campaign_deadline_ns);
 #undef EARLIER
+	if (e->exited)
+		return;
 	e->act->set_timer(e->act_ctx, at);
 }
 
 /* ---- transitions ----------------------------------------------------- */
 
-static void notify(struct elector *e)
+/* Published changes are collected during one input of the core and
+ * published once at its end (input_done), so that a long-poll never sees
+ * the state of one moment with the leader of another. */
+static void mark_changed(struct elector *e)
 {
-	e->index++;
-	e->act->changed(e->act_ctx);
+	e->dirty = true;
 }
 
 static void set_state(struct elector *e, enum elector_state to, const char *reason)
@@ -168,21 +192,58 @@ static void set_state(struct elector *e, enum elector_state to, const char *reas
 	e->since_wall_ms = clock_wall_ms();
 	e->m.transitions[to]++;
 	log_transition_token(from, state_names[to], reason, e->token);
-	notify(e);
+	mark_changed(e);
 }
 
-/* Records the observed leader; true if it changed. */
-static bool record_leader(struct elector *e, const char *id)
+static bool is_own_id(const struct elector *e, const char *id)
+{
+	return id != NULL && strcmp(id, e->cfg.id) == 0;
+}
+
+static bool same_id(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Records the leader as the backend reports it. */
+static void record_reported(struct elector *e, const char *id)
 {
 	if (id != NULL && *id == '\0')
 		id = NULL;
-	if ((id == NULL && e->leader == NULL) || (id && e->leader && strcmp(id, e->leader) == 0))
+	if (same_id(id, e->reported))
+		return;
+	free(e->reported);
+	e->reported = id ? strdup(id) : NULL;
+}
+
+/* The leader as published: our own id exactly while we lead; otherwise what
+ * the backend reports, except our own id (stale after a step-down, or a
+ * duplicate --id): unknown until the backend reports another. */
+static const char *published_leader(const struct elector *e)
+{
+	if (leading(e))
+		return e->cfg.id;
+	return is_own_id(e, e->reported) ? NULL : e->reported;
+}
+
+/* Updates the published leader. True if the `leader` hook should run: the
+ * leader changed, other than to "unknown" because we stopped leading. */
+static bool refresh_leader(struct elector *e)
+{
+	const char *id = published_leader(e);
+	bool worthy;
+
+	if (same_id(id, e->leader))
 		return false;
+	worthy = id != NULL || e->reported == NULL;
 	free(e->leader);
 	e->leader = id ? strdup(id) : NULL;
-	log_info("leader is now %s", e->leader ? e->leader : "(none)");
-	notify(e);
-	return true;
+	mark_changed(e);
+	if (worthy)
+		log_info("leader is now %s", e->leader ? e->leader : "(none)");
+	else
+		log_debug("leader unknown after stepping down");
+	return worthy;
 }
 
 static void leader_hook(struct elector *e)
@@ -191,10 +252,53 @@ static void leader_hook(struct elector *e)
 		e->act->run_hook(e->act_ctx, HOOK_LEADER, "leader changed");
 }
 
-static void set_leader(struct elector *e, const char *id)
+static void backend_up(struct elector *e)
 {
-	if (record_leader(e, id))
+	if (e->backend == BACKEND_UP)
+		return;
+	if (e->backend == BACKEND_DOWN)
+		log_info("backend reachable again");
+	e->backend = BACKEND_UP;
+	mark_changed(e);
+}
+
+static void backend_down(struct elector *e, const char *reason)
+{
+	snprintf(e->last_error, sizeof(e->last_error), "%s", reason);
+	if (e->backend == BACKEND_DOWN) {
+		log_debug("backend still failing: %s", reason);
+		return;
+	}
+	log_warnx("backend unreachable: %s (retrying)", reason);
+	e->backend = BACKEND_DOWN;
+	mark_changed(e);
+}
+
+static void campaign_timed_out(struct elector *e);
+
+/* The end of every input of the core (timer, backend event, hook or
+ * command completion, request): follow readiness with the campaign
+ * timeout, publish the leader, arm the timer, then publish one snapshot. */
+static void input_done(struct elector *e)
+{
+	bool is_ready = ready(e);
+
+	if (is_ready != e->published_ready) {
+		e->published_ready = is_ready;
+		mark_changed(e);
+		if (is_ready)
+			e->campaign_deadline_ns = -1;
+		else if (e->cfg.campaign_timeout_ns > 0 && !e->shutting_down)
+			e->campaign_deadline_ns = clock_now_ns() + e->cfg.campaign_timeout_ns;
+	}
+	if (refresh_leader(e))
 		leader_hook(e);
+	reschedule(e);
+	if (e->dirty && !e->exited) {
+		e->dirty = false;
+		e->index++;
+		e->act->changed(e->act_ctx);
+	}
 }
 
 static void begin_close(struct elector *e)
@@ -255,6 +359,7 @@ static void begin_step_down(struct elector *e, const char *reason, bool backoff)
 	if (!leading(e))
 		return;
 	e->backoff_after_step_down = backoff;
+	e->left_lead_ns = clock_now_ns();
 	set_state(e, ST_STEPPING_DOWN, reason);
 	e->skip_demoted = e->act->drop_stale_hooks(e->act_ctx);
 	e->awaiting_elected_hook = false;
@@ -301,13 +406,14 @@ static void on_session_alive(void *ctx, int64_t sent_ns)
 	int64_t now = clock_now_ns();
 
 	lease_alive(&e->lease, sent_ns);
+	backend_up(e);
 	e->m.renewals_ok++;
 	e->m.renew_latency_last_ns = now - sent_ns;
 	e->m.renew_latency_sum_ns += now - sent_ns;
 	if (e->state == ST_SUSPENDED && now < step_down_at_ns(e))
 		set_state(e, ST_LEADER, "renewal succeeded");
 	check_deadline(e, now);
-	reschedule(e);
+	input_done(e);
 }
 
 static void on_session_failed(void *ctx, const char *reason)
@@ -317,6 +423,7 @@ static void on_session_failed(void *ctx, const char *reason)
 
 	e->m.backend_errors++;
 	log_debug("renewal failed: %s", reason);
+	backend_down(e, reason);
 	if (e->state == ST_LEADER) {
 		char why[160];
 		snprintf(why, sizeof(why), "renewal failed: %s", reason);
@@ -327,31 +434,33 @@ static void on_session_failed(void *ctx, const char *reason)
 	if (e->next_renew_ns > now + retry)
 		e->next_renew_ns = now + retry;
 	check_deadline(e, now);
-	reschedule(e);
+	input_done(e);
 }
 
 static void on_elected(void *ctx, uint64_t token)
 {
 	struct elector *e = ctx;
 	int64_t now = clock_now_ns();
-	bool leader_changed;
 
 	if (e->state != ST_CANDIDATE || e->shutting_down) {
-		/* We left the election meanwhile; make sure the backend does too. */
+		/* We left the election meanwhile; make sure the backend does too.
+		 * Reports of our own id that follow are stale, not a duplicate. */
+		e->left_lead_ns = now;
 		e->ops->resign(e->be);
+		input_done(e);
 		return;
 	}
 	if (!lease_known(&e->lease)) {
 		log_error("backend reported leadership without a live session; resigning");
+		e->left_lead_ns = now;
 		e->ops->resign(e->be);
 		set_state(e, ST_FOLLOWER, "no live session");
 		e->campaign_at_ns = now + e->cfg.backoff_ns;
-		reschedule(e);
+		input_done(e);
 		return;
 	}
 	e->token = token;
 	set_state(e, ST_LEADER, "elected");
-	leader_changed = record_leader(e, e->cfg.id);
 	if (now >= step_down_at_ns(e)) {
 		begin_step_down(e, "elected with a session too old to lead safely", false);
 	} else if (e->cfg.hook[HOOK_ELECTED]) {
@@ -360,10 +469,9 @@ static void on_elected(void *ctx, uint64_t token)
 	} else {
 		start_command(e);
 	}
-	/* Queued after the elected hook: hooks see "elected" before "leader". */
-	if (leader_changed && leading(e))
-		leader_hook(e);
-	reschedule(e);
+	/* input_done() queues the leader hook after the elected hook: hooks see
+	 * "elected" before "leader". */
+	input_done(e);
 }
 
 static void on_lost(void *ctx, const char *reason)
@@ -378,12 +486,35 @@ static void on_lost(void *ctx, const char *reason)
 		set_state(e, ST_FOLLOWER, reason);
 		e->campaign_at_ns = clock_now_ns();
 	}
-	reschedule(e);
+	input_done(e);
+}
+
+/* The backend reports our own id as leader while we do not lead. Right after
+ * we led (or gave up an election) that is a stale view; later it means
+ * another candidate uses our id (both would believe the other leads), or a
+ * killed earlier run of this agent whose session has not expired yet. */
+static void check_duplicate_id(struct elector *e, const char *leader_id)
+{
+	int64_t now = clock_now_ns();
+
+	if (!is_own_id(e, leader_id) || leading(e) || e->warned_dup_id)
+		return;
+	if (e->state != ST_FOLLOWER && e->state != ST_CANDIDATE)
+		return;
+	if (e->left_lead_ns >= 0 && now - e->left_lead_ns < e->cfg.ttl_ns)
+		return;
+	e->warned_dup_id = true;
+	log_warnx("another candidate uses the id %s (or an earlier run of this agent, until its "
+	          "session expires); give each candidate its own --id", leader_id);
 }
 
 static void on_leader(void *ctx, const char *leader_id)
 {
-	set_leader(ctx, leader_id);
+	struct elector *e = ctx;
+
+	check_duplicate_id(e, leader_id);
+	record_reported(e, leader_id);
+	input_done(e);
 }
 
 static void on_closed(void *ctx)
@@ -418,15 +549,44 @@ void elector_on_timer(struct elector *e)
 		set_state(e, ST_CANDIDATE, "campaigning");
 		e->ops->campaign(e->be);
 	}
-	reschedule(e);
+	if (!e->shutting_down && e->campaign_deadline_ns >= 0 && now >= e->campaign_deadline_ns)
+		campaign_timed_out(e);
+	input_done(e);
 }
 
 void elector_start(struct elector *e)
 {
-	e->next_renew_ns = clock_now_ns() + e->cfg.renew_ns;
+	int64_t now = clock_now_ns();
+
+	e->next_renew_ns = now + e->cfg.renew_ns;
+	if (e->cfg.campaign_timeout_ns > 0)
+		e->campaign_deadline_ns = now + e->cfg.campaign_timeout_ns;
 	set_state(e, ST_CANDIDATE, "campaigning");
 	e->ops->campaign(e->be);
-	reschedule(e);
+	input_done(e);
+}
+
+/* --campaign-timeout passed without leading: give up and exit 75 (the
+ * backend could not be reached, or another candidate kept the lead). */
+static void campaign_timed_out(struct elector *e)
+{
+	char limit[32];
+
+	e->campaign_deadline_ns = -1;
+	duration_format(e->cfg.campaign_timeout_ns, limit, sizeof(limit));
+	if (e->backend == BACKEND_DOWN)
+		log_error("campaign timeout: could not reach the backend within %s (%s); exiting with "
+		          "status %d", limit, e->last_error, ELECT_EXIT_CAMPAIGN_TIMEOUT);
+	else
+		log_error("campaign timeout: not leading after %s (leader: %s); exiting with status %d",
+		          limit, published_leader(e) ? published_leader(e) : "none",
+		          ELECT_EXIT_CAMPAIGN_TIMEOUT);
+	e->exit_status = ELECT_EXIT_CAMPAIGN_TIMEOUT;
+	e->shutting_down = true;
+	if (leading(e))
+		begin_step_down(e, "campaign timeout", false);
+	else if (e->state != ST_STEPPING_DOWN)
+		begin_close(e);
 }
 
 static int exit_code_of(int status)
@@ -450,7 +610,7 @@ void elector_command_exited(struct elector *e, int status)
 		log_info("leader command stopped, status %d", e->exit_status);
 		step_down_progress(e);
 	}
-	reschedule(e);
+	input_done(e);
 }
 
 void elector_hook_done(struct elector *e, enum hook_event ev, int ok)
@@ -468,7 +628,7 @@ void elector_hook_done(struct elector *e, enum hook_event ev, int ok)
 		e->demoted_done = true;
 		step_down_progress(e);
 	}
-	reschedule(e);
+	input_done(e);
 }
 
 int elector_resign(struct elector *e)
@@ -476,7 +636,7 @@ int elector_resign(struct elector *e)
 	if (!leading(e))
 		return -1;
 	begin_step_down(e, "resigned on request", true);
-	reschedule(e);
+	input_done(e);
 	return 0;
 }
 
@@ -495,7 +655,7 @@ void elector_shutdown(struct elector *e, int sig)
 		begin_step_down(e, "shutting down", false);
 	else if (e->state != ST_STEPPING_DOWN)
 		begin_close(e);
-	reschedule(e);
+	input_done(e);
 }
 
 void elector_status(const struct elector *e, struct elector_status *st)
@@ -504,9 +664,11 @@ void elector_status(const struct elector *e, struct elector_status *st)
 	st->name = e->cfg.name;
 	st->id = e->cfg.id;
 	st->state = state_names[e->state];
-	st->leader = e->leader;
+	st->leader = published_leader(e);
 	st->token = e->token;
-	st->is_leader = leading(e);
+	st->ready = st->is_leader = ready(e);
+	st->backend = e->backend;
+	st->last_error = e->last_error[0] ? e->last_error : NULL;
 	st->since_wall_ms = e->since_wall_ms;
 	st->deadline_left_ns = -1;
 	if (leading(e)) {
@@ -540,6 +702,7 @@ struct elector *elector_new(const struct elector_config *cfg, const struct backe
 	e->state_name = state_names[ST_FOLLOWER];
 	e->since_wall_ms = clock_wall_ms();
 	e->next_renew_ns = e->campaign_at_ns = e->close_by_ns = -1;
+	e->left_lead_ns = e->campaign_deadline_ns = -1;
 	e->ev = (struct backend_events){
 		.session_alive = on_session_alive, .session_failed = on_session_failed,
 		.elected = on_elected, .lost = on_lost, .leader = on_leader, .closed = on_closed,
@@ -565,5 +728,6 @@ void elector_free(struct elector *e)
 	log_set_context(NULL, NULL);
 	e->ops->destroy(e->be);
 	free(e->leader);
+	free(e->reported);
 	free(e);
 }

@@ -27,6 +27,8 @@ struct elector_config {
 	const char *name, *id, *backend_url;
 	int64_t ttl_ns, renew_ns, kill_grace_ns, hook_timeout_ns;
 	int64_t backoff_ns;         /* wait before campaigning again after resign / failed elected hook */
+	int64_t campaign_timeout_ns; /* wrapper mode: exit ELECT_EXIT_CAMPAIGN_TIMEOUT when not
+	                              * ready this long after start or after leading ended (0: no limit) */
 	bool has_command;           /* wrapper mode: a leader command runs while leading */
 	bool once;                  /* run the command at most once, then exit */
 	bool hook[HOOK_N];          /* which hooks are configured */
@@ -50,7 +52,10 @@ struct elector_actions {
 	bool (*drop_stale_hooks)(void *ctx);
 	/* Call elector_on_timer() at monotonic time at_ns (-1: no wakeup needed). */
 	void (*set_timer)(void *ctx, int64_t at_ns);
-	/* State, leader or token changed (wake status waiters). */
+	/* The published status changed (state, leader, token, readiness or backend
+	 * reachability): wake status waiters. Called once at the end of each
+	 * input of the core, after all changes of that input are applied, so
+	 * every index names one consistent snapshot. */
 	void (*changed)(void *ctx);
 	/* The agent is done; leave the loop and exit with this status. */
 	void (*exit)(void *ctx, int status);
@@ -65,10 +70,23 @@ struct elector_metrics {
 	uint64_t hook_runs[HOOK_N], hook_failures[HOOK_N];
 };
 
+/* Exit status of wrapper mode when --campaign-timeout passed (EX_TEMPFAIL,
+ * as lockctl's timeout). */
+#define ELECT_EXIT_CAMPAIGN_TIMEOUT 75
+
+/* Backend reachability as the core last heard it. */
+enum backend_reach { BACKEND_UNKNOWN, BACKEND_UP, BACKEND_DOWN };
+
 struct elector_status {
-	const char *name, *id, *state, *leader; /* leader: NULL when unknown */
+	const char *name, *id, *state;
+	const char *leader;                      /* NULL when unknown; never our own id
+	                                          * unless we lead (state leader/suspended) */
 	uint64_t token;                          /* 0 when we never led */
-	bool is_leader;                          /* state leader or suspended */
+	bool is_leader;                          /* = ready */
+	bool ready;                              /* leading, elected hook done (ok), leader
+	                                          * command started (wrapper mode) */
+	enum backend_reach backend;              /* unknown until the first answer or failure */
+	const char *last_error;                  /* last backend failure, NULL if none yet */
 	int64_t since_wall_ms;                   /* wall time of the last transition */
 	int64_t deadline_left_ns;                /* -1 unless leading */
 	uint64_t index;                          /* bumps on every change */

@@ -49,6 +49,8 @@ static const struct opt_def elect_options[] = {
 	OPT("log-format", 0, OPT_STRING, log_format, "text|json", "log format (default text)"),
 	OPT("verbose", 'v', OPT_COUNT, verbose, "", "more logging (debug)"),
 	OPT("once", 0, OPT_BOOL, once, "", "run the command at most once, then exit"),
+	OPT("campaign-timeout", 0, OPT_DURATION, campaign_timeout, "DURATION",
+	    "wrapper mode: exit 75 if not leading within this (default: no limit)"),
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
 	OPTS_BACKEND_ACCESS(OPT),
 	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this"),

@@ -17,8 +17,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
 
-STATUS_KEYS = {'name', 'id', 'state', 'leader', 'token', 'is_leader', 'since', 'since_unix_ms',
-               'deadline_left_ms', 'index', 'reason', 'backend'}
+STATUS_KEYS = {'name', 'id', 'state', 'leader', 'token', 'is_leader', 'ready', 'since',
+               'since_unix_ms', 'deadline_left_ms', 'index', 'reason', 'backend', 'backend_ok',
+               'last_error'}
 STATES = {'follower', 'candidate', 'leader', 'suspended', 'stepping-down'}
 
 

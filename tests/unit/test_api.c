@@ -96,7 +96,8 @@ static void set_leader(void)
 {
 	fake.state = "leader";
 	fake.leader = "node-a";
-	fake.is_leader = true;
+	fake.is_leader = fake.ready = true;
+	fake.backend = BACKEND_UP;
 	fake.token = 42;
 	fake.deadline_left_ns = 9500 * NS_PER_MS;
 	fake.index++;
@@ -239,6 +240,10 @@ static void test_status_json(void **state)
 	assert_true(json_is_null(json_object_get(doc, "leader")));
 	assert_int_equal(json_integer_value(json_object_get(doc, "token")), 0);
 	assert_true(json_is_false(json_object_get(doc, "is_leader")));
+	assert_true(json_is_false(json_object_get(doc, "ready")));
+	/* Reachability unknown until the backend answered or failed once. */
+	assert_true(json_is_null(json_object_get(doc, "backend_ok")));
+	assert_true(json_is_null(json_object_get(doc, "last_error")));
 	assert_string_equal(json_string_value(json_object_get(doc, "since")),
 	                    "2023-11-14T22:13:20.123Z");
 	assert_int_equal(json_integer_value(json_object_get(doc, "since_unix_ms")),
@@ -257,6 +262,15 @@ static void test_status_json(void **state)
 	assert_int_equal(json_integer_value(json_object_get(doc, "deadline_left_ms")), 9500);
 	assert_int_equal(json_integer_value(json_object_get(doc, "token")), 42);
 	assert_true(json_is_true(json_object_get(doc, "is_leader")));
+	assert_true(json_is_true(json_object_get(doc, "ready")));
+	assert_true(json_is_true(json_object_get(doc, "backend_ok")));
+	json_decref(doc);
+
+	fake.backend = BACKEND_DOWN;
+	fake.last_error = "cannot connect to ZooKeeper at 127.0.0.1:1: Connection refused";
+	doc = body_json(get(f, "GET", "/v1/status"));
+	assert_true(json_is_false(json_object_get(doc, "backend_ok")));
+	assert_string_equal(json_string_value(json_object_get(doc, "last_error")), fake.last_error);
 	json_decref(doc);
 }
 
@@ -351,6 +365,14 @@ static void test_routes(void **state)
 	assert_status_line(get(f, "GET", "/readyz"), "HTTP/1.1 503 ");
 	set_leader();
 	assert_status_line(get(f, "GET", "/readyz"), "HTTP/1.1 200 ");
+	/* Elected, but the elected hook still runs (or failed): not ready. */
+	fake.is_leader = fake.ready = false;
+	r = get(f, "GET", "/readyz");
+	assert_status_line(r, "HTTP/1.1 503 ");
+	assert_non_null(strstr(r, "{\"ready\":false,\"state\":\"leader\"}"));
+	/* The backend unreachable: still alive (a restart would not help). */
+	fake.backend = BACKEND_DOWN;
+	assert_status_line(get(f, "GET", "/healthz"), "HTTP/1.1 200 ");
 	r = get(f, "HEAD", "/v1/status");
 	assert_status_line(r, "HTTP/1.1 200 ");
 	assert_null(strstr(r, "{"));
@@ -391,13 +413,27 @@ static void test_metrics(void **state)
 	assert_non_null(strstr(r, "elect_transitions_total{name=\"we\\\"b\",state=\"leader\"} 3\n"));
 	assert_non_null(strstr(r, "elect_token{name=\"we\\\"b\"} 42\n"));
 	assert_non_null(strstr(r, "elect_renewals_total{name=\"we\\\"b\"} 4\n"));
-	assert_non_null(strstr(r, "elect_renew_latency_seconds{name=\"we\\\"b\"} 0.002000\n"));
+	assert_non_null(strstr(r, "elect_renew_last_latency_seconds{name=\"we\\\"b\"} 0.002000\n"));
+	/* _sum and _count belong to one summary family, no stray families. */
+	assert_non_null(strstr(r, "# TYPE elect_renew_latency_seconds summary\n"
+	                          "elect_renew_latency_seconds_sum{"));
+	assert_null(strstr(r, "# TYPE elect_renew_latency_seconds_sum"));
+	assert_null(strstr(r, "# TYPE elect_renew_latency_seconds_count"));
+	assert_null(strstr(r, "# TYPE elect_renew_latency_seconds gauge"));
+	assert_non_null(strstr(r, "# TYPE elect_backend_up gauge\n"));
+	assert_non_null(strstr(r, "\nelect_backend_up{name=\"we\\\"b\"} 1\n"));
 	assert_non_null(strstr(r, "elect_renew_latency_seconds_sum{name=\"we\\\"b\"} 0.010000\n"));
 	assert_non_null(strstr(r, "elect_renew_latency_seconds_count{name=\"we\\\"b\"} 4\n"));
 	assert_non_null(strstr(r, "elect_hook_failures_total{name=\"we\\\"b\",event=\"elected\"} 1\n"));
 	assert_non_null(strstr(r, "elect_hook_runs_total{name=\"we\\\"b\",event=\"leader\"} 0\n"));
 	assert_non_null(strstr(r, "elect_deadline_left_seconds{name=\"we\\\"b\"} 9.500\n"));
 	assert_non_null(strstr(r, "elect_backend_errors_total{name=\"we\\\"b\"} 0\n"));
+	/* Elected but not ready: elect_is_leader follows readiness. */
+	fake.is_leader = fake.ready = false;
+	fake.backend = BACKEND_DOWN;
+	r = get(f, "GET", "/metrics");
+	assert_non_null(strstr(r, "\nelect_is_leader{name=\"we\\\"b\"} 0\n"));
+	assert_non_null(strstr(r, "\nelect_backend_up{name=\"we\\\"b\"} 0\n"));
 }
 
 /* ---- client commands, run in a child while the parent serves ---- */
