@@ -52,7 +52,6 @@ struct backend {
 	bool settling;               /* holding a replaced file: not leading before settle_until */
 	int64_t settle_until_ns;
 	uint64_t old_dev, old_ino;   /* the file the last holder locked, while settling */
-	uint64_t gone_dev, gone_ino; /* a replaced file seen free (see old_gone) */
 	uint64_t token;
 	uint64_t seen_token;         /* highest token seen in the lock file: never go below */
 	int token_errno;             /* last error taking a token (logged once per kind) */
@@ -142,26 +141,16 @@ static void watch_file(struct backend *b)
 		log_debug("file: inotify on %s: %s", b->path, strerror(errno));
 }
 
-/* Keeps fd as the old file while someone else still holds it; once nobody
- * does, remembers it as gone (see old_gone). */
+/* Keeps fd (the file the path named before) open, unlocked by us, to see when
+ * nobody holds it any more (old_gone); open, its inode number cannot be
+ * reused by a new file either. fd must not be the lock our command holds. */
 static void keep_old(struct backend *b, int fd)
 {
-	struct stat st;
-
 	if (b->old_fd >= 0)
 		close(b->old_fd);
-	b->old_fd = -1;
-	if (fd < 0)
-		return;
-	if (!file_lock_free(fd)) {
-		b->old_fd = fd;
-		return;
-	}
-	if (fstat(fd, &st) == 0) {
-		b->gone_dev = (uint64_t)st.st_dev;
-		b->gone_ino = (uint64_t)st.st_ino;
-	}
-	close(fd);
+	b->old_fd = fd;
+	if (fd >= 0)
+		file_lock_fd(fd, F_UNLCK);   /* ours, if we had just taken it */
 }
 
 static int open_file(struct backend *b)
@@ -185,18 +174,15 @@ static void close_file(struct backend *b)
 	ev_timer_stop(b->p.loop, &b->settle_timer);
 }
 
-/* The last holder's file (old_dev:old_ino) is provably free: we saw it
- * unlocked (nobody can lead on it since: the path names another file), or we
- * still have it open and nobody holds its lock any more. */
-static bool old_gone(struct backend *b)
+/* The last holder's file (old_dev:old_ino) is provably free: we still have it
+ * open and nobody holds its lock any more (nobody can lead on it again: the
+ * path names another file). */
+static bool old_gone(const struct backend *b)
 {
-	if (b->old_fd >= 0 && file_lock_free(b->old_fd)) {
-		int fd = b->old_fd;
+	struct stat st;
 
-		b->old_fd = -1;
-		keep_old(b, fd);         /* free now: remembered as gone */
-	}
-	return b->old_ino != 0 && b->gone_ino == b->old_ino && b->gone_dev == b->old_dev;
+	return b->old_fd >= 0 && fstat(b->old_fd, &st) == 0 && (uint64_t)st.st_dev == b->old_dev &&
+	       (uint64_t)st.st_ino == b->old_ino && file_lock_free(b->old_fd);
 }
 
 static void lead(struct backend *b, int64_t sent)
@@ -205,30 +191,41 @@ static void lead(struct backend *b, int64_t sent)
 	ev_timer_stop(b->p.loop, &b->settle_timer);
 	keep_old(b, -1);
 	b->holding = true;
+	/* The holder's id and token, for followers and listings, and a floor
+	 * for the next token should the counter be lost. */
+	if (file_write_content(b->fd, b->token, b->p.id, true) < 0)
+		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
 	report_alive(b, sent);
 	b->ev_elected = true;
 	report_leader(b, b->p.id);
 	queue_kick(b);
 }
 
-/* Holding a replaced file: lead once its last holder cannot be running. */
-static void settle(struct backend *b)
+/* Holding a replaced file: lead once its last holder cannot be running,
+ * with this file recorded as ours first. true if leading now. */
+static bool settle(struct backend *b)
 {
 	int64_t sent = clock_now_ns();
 
 	if (!b->settling)
-		return;
+		return false;
+	if (same_file(b) && sent < b->settle_until_ns && !old_gone(b))
+		return false;
+	if (same_file(b) && file_token_record(b->token_path, "lock", b->fd) < 0) {
+		log_debug("file: cannot record %s in %s: %s; retrying", b->path, b->token_path,
+		          strerror(errno));
+		return false;            /* the poll timer comes back */
+	}
+	/* Recorded: a file that replaces ours from now on is seen as replaced
+	 * by whoever locks it, so this check is the last one needed. */
 	if (!same_file(b)) {
 		log_info("file: %s was replaced again while waiting; starting over", b->path);
 		close_file(b);
 		open_file(b);
-		return;
+		return false;
 	}
-	if (sent >= b->settle_until_ns || old_gone(b)) {
-		log_info("file: the holder of the replaced lock file %s cannot be running any more; leading",
-		         b->path);
-		lead(b, sent);
-	}
+	lead(b, sent);
+	return true;
 }
 
 static void on_settle(struct ev_loop *loop, ev_timer *w, int revents)
@@ -242,12 +239,14 @@ static void start_settling(struct backend *b, uint64_t last_token)
 {
 	char ttl[32];
 
+	b->settling = true;
+	b->settle_until_ns = clock_now_ns() + b->p.ttl_ns;
+	if (settle(b) || !b->settling)
+		return;
 	duration_format(b->p.ttl_ns, ttl, sizeof(ttl));
 	log_warnx("file: %s is not the file that the holder of token %" PRIu64 " locked (it was "
 	          "removed or replaced); not leading for %s (the TTL) unless that holder is seen gone",
 	          b->path, last_token, ttl);
-	b->settling = true;
-	b->settle_until_ns = clock_now_ns() + b->p.ttl_ns;
 	ev_timer_set(&b->settle_timer, clock_ns_to_ev(b->p.ttl_ns), 0.);
 	ev_timer_start(b->p.loop, &b->settle_timer);
 }
@@ -278,8 +277,7 @@ static void try_acquire(struct backend *b)
 	int64_t sent;
 	bool replaced;
 
-	if (b->settling)
-		settle(b);
+	settle(b);
 	if (!b->campaigning || b->holding)
 		return;
 	if (b->fd < 0 && open_file(b) < 0) {
@@ -317,17 +315,16 @@ static void try_acquire(struct backend *b)
 		return;
 	}
 	b->token_errno = 0;
-	/* Recorded as ours: a file that replaced ours after this will be seen
-	 * as replaced by whoever locks it, so checking now is enough. */
-	if (!same_file(b) || file_write_content(b->fd, b->token, b->p.id, true) < 0) {
-		if (same_file(b))
-			log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
-		file_lock_fd(b->fd, F_UNLCK);
+	b->holding = true;
+	if (replaced) {
+		start_settling(b, b->token - 1);
 		return;
 	}
-	b->holding = true;
-	if (replaced && !old_gone(b)) {
-		start_settling(b, b->token - 1);
+	/* Recorded as ours: a file that replaces ours after this is seen as
+	 * replaced by whoever locks it, so checking now is enough. */
+	if (!same_file(b)) {
+		close_file(b);
+		open_file(b);
 		return;
 	}
 	lead(b, sent);

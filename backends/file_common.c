@@ -165,15 +165,21 @@ static int token_content(char *out, size_t outlen, const char *content, const ch
 	return (int)used;
 }
 
-int file_token_bump(const char *token_path, const char *key_name, int held_fd, uint64_t floor,
-                    uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino)
+/* Reads, updates and writes the token file under its lock: the counter
+ * becomes max(counter, floor) + 1 when bump is set; key's record becomes
+ * held_fd's file unless bump found it naming another (then it stays, so that
+ * whoever takes the lock next still waits for that file's holder). */
+static int token_update(const char *token_path, const char *key_name, int held_fd,
+                        bool bump, uint64_t floor, uint64_t *token, bool *replaced,
+                        uint64_t *old_dev, uint64_t *old_ino)
 {
 	char content[TOKEN_FILE_MAX + 1], out[TOKEN_FILE_MAX + 64], key[32];
 	const char *tok, *rec;
-	uint64_t counter = 0;
+	uint64_t counter = 0, rec_dev = 0, rec_ino = 0;
 	struct stat held;
 	ssize_t n;
 	int fd, len, tries = 0, rc = -1, saved;
+	bool has_rec;
 
 	*replaced = false;
 	if (fstat(held_fd, &held) < 0)
@@ -189,7 +195,7 @@ int file_token_bump(const char *token_path, const char *key_name, int held_fd, u
 		goto out;
 	content[n] = '\0';
 	tok = strncmp(content, "token=", 6) == 0 ? content : strstr(content, "\ntoken=");
-	if (tok == NULL && n > 0) {
+	if (tok == NULL && (n > 0 || !bump)) {
 		errno = EINVAL;          /* unreadable: do not restart from 0 */
 		goto out;
 	}
@@ -197,12 +203,17 @@ int file_token_bump(const char *token_path, const char *key_name, int held_fd, u
 		counter = strtoull(tok + (*tok == '\n' ? 7 : 6), NULL, 10);
 	snprintf(key, sizeof(key), "%s=", key_name);
 	rec = strncmp(content, key, strlen(key)) == 0 ? content : strstr(content, key);
-	if (rec != NULL && (rec == content || rec[-1] == '\n') &&
-	    sscanf(rec + strlen(key), "%" SCNu64 ":%" SCNu64, old_dev, old_ino) == 2)
-		*replaced = *old_dev != (uint64_t)held.st_dev || *old_ino != (uint64_t)held.st_ino;
-	*token = (counter > floor ? counter : floor) + 1;
-	len = token_content(out, sizeof(out), content, key_name, *token, (uint64_t)held.st_dev,
-	                    (uint64_t)held.st_ino);
+	has_rec = rec != NULL && (rec == content || rec[-1] == '\n') &&
+	          sscanf(rec + strlen(key), "%" SCNu64 ":%" SCNu64, &rec_dev, &rec_ino) == 2;
+	if (has_rec && (rec_dev != (uint64_t)held.st_dev || rec_ino != (uint64_t)held.st_ino)) {
+		*replaced = bump;
+		*old_dev = rec_dev;
+		*old_ino = rec_ino;
+	}
+	*token = bump ? (counter > floor ? counter : floor) + 1 : counter;
+	len = token_content(out, sizeof(out), content, key_name, *token,
+	                    *replaced ? rec_dev : (uint64_t)held.st_dev,
+	                    *replaced ? rec_ino : (uint64_t)held.st_ino);
 	if (len < 0) {
 		errno = EFBIG;
 		goto out;
@@ -215,4 +226,18 @@ out:
 	close(fd);                   /* drops the token file's lock */
 	errno = saved;
 	return rc;
+}
+
+int file_token_bump(const char *token_path, const char *key, int held_fd, uint64_t floor,
+                    uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino)
+{
+	return token_update(token_path, key, held_fd, true, floor, token, replaced, old_dev, old_ino);
+}
+
+int file_token_record(const char *token_path, const char *key, int held_fd)
+{
+	uint64_t token, dev, ino;
+	bool replaced;
+
+	return token_update(token_path, key, held_fd, false, 0, &token, &replaced, &dev, &ino);
 }

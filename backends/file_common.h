@@ -31,14 +31,19 @@ int file_write_content(int fd, uint64_t token, const char *holder, bool sync);
  * inode) that its latest holder locked. malloc'd; NULL when out of memory. */
 char *file_token_path(const char *lock_path);
 /* For the holder of lock file key (locked on held_fd): the next token,
- * max(counter, floor) + 1, written (synced) with held_fd's inode as key's
- * last holder's, under the token file's own lock (tried for a few ms, never
- * blocking). *replaced: key's last holder locked another file than held_fd's
- * (removed or replaced since), whose holder may still run; its device and
- * inode in *old_dev, *old_ino. -1 with errno (EINVAL: the token file holds no
- * counter, so it cannot be trusted not to go backwards). */
+ * max(counter, floor) + 1, written (synced) under the token file's own lock
+ * (tried for a few ms, never blocking), with held_fd's inode as key's last
+ * holder's. Unless *replaced: key's last holder locked another file than
+ * held_fd's (removed or replaced since), whose holder may still run; its
+ * device and inode in *old_dev, *old_ino, and the record stays on it until
+ * file_token_record() (so a taker after us who never led waits too). -1
+ * with errno (EINVAL: the token file holds no counter, so it cannot be
+ * trusted not to go backwards). */
 int file_token_bump(const char *token_path, const char *key, int held_fd, uint64_t floor,
                     uint64_t *token, bool *replaced, uint64_t *old_dev, uint64_t *old_ino);
+/* Records held_fd's file as key's last holder's (once the holder of a
+ * replaced file may lead). -1 with errno. */
+int file_token_record(const char *token_path, const char *key, int held_fd);
 /* The file system of path is wiped by a reboot (tmpfs, ramfs). */
 bool file_on_tmpfs(const char *path);
 /* Creates the directories leading to path (not path itself). */

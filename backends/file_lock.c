@@ -71,6 +71,7 @@ struct lock_hold {
 	enum fl_state state;
 	int fd;                      /* held (or settling) slot file, -1 otherwise */
 	int64_t settle_until_ns;     /* > 0: locked a replaced slot file, granted then */
+	unsigned slot;               /* which slot fd is */
 	char *path;                  /* held slot file's path */
 	uint64_t token;
 	bool queued_told;
@@ -88,6 +89,7 @@ struct lock_session {
 	char *id;
 	int ino_fd, ino_wd;
 	int64_t ttl_ns;
+	bool tmpfs_warned;
 	bool open, closing;
 	struct lock_hold *head, *tail;
 	ev_io ino_watcher;
@@ -177,21 +179,27 @@ static char *slot_path(const struct lock_session *s, const char *name, unsigned 
 	return p;
 }
 
+/* DIR/NAME.token, and the key of a slot file in it: the file's own name,
+ * "lock" for NAME.lock, "slotK" for NAME.slotK. */
+static void token_names(const struct lock_hold *h, unsigned slot, char *path, size_t pathlen,
+                        char *key, size_t keylen)
+{
+	snprintf(path, pathlen, "%s/%s.token", h->s->dir, h->name);
+	if (h->limit == 1)
+		snprintf(key, keylen, "lock");
+	else
+		snprintf(key, keylen, "slot%u", slot);
+}
+
 /* Takes slot's next token (DIR/NAME.token, file_token_bump) for fd, never
  * below the token in the slot file itself. 0 with *replaced set when the
  * slot's last holder locked another file; -1 on error (logged). */
-static int next_token(struct lock_session *s, struct lock_hold *h, unsigned slot, int fd,
-                      bool *replaced)
+static int next_token(struct lock_hold *h, unsigned slot, int fd, bool *replaced)
 {
 	char path[4200], holder[8], key[32];
 	uint64_t floor = 0, dev, ino;
 
-	snprintf(path, sizeof(path), "%s/%s.token", s->dir, h->name);
-	/* The same names as the files: NAME.lock, NAME.slotK. */
-	if (h->limit == 1)
-		snprintf(key, sizeof(key), "lock");
-	else
-		snprintf(key, sizeof(key), "slot%u", slot);
+	token_names(h, slot, path, sizeof(path), key, sizeof(key));
 	file_read_content(fd, &floor, holder, sizeof(holder));
 	if (file_token_bump(path, key, fd, floor, &h->token, replaced, &dev, &ino) == 0)
 		return 0;
@@ -211,20 +219,38 @@ static void grant(struct lock_hold *h)
 	h->ev_granted = true;
 }
 
-/* A hold on a replaced slot file: granted after the TTL, dropped if the
- * file is replaced again. true if granted now. */
+static void drop_slot(struct lock_hold *h)
+{
+	close(h->fd);
+	h->fd = -1;
+	free(h->path);
+	h->path = NULL;
+	h->settle_until_ns = 0;
+}
+
+/* A hold on a replaced slot file: granted after the TTL, with the file
+ * recorded as its slot's first (until then a later taker waits too);
+ * dropped if the file is replaced again. true if granted now. */
 static bool settle(struct lock_hold *h)
 {
+	char path[4200], key[32];
+
 	if (!file_same(h->fd, h->path)) {
-		close(h->fd);
-		h->fd = -1;
-		free(h->path);
-		h->path = NULL;
-		h->settle_until_ns = 0;
+		drop_slot(h);
 		return false;
 	}
 	if (clock_now_ns() < h->settle_until_ns)
 		return false;
+	token_names(h, h->slot, path, sizeof(path), key, sizeof(key));
+	if (file_token_record(path, key, h->fd) < 0) {
+		log_debug("file: cannot record %s in %s: %s; retrying", h->path, path, strerror(errno));
+		return false;            /* the poll timer comes back */
+	}
+	/* Recorded: a later replacement is seen by its taker. */
+	if (!file_same(h->fd, h->path)) {
+		drop_slot(h);
+		return false;
+	}
 	grant(h);
 	return true;
 }
@@ -265,16 +291,17 @@ static bool try_hold(struct lock_hold *h)
 			free(path);
 			continue;
 		}
-		if (next_token(s, h, i, fd, &replaced) < 0) {
+		if (next_token(h, i, fd, &replaced) < 0) {
 			close(fd);
 			free(path);
 			return false;
 		}
 		h->fd = fd;
 		h->path = path;
+		h->slot = i;
 		/* Recorded as ours: a later replacement is seen by its taker. */
-		if (!file_same(fd, path)) {
-			settle(h);               /* drops it */
+		if (!replaced && !file_same(fd, path)) {
+			drop_slot(h);
 			continue;
 		}
 		if (replaced) {
@@ -591,6 +618,12 @@ static void fl_open(struct lock_session *s)
 	int64_t sent = clock_now_ns();
 
 	snprintf(probe, sizeof(probe), "%s/.", s->dir);
+	if (!s->tmpfs_warned && file_on_tmpfs(probe)) {
+		s->tmpfs_warned = true;
+		log_warnx("file: %s is on a tmpfs, so its token counters (NAME.token) restart after a "
+		          "reboot; put it on persistent storage (e.g. /var/lib/elect/locks) to keep "
+		          "fencing tokens increasing", s->dir);
+	}
 	if (file_make_parents(probe) < 0) {
 		snprintf(s->failed_reason, sizeof(s->failed_reason), "cannot create %s: %s", s->dir,
 		         strerror(errno));

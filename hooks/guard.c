@@ -141,13 +141,21 @@ static void kill_children(pid_t self)
 
 static void close_all_but(int keep_fd)
 {
+	struct rlimit nofile;
+
 	if (keep_fd > 2) {
-		if (keep_fd > 3)
-			syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U);
-		syscall(SYS_close_range, (unsigned)keep_fd + 1, ~0U, 0U);
-	} else {
-		syscall(SYS_close_range, 3U, ~0U, 0U);
+		if ((keep_fd == 3 || syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U) == 0) &&
+		    syscall(SYS_close_range, (unsigned)keep_fd + 1, ~0U, 0U) == 0)
+			return;
+	} else if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0) {
+		return;
 	}
+	/* Kernels before 5.9 have no close_range. */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur > 65536)
+		nofile.rlim_cur = 65536;
+	for (int fd = 3; fd < (int)nofile.rlim_cur; fd++)
+		if (fd != keep_fd)
+			close(fd);
 }
 
 static void __attribute__((noreturn)) exit_like(int status)

@@ -177,6 +177,9 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	 * guard exits only once its whole tree is dead: nothing left to do. */
 	if (!p->guarded)
 		signal_group(p->pid, SIGKILL);
+	else if (WIFSIGNALED(status))   /* a guard only ever exits */
+		log_error("the guard of process group %ld was killed by signal %d: what its command "
+		          "started outside its group may still run", (long)p->pid, WTERMSIG(status));
 	/* Take what is already written, but do not wait for EOF: a grandchild
 	 * that escaped the group may hold the pipe open for ever. */
 	read_output(p);
@@ -197,8 +200,14 @@ static void kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void proc_stop(struct proc *p, int sig, int64_t grace_ns)
 {
-	if (p->stopping || p->exited)
+	if (p->exited)
 		return;
+	if (p->stopping) {
+		/* Asked again (a second SIGTERM to the agent): SIGKILL now. */
+		if (sig == SIGKILL)
+			signal_tree(p, SIGKILL);
+		return;
+	}
 	p->stopping = 1;
 	signal_tree(p, sig);
 	/* The cached loop time may be well behind (a callback that forked, a

@@ -61,7 +61,7 @@ struct proc *proc_spawn(struct ev_loop *loop, const struct proc_spec *spec,
 void proc_signal(struct proc *p, int sig);
 /* Stopping: sig (usually SIGTERM) to the group now, SIGKILL to the group after
  * grace_ns unless it has exited. Calling it again while stopping does nothing
- * (the earlier SIGKILL time stands). */
+ * (the earlier SIGKILL time stands), except with SIGKILL, which goes at once. */
 void proc_stop(struct proc *p, int sig, int64_t grace_ns);
 pid_t proc_pid(const struct proc *p);
 /* Exit status as a shell shows it: code, or 128+signal. */

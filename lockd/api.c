@@ -31,6 +31,7 @@ struct hold_api {
 	struct http_request *wait_req;
 	ev_timer wait_timer;
 	int pidfd;                /* the client's command (-1: none registered) */
+	bool guard;               /* it is a guard (hooks/guard.h): kill it with its signal */
 	ev_io pid_io;             /* readable once the command has exited */
 };
 
@@ -342,12 +343,14 @@ static void handle_command(struct lockd_api *a, struct http_request *req)
 	json_int_t pid = 0;
 	char why[200];
 	int status, fd;
+	bool guard;
 
 	if (body == NULL)
 		return;
 	jpid = json_object_get(body, "pid");
 	if (json_is_integer(jpid))
 		pid = json_integer_value(jpid);
+	guard = json_is_true(json_object_get(body, "guard"));
 	json_decref(body);
 	if (pid <= 1 || pid > INT32_MAX) {
 		reply_error(req, 400, "missing or bad \"pid\": the process id of the command");
@@ -371,6 +374,7 @@ static void handle_command(struct lockd_api *a, struct http_request *req)
 		return;
 	}
 	ha->pidfd = fd;
+	ha->guard = guard;
 	h->cmd_pid = (int)pid;
 	httpd_respond_json_obj(req, 200, json_pack("{s:i, s:b, s:o}", "pid", h->cmd_pid,
 	                                           "watched", 1, "conn", httpd_json_u64(req->conn)));
@@ -519,7 +523,7 @@ void lockd_api_kill_command(struct lockd_api *a, struct hold *h)
 
 	if (ha == NULL || ha->pidfd < 0)
 		return;               /* not reached: cmd_pid comes with a pidfd */
-	command_kill(ha->pidfd, h->cmd_pid);
+	command_kill(ha->pidfd, h->cmd_pid, ha->guard);
 	ev_io_init(&ha->pid_io, command_exit_cb, ha->pidfd, EV_READ);
 	ha->pid_io.data = ha;
 	ev_io_start(a->loop, &ha->pid_io);

@@ -71,13 +71,18 @@ int command_open(pid_t pid, pid_t peer, int *status, char *why, size_t whylen)
 	return fd;
 }
 
-void command_kill(int pidfd, pid_t pid)
+void command_kill(int pidfd, pid_t pid, bool guard)
 {
 	/* lockctl runs its command under a guard (hooks/guard.h): SIGKILL would
 	 * kill the guard alone and leave the command's tree running; the guard's
 	 * own signal makes it kill the whole tree and exit once all of it is
-	 * dead, which the pidfd then tells. Any other process dies of it too (a
-	 * real-time signal's default action). */
-	if (syscall(SYS_pidfd_send_signal, pidfd, guard_kill_signal(), NULL, 0) < 0 && errno != ESRCH)
-		log_warnx("cannot kill command %d: %s", (int)pid, strerror(errno));
+	 * dead, which the pidfd then tells. */
+	if (syscall(SYS_pidfd_send_signal, pidfd, guard ? guard_kill_signal() : SIGKILL, NULL, 0) < 0) {
+		if (errno != ESRCH)
+			log_warnx("cannot kill command %d: %s", (int)pid, strerror(errno));
+		return;           /* reaped: its group id may be someone else's now */
+	}
+	/* Any other command: SIGKILL to it and to its process group. */
+	if (!guard && kill(-pid, SIGKILL) < 0 && errno != ESRCH)
+		log_warnx("cannot kill the process group of command %d: %s", (int)pid, strerror(errno));
 }

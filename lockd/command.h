@@ -5,6 +5,7 @@
 #ifndef ELECT_LOCKD_COMMAND_H
 #define ELECT_LOCKD_COMMAND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -13,9 +14,10 @@
  * -1 with the reason in why; *status the HTTP status to answer (403: not the
  * client's command, 501: no pidfd support here, e.g. under valgrind). */
 int command_open(pid_t pid, pid_t peer, int *status, char *why, size_t whylen);
-/* Kills the command's whole tree: the guard's kill signal (hooks/guard.h)
- * to the pid, if it has not been reaped yet. The pidfd turns readable once
- * the guard has exited, i.e. once the whole tree is dead. */
-void command_kill(int pidfd, pid_t pid);
+/* Kills the command, if it has not been reaped yet: a guard (hooks/guard.h,
+ * as lockctl registers it) gets its kill signal and kills the whole tree, the
+ * pidfd turning readable once all of it is dead; any other command gets
+ * SIGKILL, and so does its process group. */
+void command_kill(int pidfd, pid_t pid, bool guard);
 
 #endif

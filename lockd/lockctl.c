@@ -380,7 +380,7 @@ static void command_done(CURL *easy, CURLcode rc, void *arg)
 /* Tells lockd the command's pid on the hold's connection, then waits. */
 static void register_command(struct runner *rn)
 {
-	snprintf(rn->cmd_body, sizeof(rn->cmd_body), "{\"hold\":\"%s\",\"pid\":%d}", rn->hold,
+	snprintf(rn->cmd_body, sizeof(rn->cmd_body), "{\"hold\":\"%s\",\"pid\":%d,\"guard\":true}", rn->hold,
 	         (int)proc_pid(rn->child));
 	uclient_setup(&rn->uc, rn->easy, "POST", "/v1/command", rn->cmd_body, REQUEST_SLACK_MS,
 	              &rn->reply);

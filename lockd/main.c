@@ -29,7 +29,7 @@
 
 static const struct opt_def lockd_options[] = {
 	OPT("backend", 'b', OPT_STRING, backend, "URL",
-	    "file:///DIR, etcd://HOSTS/PREFIX, zk://HOSTS/PATH (default file://RUNDIR/locks)"),
+	    "file:///DIR, etcd://HOSTS/PREFIX, zk://HOSTS/PATH (default file://STATEDIR/locks)"),
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/lockd.sock)"),
 	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
 	OPT("socket-group", 0, OPT_STRING, socket_group, "GROUP", "group of the socket (default: lockd's)"),

@@ -140,9 +140,17 @@ static int serve_watch(const char *path)
 
 			if (!pf[i + 1].revents)
 				continue;
-			r = read(w[i].fd, w[i].reg + w[i].len, sizeof w[i].reg - 1 - w[i].len);
+			char scratch[256];
+
+			/* Past a full registration: read on, keep nothing (a read of 0
+			 * bytes must mean the hang-up, never a full buffer). */
+			if (w[i].len < sizeof w[i].reg - 1)
+				r = read(w[i].fd, w[i].reg + w[i].len, sizeof w[i].reg - 1 - w[i].len);
+			else
+				r = read(w[i].fd, scratch, sizeof scratch);
 			if (r > 0) {
-				w[i].len += (size_t)r;
+				if (w[i].len < sizeof w[i].reg - 1)
+					w[i].len += (size_t)r;
 				continue;
 			}
 			if (r < 0 && errno == EINTR)

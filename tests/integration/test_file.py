@@ -135,6 +135,24 @@ class FileBackend(ElectTestCase):
         with open(self.path('e.token')) as f:
             self.assertIn('token=%s\n' % nxt.token, f.read())
 
+    def test_candidate_quitting_while_waiting_on_a_replaced_file(self):
+        """A candidate that waits on a new lock file and quits must not make
+        the file look safe to the next candidate while the old leader's
+        command still runs."""
+        log = self.path('iv.log')
+        a = self.agent(id='a', cmd=self.leader_cmd(log, '--ignore-term'), ttl='3s',
+                       kill_grace='2s')
+        first = self.one_holder(log)
+        os.unlink(self.path('e.lock'))
+        c = self.agent(id='c', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
+        wait_for(lambda: 'not leading for' in c.log(), 10, msg='c waits on the new file')
+        c.stop()
+        self.agent(id='d', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
+        nxt = self.wait_new_term(log, after_ns=first.start, exclude_id='a', timeout=20)
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.check_intervals(log)
+        self.assertIn('removed or replaced', a.log())
+
     @valgrind_ok
     def test_replaced_lock_file_and_token_file_removed_too(self):
         """The lock file replaced by a copy (sed -i) while leading: the copy

@@ -82,6 +82,26 @@ class FileLocks(LockdCases, ElectTestCase):
         p2.kill(signal.SIGTERM)
         p2.wait_exit(15)
 
+    def test_waiter_giving_up_on_a_replaced_file_leaves_the_wait_to_the_next(self):
+        """A waiter that locks the new file but gives up (its --wait is shorter
+        than the TTL) must not make the file look safe to the next one while
+        the old holder still runs."""
+        a = self.lockd('a', ttl='3s', kill_grace='1500ms')
+        b = self.lockd('b', ttl='3s', kill_grace='1s')
+        log = self.path('gu.iv')
+        p1 = self.lockctl_run(a, 'gu', 'h1', log, extra=['--ignore-term'])
+        first = self.one_holder(log)
+        os.unlink(self.path('locks', 'gu.lock'))
+        r = self.lockctl(b, 'run', 'gu', '--wait', '300ms', '--', 'true')
+        self.assertEqual(r.returncode, 75, r.stderr)
+        p3 = self.lockctl_run(b, 'gu', 'h3', log, args=['--wait', '60s'])
+        self.assertEqual(p1.wait_exit(15), 75, p1.log())
+        nxt = self.wait_new_term(log, after_ns=first.start, exclude_id='h1', timeout=20)
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.check_intervals(log)
+        p3.kill(signal.SIGTERM)
+        p3.wait_exit(15)
+
     def test_lock_files_and_semaphore_slots(self):
         a = self.lockd('a')
         c1, c2 = HoldConn(a), HoldConn(a)

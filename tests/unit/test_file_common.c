@@ -104,11 +104,26 @@ static void test_bump_records_and_detects_replacement(void **state)
 	fstat(fb, &b);
 	assert_int_equal(dev, (uint64_t)a.st_dev);
 	assert_int_equal(ino, (uint64_t)a.st_ino);
+	/* The record stays on the old file until the new holder may lead: a
+	 * taker after us (should we never lead) must wait for that file too. */
 	read_file("e.token", content, sizeof(content));
 	snprintf(want, sizeof(want), "token=44\nlock=%llu:%llu\nslot1=%llu:%llu\n",
+	         (unsigned long long)a.st_dev, (unsigned long long)a.st_ino,
+	         (unsigned long long)b.st_dev, (unsigned long long)b.st_ino);
+	assert_string_equal(content, want);
+	assert_int_equal(file_token_bump(tp, "lock", fb, 0, &token, &replaced, &dev, &ino), 0);
+	assert_int_equal(token, 45);
+	assert_true(replaced);
+	/* Recorded: the counter stays, the record names the new file. */
+	assert_int_equal(file_token_record(tp, "lock", fb), 0);
+	read_file("e.token", content, sizeof(content));
+	snprintf(want, sizeof(want), "token=45\nlock=%llu:%llu\nslot1=%llu:%llu\n",
 	         (unsigned long long)b.st_dev, (unsigned long long)b.st_ino,
 	         (unsigned long long)b.st_dev, (unsigned long long)b.st_ino);
 	assert_string_equal(content, want);
+	assert_int_equal(file_token_bump(tp, "lock", fb, 0, &token, &replaced, &dev, &ino), 0);
+	assert_int_equal(token, 46);
+	assert_false(replaced);
 	close(fa);
 	close(fb);
 }
