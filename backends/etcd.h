@@ -69,6 +69,8 @@ struct etcd_client {
 	char *user, *password, *token;
 	bool failing;              /* logging: one line per state change */
 	bool auth_failing;         /* the same for refused credentials */
+	bool owner_logs;           /* the owner logs failures (the elector core logs
+	                              every change of reachability): info, not warn */
 	/* Refused credentials: the next login waits auth_backoff_ns (doubling
 	 * up to AUTH_BACKOFF_MAX_NS), as every login costs etcd a bcrypt. */
 	int64_t auth_backoff_ns, auth_next_ns;

@@ -186,7 +186,8 @@ void etcd_note_failure(struct etcd_req *r, const char *err)
 	if (b->n_endpoints > 1 && r->endpoint == b->cur)
 		b->cur = (b->cur + 1) % b->n_endpoints;
 	if (!b->failing)
-		log_warnx("etcd: %s to %s failed: %s%s%s", r->what, b->endpoints[r->endpoint], err,
+		log_msg(b->owner_logs ? LOG_LVL_INFO : LOG_LVL_WARN,
+		        "etcd: %s to %s failed: %s%s%s", r->what, b->endpoints[r->endpoint], err,
 		          b->n_endpoints > 1 ? "; now using " : "",
 		          b->n_endpoints > 1 ? b->endpoints[b->cur] : "");
 	else
@@ -216,7 +217,8 @@ static void auth_done(struct etcd_req *r, const json_t *ans, const char *err)
 	/* Refused credentials: one line until they work (etcd_note_failure
 	 * already logged a connection failure). */
 	if (err != NULL && !r->transport_error && !b->auth_failing)
-		log_warnx("etcd: authentication as '%s' failed: %s", b->user, err);
+		log_msg(b->owner_logs ? LOG_LVL_INFO : LOG_LVL_WARN,
+		        "etcd: authentication as '%s' failed: %s", b->user, err);
 	else if (err != NULL)
 		log_debug("etcd: authentication as '%s' failed: %s", b->user, err);
 	else if (b->auth_failing)

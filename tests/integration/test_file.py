@@ -141,7 +141,7 @@ class FileBackend(ElectTestCase):
         command still runs."""
         log = self.path('iv.log')
         a = self.agent(id='a', cmd=self.leader_cmd(log, '--ignore-term'), ttl='3s',
-                       kill_grace='2s')
+                       kill_grace='1500ms')
         first = self.one_holder(log)
         os.unlink(self.path('e.lock'))
         c = self.agent(id='c', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
