@@ -129,7 +129,7 @@ class FileBackend(ElectTestCase):
         self.agent(id='c', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
         nxt = self.wait_new_term(log, after_ns=first.start, exclude_id='a', timeout=20)
         self.assertGreater(int(nxt.token), int(first.token))
-        rep = self.check_intervals(log)
+        rep = self.check_intervals(log, t_end=now_ns())
         self.assertGreaterEqual(rep.terms, 2)
         self.assertIn('removed or replaced', a.log())
         with open(self.path('e.token')) as f:
@@ -150,7 +150,7 @@ class FileBackend(ElectTestCase):
         self.agent(id='d', cmd=self.leader_cmd(log), ttl='3s', kill_grace='500ms')
         nxt = self.wait_new_term(log, after_ns=first.start, exclude_id='a', timeout=20)
         self.assertGreater(int(nxt.token), int(first.token))
-        self.check_intervals(log)
+        self.check_intervals(log, t_end=now_ns())
         self.assertIn('removed or replaced', a.log())
 
     @valgrind_ok
@@ -173,7 +173,7 @@ class FileBackend(ElectTestCase):
         os.rename(tmp, lock)
         nxt = self.wait_new_term(log, after_ns=first.start, exclude_id=None, timeout=20)
         self.assertGreater(int(nxt.token), int(first.token))
-        self.check_intervals(log)
+        self.check_intervals(log, t_end=now_ns())
 
     def test_token_file_without_counter_is_refused(self):
         """A token file that holds no counter cannot be trusted not to go
