@@ -566,6 +566,7 @@ class ElectTestCase(unittest.TestCase):
             ivs = self.intervals(workers_log)
             return ivs and all(i.dead is not None for i in ivs) and max(i.dead for i in ivs)
         t_dead = wait_for(all_dead, 5, msg='every worker in %s died' % workers_log)
+        sys.stderr.write('[whole tree dead %.1f ms after the kill] ' % ((t_dead - t0) / 1e6))
         self.assertLess(t_dead - t0, 1e9 * scale(), 'a worker outlived the kill by %.0f ms'
                         % ((t_dead - t0) / 1e6))
         nxt = self.wait_new_term(log, after_ns=t0, exclude_id=exclude_id, timeout=timeout)
