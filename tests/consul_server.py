@@ -1,0 +1,264 @@
+"""A real Consul server for tests (Python 3 stdlib only), on loopback.
+
+No Debian package ships Consul, so the tests build it from its Go modules
+(tests/consul/go.mod: consul v1.13.9, MPL-2.0) once, into a cache outside the
+work tree that is keyed by go.sum:
+
+    $ELECT_CONSUL_CACHE (default ~/.cache/elect)/consul-<sha256(go.sum)[:16]>/consul
+
+    python3 tests/consul_server.py --build   # build it if missing (~12 min cold
+                                             # on 2 cores), print its path
+    from consul_server import ConsulServer, consul_bin, have_consul
+    srv = ConsulServer(base_dir); srv.start()   # waits for a Raft leader
+    self.addCleanup(srv.stop)
+    url = 'consul://%s/web' % srv.endpoint
+    srv.kv_get('web/.lock') -> dict or None;  srv.consul('lock', ...) argv
+    srv.kill() (SIGKILL), srv.stop() (SIGTERM, then SIGKILL)
+
+ELECT_CONSUL_BIN names a consul binary to use instead. Every server is a
+`consul agent -dev` with its own free 127.0.0.1 ports (HTTP, serf LAN/WAN,
+server RPC; DNS and gRPC off), runs in its own process group and is stopped by
+its pid, also when a test fails.
+"""
+
+import base64
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULE_DIR = os.path.join(HERE, 'consul')
+GO = shutil.which('go') or '/usr/local/go/bin/go'
+
+
+def _free_port():
+    try:
+        from harness import free_port   # shares the set of ports handed out
+        return free_port()
+    except ImportError:
+        s = socket.socket()
+        s.bind(('127.0.0.1', 0))
+        p = s.getsockname()[1]
+        s.close()
+        return p
+
+
+def cache_dir():
+    with open(os.path.join(MODULE_DIR, 'go.sum'), 'rb') as f:
+        h = hashlib.sha256(f.read()).hexdigest()[:16]
+    base = os.environ.get('ELECT_CONSUL_CACHE') or os.path.join(
+        os.path.expanduser('~'), '.cache', 'elect')
+    return os.path.join(base, 'consul-' + h)
+
+
+def consul_bin():
+    return os.environ.get('ELECT_CONSUL_BIN') or os.path.join(cache_dir(), 'consul')
+
+
+def have_consul():
+    return os.access(consul_bin(), os.X_OK)
+
+
+def build_consul(log=sys.stderr):
+    """Builds the binary when missing (one build at a time: a lock file).
+    Returns its path; raises RuntimeError when it cannot be built."""
+    path = consul_bin()
+    if os.access(path, os.X_OK):
+        return path
+    if not os.access(GO, os.X_OK):
+        raise RuntimeError('Consul is not built and there is no Go toolchain (looked for %s): '
+                           'install Go 1.20 or later, or set ELECT_CONSUL_BIN' % GO)
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, '.lock'), 'w') as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if os.access(path, os.X_OK):
+            return path
+        tmp = path + '.tmp%d' % os.getpid()
+        print('building Consul 1.13.9 from Go modules into %s (about 12 min cold on 2 cores)' % d,
+              file=log, flush=True)
+        t0 = time.monotonic()
+        env = dict(os.environ, GOFLAGS='-mod=mod -buildvcs=false')
+        r = subprocess.run([GO, 'build', '-o', tmp, 'github.com/hashicorp/consul'],
+                           cwd=MODULE_DIR, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise RuntimeError('building Consul failed:\n' + r.stdout[-3000:])
+        os.rename(tmp, path)
+        print('built Consul in %.0fs' % (time.monotonic() - t0), file=log, flush=True)
+    return path
+
+
+class ConsulServer:
+    """One `consul agent -dev` server on loopback."""
+
+    def __init__(self, base_dir=None, name='consul0', extra_args=()):
+        self._own_dir = base_dir is None
+        self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-test-')
+        self.name = name
+        self.http_port = _free_port()
+        self.ports = [_free_port() for _ in range(3)]   # serf LAN, serf WAN, server RPC
+        self.log_path = os.path.join(self.base_dir, name + '.log')
+        self.extra_args = list(extra_args)
+        self.token = None
+        self.popen = None
+        self._logf = None
+
+    @property
+    def endpoint(self):
+        return '127.0.0.1:%d' % self.http_port
+
+    @property
+    def http_addr(self):
+        return 'http://' + self.endpoint
+
+    def argv(self):
+        return [consul_bin(), 'agent', '-dev', '-node', self.name, '-bind', '127.0.0.1',
+                '-client', '127.0.0.1', '-http-port', str(self.http_port), '-dns-port', '-1',
+                '-grpc-port', '-1', '-serf-lan-port', str(self.ports[0]),
+                '-serf-wan-port', str(self.ports[1]), '-server-port', str(self.ports[2]),
+                '-log-level', 'info'] + self.extra_args
+
+    def env(self, extra=None):
+        """Environment for the consul CLI against this server."""
+        e = {k: v for k, v in os.environ.items() if not k.startswith('CONSUL_')}
+        e['CONSUL_HTTP_ADDR'] = self.http_addr
+        if self.token:
+            e['CONSUL_HTTP_TOKEN'] = self.token
+        e.update(extra or {})
+        return e
+
+    def consul(self, *args):
+        """argv of a consul CLI command (run it with env=self.env())."""
+        return [consul_bin()] + list(args)
+
+    def start(self, timeout=60):
+        if self.alive():
+            return
+        build_consul()
+        self._logf = open(self.log_path, 'ab')
+        self.popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._logf,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def alive(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def request(self, method, path, body=None, timeout=5):
+        """(status, parsed JSON or text, headers)."""
+        req = urllib.request.Request(self.http_addr + path, method=method,
+                                     data=body.encode() if isinstance(body, str) else body)
+        if self.token:
+            req.add_header('X-Consul-Token', self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                data, status, hdrs = r.read().decode(), r.status, r.headers
+        except urllib.error.HTTPError as e:
+            data, status, hdrs = e.read().decode(), e.code, e.headers
+        try:
+            return status, json.loads(data), hdrs
+        except ValueError:
+            return status, data, hdrs
+
+    def ready(self):
+        try:
+            status, leader, _ = self.request('GET', '/v1/status/leader', timeout=1)
+            return status == 200 and isinstance(leader, str) and leader != ''
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout=60):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not self.alive():
+                raise RuntimeError('consul %s exited (%s); log:\n%s'
+                                   % (self.name, self.popen.returncode, self.log()[-3000:]))
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError('consul %s has no leader after %.0fs; log:\n%s'
+                           % (self.name, timeout, self.log()[-3000:]))
+
+    def kv_get(self, key):
+        """The entry as a dict (Value decoded to str, Flags from the raw text), or None."""
+        status, data, _ = self.request('GET', '/v1/kv/' + key)
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(data, list) or not data:
+            raise RuntimeError('GET %s: %s %r' % (key, status, data))
+        e = data[0]
+        if e.get('Value') is not None:
+            e['Value'] = base64.b64decode(e['Value']).decode('utf-8', 'replace')
+        return e
+
+    def sessions(self):
+        status, data, _ = self.request('GET', '/v1/session/list')
+        return data if status == 200 and isinstance(data, list) else []
+
+    def log(self):
+        try:
+            with open(self.log_path, 'rb') as f:
+                return f.read().decode('utf-8', 'replace')
+        except OSError:
+            return ''
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            try:
+                os.kill(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.popen.wait()
+        self._close_log()
+
+    def stop(self, timeout=10):
+        """SIGTERM, SIGKILL after timeout; removes an own temp dir."""
+        if self.alive():
+            os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        self._close_log()
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def _close_log(self):
+        if self._logf is not None:
+            self._logf.close()
+            self._logf = None
+
+
+if __name__ == '__main__':
+    if sys.argv[1:] == ['--build']:
+        try:
+            print(build_consul())
+        except RuntimeError as e:
+            print('consul_server: %s' % e, file=sys.stderr)
+            sys.exit(1)
+        sys.exit(0)
+    # Smoke test: one server up and down.
+    s = ConsulServer()
+    s.start()
+    print('consul at', s.endpoint, 'leader', s.request('GET', '/v1/status/leader')[1])
+    s.stop()
