@@ -1,0 +1,233 @@
+/* backends/consul_proto.c: session bodies and Consul's answers, including
+ * malformed ones, and Flags read as unsigned 64-bit numbers from the text. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "backends/consul_proto.h"
+
+#define S(x) (x), strlen(x)
+
+static void test_session_body(void **state)
+{
+	char *b = consul_body_session("elect a1", 15, 0);
+	json_t *o = json_loads(b, 0, NULL);
+
+	(void)state;
+	assert_non_null(o);
+	assert_string_equal(json_string_value(json_object_get(o, "TTL")), "15s");
+	assert_string_equal(json_string_value(json_object_get(o, "LockDelay")), "0ms");
+	assert_string_equal(json_string_value(json_object_get(o, "Behavior")), "release");
+	assert_string_equal(json_string_value(json_object_get(o, "Name")), "elect a1");
+	/* No health checks: an empty list each, not a missing field (which
+	 * Consul fills with serfHealth). */
+	assert_true(json_is_array(json_object_get(o, "NodeChecks")));
+	assert_int_equal(json_array_size(json_object_get(o, "NodeChecks")), 0);
+	assert_true(json_is_array(json_object_get(o, "Checks")));
+	assert_int_equal(json_array_size(json_object_get(o, "Checks")), 0);
+	json_decref(o);
+	free(b);
+	b = consul_body_session("x", 10, 2500);
+	assert_non_null(strstr(b, "\"LockDelay\":\"2500ms\""));
+	free(b);
+}
+
+static void test_parse_session(void **state)
+{
+	char err[200], *id;
+
+	(void)state;
+	assert_int_equal(consul_parse_session(S("{\"ID\":\"adf4238a-882b-9ddc-4a9d-5b6758e4159e\"}"), &id,
+	                                      err, sizeof(err)), 0);
+	assert_string_equal(id, "adf4238a-882b-9ddc-4a9d-5b6758e4159e");
+	free(id);
+	assert_int_equal(consul_parse_session(S("{}"), &id, err, sizeof(err)), -1);
+	assert_null(id);
+	assert_int_equal(consul_parse_session(S("{\"ID\":42}"), &id, err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_session(S("{\"ID\":\"\"}"), &id, err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_session(S("not json"), &id, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "malformed"));
+	assert_int_equal(consul_parse_session(S(""), &id, err, sizeof(err)), -1);
+}
+
+static void test_parse_renew(void **state)
+{
+	char err[200];
+
+	(void)state;
+	assert_int_equal(consul_parse_renew(S("[{\"ID\":\"s1\",\"TTL\":\"15s\"}]"), err, sizeof(err)), 1);
+	/* Gone: an empty array, null, an empty body. */
+	assert_int_equal(consul_parse_renew(S("[]"), err, sizeof(err)), 0);
+	assert_int_equal(consul_parse_renew(S("null"), err, sizeof(err)), 0);
+	assert_int_equal(consul_parse_renew(S(""), err, sizeof(err)), 0);
+	assert_int_equal(consul_parse_renew(S(" \n"), err, sizeof(err)), 0);
+	/* Malformed. */
+	assert_int_equal(consul_parse_renew(S("[{\"TTL\":\"15s\"}]"), err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_renew(S("{\"ID\":\"s1\"}"), err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_renew(S("[1]"), err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_renew(S("[{"), err, sizeof(err)), -1);
+}
+
+static void test_parse_bool(void **state)
+{
+	(void)state;
+	assert_int_equal(consul_parse_bool(S("true")), 1);
+	assert_int_equal(consul_parse_bool(S("true\n")), 1);
+	assert_int_equal(consul_parse_bool(S("false")), 0);
+	assert_int_equal(consul_parse_bool(S("")), -1);
+	assert_int_equal(consul_parse_bool(S("truex")), -1);
+	assert_int_equal(consul_parse_bool(S("1")), -1);
+}
+
+static const char lock_entry[] =
+	"[{\"LockIndex\":3,\"Key\":\"web/.lock\",\"Flags\":3304740253564472344,"
+	"\"Value\":\"YTE=\",\"Session\":\"s-1\",\"CreateIndex\":10,\"ModifyIndex\":42}]";
+
+static void test_parse_kv_lock(void **state)
+{
+	struct consul_kv kv;
+	char err[200];
+
+	(void)state;
+	assert_int_equal(consul_parse_kv(S(lock_entry), &kv, err, sizeof(err)), 0);
+	assert_true(kv.exists);
+	/* Above 2^53: a double would make it 3304740253564472320. */
+	assert_true(kv.flags == CONSUL_LOCK_FLAG);
+	assert_true(kv.flags == UINT64_C(3304740253564472344));
+	assert_true(kv.modify_index == 42);
+	assert_true(kv.lock_index == 3);
+	assert_true(kv.create_index == 10);
+	assert_string_equal(kv.session, "s-1");
+	assert_string_equal(kv.value, "a1");
+	assert_int_equal(kv.value_len, 2);
+	consul_kv_free(&kv);
+}
+
+static void test_parse_kv_semaphore_flag(void **state)
+{
+	/* Above 2^63: jansson alone refuses the whole document. */
+	static const char sem[] =
+		"[ { \"Key\" : \"web/.lock\" , \"Flags\" : 16210313421097356768 ,\n"
+		"\"Value\":null,\"ModifyIndex\":7} ]";
+	struct consul_kv kv;
+	char err[200];
+
+	(void)state;
+	assert_int_equal(consul_parse_kv(S(sem), &kv, err, sizeof(err)), 0);
+	assert_true(kv.flags == CONSUL_SEM_FLAG);
+	assert_true(kv.flags == UINT64_C(16210313421097356768));
+	assert_null(kv.session);
+	assert_string_equal(kv.value, "");
+	consul_kv_free(&kv);
+}
+
+static void test_parse_kv_free_and_missing(void **state)
+{
+	struct consul_kv kv;
+	char err[200];
+
+	(void)state;
+	/* Released: no Session (or an empty one). */
+	assert_int_equal(consul_parse_kv(S("[{\"Key\":\"k\",\"Flags\":0,\"ModifyIndex\":5,\"Session\":\"\"}]"),
+	                                 &kv, err, sizeof(err)), 0);
+	assert_true(kv.exists);
+	assert_null(kv.session);
+	assert_true(kv.flags == 0);
+	consul_kv_free(&kv);
+	assert_int_equal(consul_parse_kv(S("[]"), &kv, err, sizeof(err)), 0);
+	assert_false(kv.exists);
+	consul_kv_free(&kv);
+}
+
+static void test_parse_kv_malformed(void **state)
+{
+	static const char *const bad[] = {
+		"", "{}", "null", "[1]", "[{\"Key\":\"k\"}]",                 /* no ModifyIndex */
+		"[{\"Key\":\"k\",\"ModifyIndex\":-1}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":\"5\"}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":5,\"Flags\":-1}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":5,\"Flags\":1.5}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":5,\"Flags\":\"3\"}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":5,\"Flags\":18446744073709551616}]", /* 2^64 */
+		"[{\"Key\":\"k\",\"ModifyIndex\":5,\"Value\":\"!!\"}]",          /* not base64 */
+		"[{\"Key\":\"k\",\"ModifyIndex\":5,\"Session\":7}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":5",                            /* cut off */
+		"[{\"Key\":\"k\\\"}]",
+	};
+	struct consul_kv kv;
+	char err[200];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		if (consul_parse_kv(S(bad[i]), &kv, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_true(err[0] != '\0');
+		assert_false(kv.exists);
+		assert_null(kv.session);
+		assert_null(kv.value);
+	}
+}
+
+static void test_scrub_flags(void **state)
+{
+	/* Only the entries' own Flags: not a "Flags" inside a string or a
+	 * nested object, nor a value that reads "Flags". */
+	char text[] = "[{\"Key\":\"a\\\"Flags\\\":9\",\"Flags\":18446744073709551615,\"X\":{\"Flags\":5}},"
+	              "{\"Value\":\"Flags\",\"Flags\":1},{\"Key\":\"c\"}]";
+	uint64_t f[4];
+	bool has[4];
+	json_t *a;
+
+	(void)state;
+	assert_int_equal(consul_scrub_flags(text, strlen(text), f, has, 4), 0);
+	assert_true(has[0] && f[0] == UINT64_MAX);
+	assert_true(has[1] && f[1] == 1);
+	assert_false(has[2]);
+	assert_false(has[3]);
+	a = json_loads(text, 0, NULL);
+	assert_non_null(a);     /* jansson can read what is left */
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(json_array_get(a, 0), "X"),
+	                                                     "Flags")), 5);
+	json_decref(a);
+}
+
+static void test_index_and_escape(void **state)
+{
+	char *k;
+
+	(void)state;
+	assert_true(consul_parse_index("12345") == 12345);
+	assert_true(consul_parse_index("12345\r\n") == 12345);
+	assert_true(consul_parse_index("") == 0);
+	assert_true(consul_parse_index(NULL) == 0);
+	assert_true(consul_parse_index("-3") == 0);
+	assert_true(consul_parse_index("12x") == 0);
+	k = consul_escape_key("elect/web app/.lock?x&y");
+	assert_string_equal(k, "elect/web%20app/.lock%3Fx%26y");
+	free(k);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_session_body),
+		cmocka_unit_test(test_parse_session),
+		cmocka_unit_test(test_parse_renew),
+		cmocka_unit_test(test_parse_bool),
+		cmocka_unit_test(test_parse_kv_lock),
+		cmocka_unit_test(test_parse_kv_semaphore_flag),
+		cmocka_unit_test(test_parse_kv_free_and_missing),
+		cmocka_unit_test(test_parse_kv_malformed),
+		cmocka_unit_test(test_scrub_flags),
+		cmocka_unit_test(test_index_and_escape),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

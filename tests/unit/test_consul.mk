@@ -1,0 +1,3 @@
+# backends/consul_proto.c alone (base64 from etcd_proto.c): session bodies,
+# Consul's answers (well-formed, surprising, broken), Flags above 2^63.
+test_consul_OBJ = backends/consul_proto.o backends/etcd_proto.o
