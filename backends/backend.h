@@ -103,13 +103,14 @@ struct backend_ops {
 
 /* Every backend, in backends/registry.c. */
 const struct backend_ops *backend_lookup(const char *url);
-/* "file, etcd, zk" for messages. */
+/* "file, zk, etcd, consul" for messages. */
 const char *backend_schemes(void);
 
 /* Each backend file defines one of these and registry.c lists it. */
 extern const struct backend_ops file_backend_ops;
 extern const struct backend_ops zk_backend_ops;
 extern const struct backend_ops etcd_backend_ops;
+extern const struct backend_ops consul_backend_ops;
 
 /* Helpers shared by backends (backends/registry.c). */
 /* Splits "scheme://hosts/path": hosts and path are malloc'd (path without the

@@ -10,6 +10,7 @@ static const struct backend_ops *const backends[] = {
 	&file_backend_ops,
 	&zk_backend_ops,
 	&etcd_backend_ops,
+	&consul_backend_ops,
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))
