@@ -40,7 +40,7 @@ ELECTOR_OBJ = $(ELECTOR_SRC:%.c=$(BUILD)/%.o)
 PROGS = $(BIN)/elect $(if $(wildcard lockd/main.c),$(BIN)/lockd) \
         $(if $(wildcard lockd/lockctl.c),$(BIN)/lockctl)
 
-.PHONY: all check unit integration asan valgrind bench chaos demo install uninstall clean
+.PHONY: all check unit integration consul asan valgrind bench chaos demo install uninstall clean
 all: $(PROGS)
 
 $(BUILD)/%.o: %.c
@@ -79,6 +79,11 @@ unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $(UNIT_RUNNER) $$t; done
 
 # ---- process-level and integration tests against real servers.
+# The Consul server the tests run, built from Go modules once into a cache
+# outside the work tree (tests/consul_server.py; ~12 min cold).
+consul:
+	python3 tests/consul_server.py --build
+
 integration: all
 	python3 tests/run.py $(TESTS)
 
@@ -87,6 +92,7 @@ integration: all
 # build (all but the chaos run, which the plain pass already makes).
 check:
 	$(MAKE) all unit CFLAGS="$(CFLAGS) -Werror"
+	$(MAKE) consul
 	$(MAKE) integration
 	$(MAKE) valgrind
 	$(MAKE) asan

@@ -104,7 +104,10 @@ static void report_leader(struct consul *b, const char *id)
 
 static void lose(struct consul *b, const char *reason)
 {
-	log_warnx("consul: out of the election (key %s): %s", b->key, reason);
+	if (b->campaigning)
+		log_warnx("consul: out of the election (key %s): %s", b->key, reason);
+	else
+		log_info("consul: %s", reason);
 	if (!b->release_pending)
 		consul_req_cancel(&b->r_elect);
 	ev_timer_stop(b->loop, &b->retry);
@@ -320,6 +323,10 @@ static void acquire_done(struct consul_req *r, long status, const char *err)
 	}
 	b->index = 0;
 	if (err != NULL) {
+		/* Consul answers 500 "invalid session" for a session it ended:
+		 * renew now, its 404 tells for sure. */
+		if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL)
+			consul_session_renew(&b->s);
 		retry_later(b);    /* the next read shows whether it went through */
 		return;
 	}

@@ -386,6 +386,14 @@ static const char *const secret_vars[] = {
 	"CONSUL_HTTP_AUTH",
 };
 
+void options_backend_env_auth(const char *backend_url, char **auth)
+{
+	const char *tok = getenv("CONSUL_HTTP_TOKEN");
+
+	if (*auth == NULL && backend_url && strncmp(backend_url, "consul://", 9) == 0 && tok && *tok)
+		*auth = strdup(tok);    /* NULL on out of memory: no token, Consul says so */
+}
+
 void options_scrub_secrets(void)
 {
 	for (size_t i = 0; i < sizeof(secret_vars) / sizeof(secret_vars[0]); i++)

@@ -64,6 +64,9 @@ int options_check_backend_access(const char *backend_url, const char *tls_ca, co
  * backend client ones, see options.c) from this process's environment, so
  * that the leader command, hooks and other children do not inherit them. Call
  * once the options have been read (the values were copied). */
+/* A consul:// backend without --auth takes Consul's own CONSUL_HTTP_TOKEN:
+ * copied into *auth (malloc'd) here, before options_scrub_secrets() removes it. */
+void options_backend_env_auth(const char *backend_url, char **auth);
 void options_scrub_secrets(void);
 
 /* Whether JSON logs were asked for on the command line (--log-format json or

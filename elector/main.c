@@ -234,6 +234,8 @@ int main(int argc, char **argv)
 	}
 	default_durations(&o);
 	rc = options_load(elect_options, &o, "ELECT_", "config", argc, argv, &res, err, sizeof(err));
+	if (rc == 0)
+		options_backend_env_auth(o.backend, &o.auth);
 	/* The credentials were copied: children must not inherit them. */
 	options_scrub_secrets();
 	if (rc < 0) {

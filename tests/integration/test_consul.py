@@ -1,0 +1,240 @@
+"""elect on the Consul backend, against a real Consul (issue 11).
+
+Consul has no Debian package: tests/consul_server.py builds Consul 1.13.9
+from its Go modules (tests/consul/go.mod) once into ~/.cache/elect and reuses
+it; every test starts its own `consul agent -dev` on free loopback ports and
+stops it by pid. The same binary is `consul lock`, the peer we share the lock
+with. Leader commands write interval logs (tests/leadercmd.c) that the
+checker reads: no overlap, tokens strictly increasing. Bounds are generous;
+timing figures belong to `make bench`.
+"""
+
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
+from consul_server import ConsulServer, build_consul, have_consul  # noqa: E402
+
+LOCK_FLAG = 0x2ddccbc058a50c18
+TTL_S = 10                      # Consul's smallest session TTL
+
+
+def timing():
+    if scale() >= 5:
+        return dict(ttl='15s', renew='3s', kill_grace='1s')
+    return dict(ttl='%ds' % TTL_S, renew='2s', kill_grace='500ms')
+
+
+def ttl_ns(t):
+    return int(t['ttl'][:-1]) * 1000000000
+
+
+def _consul_available():
+    if have_consul():
+        return True
+    try:
+        build_consul()          # once per machine (~12 min cold), then cached
+        return True
+    except RuntimeError as e:
+        sys.stderr.write('test_consul: %s\n' % e)
+        return False
+
+
+@unittest.skipUnless(_consul_available(), 'Consul could not be built (no Go toolchain?)')
+class ConsulTestCase(ElectTestCase):
+
+    def setUp(self):
+        self._servers = []
+        # Registered before the harness's cleanup, so it runs after it:
+        # agents get to destroy their sessions before Consul goes away.
+        self.addCleanup(self._stop_servers)
+        super().setUp()
+
+    def _stop_servers(self):
+        for s in reversed(self._servers):
+            s.stop()
+
+    def consul(self):
+        s = ConsulServer(self.tmp, 'consul%d' % len(self._servers))
+        self._servers.append(s)
+        s.start()
+        return s
+
+    def agents(self, url, log, ids, t=None, **kw):
+        t = t or timing()
+        return [self.agent(id=i, name='web', backend=url, cmd=self.leader_cmd(log), **t, **kw)
+                for i in ids]
+
+    def one_holder(self, log, timeout=20):
+        return wait_for(lambda: len(self.holders(log)) == 1 and self.holders(log)[0], timeout,
+                        msg='exactly one running leader command')
+
+    def leaders(self, agents):
+        return [a for a in agents if a.alive() and a.is_leader()]
+
+    def consul_lock(self, srv, name, prefix='web'):
+        """`consul lock PREFIX CMD` whose command touches NAME.held and runs
+        until NAME.stop exists."""
+        held, stop = self.path(name + '.held'), self.path(name + '.stop')
+        cmd = 'touch %s; while [ ! -e %s ]; do sleep 0.1; done' % (held, stop)
+        p = self.spawn(srv.consul('lock', prefix, cmd), name, env=srv.env())
+        p.held = lambda: os.path.exists(held)
+        p.release = lambda: open(stop, 'w').close()
+        return p
+
+
+class ConsulElection(ConsulTestCase):
+
+    def test_one_leader_among_three_and_graceful_handover(self):
+        srv = self.consul()
+        log = self.path('iv.log')
+        agents = self.agents('consul://%s/web' % srv.endpoint, log, ['n0', 'n1', 'n2'])
+        first = self.one_holder(log)
+        wait_for(lambda: len(self.leaders(agents)) == 1, 10)
+        leader = [a for a in agents if a.id == first.id][0]
+        wait_for(lambda: all(a.status()['leader'] == first.id for a in agents), 10)
+        # consul lock's layout: PREFIX/.lock, its flag, value = our id,
+        # held by our session; the token is the acquire's Raft index.
+        kv = srv.kv_get('web/.lock')
+        self.assertEqual(kv['Flags'], LOCK_FLAG)
+        self.assertEqual(kv['Value'], first.id)
+        self.assertTrue(kv['Session'])
+        self.assertEqual(int(first.token), kv['ModifyIndex'])
+        self.assertEqual(leader.status()['token'], int(first.token))
+        # Sessions without health checks, one per agent.
+        mine = [s for s in srv.sessions() if s['Name'].startswith('elect ')]
+        self.assertEqual(len(mine), 3)
+        for s in mine:
+            self.assertEqual(s.get('NodeChecks') or [], [])
+            self.assertEqual(s.get('Checks') or [], [])
+            self.assertEqual(s['TTL'], timing()['ttl'])
+
+        # Graceful: SIGTERM releases the key and destroys the session; a
+        # waiter leads at once (well before a TTL).
+        t0 = now_ns()
+        self.assertIsNotNone(leader.stop())
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id=first.id, timeout=10)
+        self.assertLess(nxt.start - t0, 3e9 * scale(), 'handover took a TTL: key not released?')
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.assertEqual(len([s for s in srv.sessions() if s['Name'].startswith('elect ')]), 2)
+        rest = [a for a in agents if a is not leader]
+        wait_for(lambda: all(a.status()['leader'] == nxt.id for a in rest), 10)
+        self.check_intervals(log)
+
+    def test_kill9_of_leader_fails_over_after_session_invalidation(self):
+        srv = self.consul()
+        log = self.path('iv.log')
+        t = timing()
+        agents = self.agents('consul://%s/web' % srv.endpoint, log, ['k0', 'k1', 'k2'], t)
+        first = self.one_holder(log)
+        leader = [a for a in agents if a.id == first.id][0]
+        t0 = now_ns()
+        leader.kill(signal.SIGKILL)
+        # Its command dies with it at once, long before anyone else leads.
+        wait_for(lambda: [i for i in self.intervals(log) if i.pid == first.pid and i.end], 5)
+        # Consul may keep a session up to 2 x TTL after its last renewal.
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id=first.id,
+                                 timeout=2 * ttl_ns(t) / 1e9 + 10)
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.check_intervals(log, t_end=now_ns())
+
+    def test_bad_config_and_name_as_prefix(self):
+        srv = self.consul()
+        r = self.run_elect(['--name', 'x', '--backend', 'consul://%s/web' % srv.endpoint,
+                            '--ttl', '5s', '--check-config', '--', 'true'])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('under 10s', r.stderr)
+        r = self.run_elect(['--name', 'x', '--backend', 'consul://a:1,,b/web', '--ttl', '10s',
+                            '--check-config', '--', 'true'])
+        self.assertEqual(r.returncode, 2)
+        r = self.run_elect(['--name', 'x', '--backend', 'consul://%s/web?lock-delay=99s' % srv.endpoint,
+                            '--ttl', '10s', '--check-config', '--', 'true'])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('lock-delay', r.stderr)
+        # No host: CONSUL_HTTP_ADDR; no path: the election name.
+        a = self.agent(mode='sidecar', id='p0', name='byname', backend='consul://',
+                       env={'CONSUL_HTTP_ADDR': srv.http_addr}, **timing())
+        a.wait_state('leader', 20)
+        self.assertEqual(srv.kv_get('byname/.lock')['Value'], 'p0')
+
+    def test_foreign_key_is_a_conflict(self):
+        srv = self.consul()
+        # A key with other flags (here: a semaphore's, above 2^63) is not taken.
+        st, _, _ = srv.request('PUT', '/v1/kv/web/.lock?flags=16210313421097356768', '{"Limit":2}')
+        self.assertEqual(st, 200)
+        log = self.path('iv.log')
+        a = self.agents('consul://%s/web' % srv.endpoint, log, ['c0'])[0]
+        wait_for(lambda: 'not a lock' in a.log(), 20, msg='conflict logged')
+        time.sleep(1)
+        self.assertEqual(self.holders(log), [])
+        self.assertEqual(srv.kv_get('web/.lock')['Flags'], 16210313421097356768)
+        # Once the key is gone the agent takes it.
+        srv.request('DELETE', '/v1/kv/web/.lock')
+        a.wait_state('leader', 20)
+        self.assertEqual(a.log().count('not a lock'), 1)
+
+
+class ConsulInterop(ConsulTestCase):
+
+    def test_with_consul_lock_both_ways(self):
+        srv = self.consul()
+        url = 'consul://%s/web' % srv.endpoint
+        log = self.path('iv.log')
+        cl1 = self.consul_lock(srv, 'lock1')
+        wait_for(cl1.held, 20, msg='consul lock holds')
+        agents = self.agents(url, log, ['a0', 'a1'])
+        holder = srv.kv_get('web/.lock')['Session']
+        # While consul lock holds: nobody leads, everyone sees its session lead.
+        wait_for(lambda: all(a.status()['leader'] == holder for a in agents), 20,
+                 msg='agents report consul lock as leader')
+        time.sleep(1)
+        self.assertEqual(self.holders(log), [])
+        self.assertEqual(self.leaders(agents), [])
+
+        # consul lock -> elect: its command ends, it releases; an agent leads.
+        cl1.release()
+        cl1.wait_exit(20)
+        first = self.one_holder(log)
+        leader = [a for a in agents if a.id == first.id][0]
+
+        # elect -> consul lock: a waiting consul lock gets it after elect
+        # releases it (graceful), and not before.
+        other = [a for a in agents if a is not leader][0]
+        other.stop()
+        cl2 = self.consul_lock(srv, 'lock2')
+        time.sleep(2)
+        self.assertFalse(cl2.held(), 'consul lock holds while elect leads')
+        t0 = now_ns()
+        leader.stop()
+        wait_for(cl2.held, 10, msg='consul lock took over after elect released')
+        self.assertLess(now_ns() - t0, 8e9 * scale())
+        self.assertTrue(all(i.end for i in self.intervals(log)))
+        cl2.release()
+        cl2.wait_exit(20)
+        self.check_intervals(log)
+
+    def test_consul_lock_takes_over_after_elect_is_killed(self):
+        srv = self.consul()
+        log = self.path('iv.log')
+        t = timing()
+        a = self.agents('consul://%s/web' % srv.endpoint, log, ['z0'], t)[0]
+        first = self.one_holder(log)
+        cl = self.consul_lock(srv, 'lock1')
+        time.sleep(1)
+        self.assertFalse(cl.held())
+        a.kill(signal.SIGKILL)
+        wait_for(lambda: [i for i in self.intervals(log) if i.pid == first.pid and i.end], 5)
+        # Our session has no lock-delay: consul lock gets the key as soon as
+        # Consul invalidates the session (TTL to 2 x TTL).
+        wait_for(cl.held, 2 * ttl_ns(t) / 1e9 + 15, msg='consul lock took over after kill -9')
+        self.check_intervals(log, t_end=now_ns())
+        cl.release()
+        cl.wait_exit(20)
+
+
+if __name__ == '__main__':
+    unittest.main()
