@@ -266,6 +266,26 @@ static void test_scrub_secrets(void **state)
 	unsetenv("ELECT_NAME");
 }
 
+/* Consul's token variable is kept for a consul:// backend (as its auth)
+ * before the scrub removes it from the environment. */
+static void test_consul_token_from_env(void **state)
+{
+	char *auth = NULL, *given = strdup("explicit");
+
+	(void)state;
+	setenv("CONSUL_HTTP_TOKEN", "tok-123", 1);
+	options_backend_env_auth("etcd://h/x", &auth);
+	assert_null(auth);
+	options_backend_env_auth("consul://h/x", &given);
+	assert_string_equal(given, "explicit");
+	options_backend_env_auth("consul://h/x", &auth);
+	options_scrub_secrets();
+	assert_null(getenv("CONSUL_HTTP_TOKEN"));
+	assert_string_equal(auth, "tok-123");
+	free(auth);
+	free(given);
+}
+
 static void test_wants_json_log(void **state)
 {
 	char *flag[] = { "prog", "--ttl", "x", "--log-format", "json", NULL };
@@ -343,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_config_unreadable),
 		cmocka_unit_test(test_backend_access),
 		cmocka_unit_test(test_scrub_secrets),
+		cmocka_unit_test(test_consul_token_from_env),
 		cmocka_unit_test(test_wants_json_log),
 		cmocka_unit_test(test_which),
 	};
