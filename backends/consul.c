@@ -349,6 +349,14 @@ static void acquire_done(struct consul_req *r, long status, const char *err)
 	advance(b);
 }
 
+/* A release PUT writes Flags and Value too: keep consul lock's flag (as its
+ * Unlock does), or the key stops being a lock. */
+static void send_release(struct consul *b)
+{
+	consul_req_send(&b->r_elect, "release", release_done, "PUT", b->p.id, 0,
+	                "/v1/kv/%s?release=%s&flags=%" PRIu64, b->key, b->s.id, CONSUL_LOCK_FLAG);
+}
+
 /* The next step, if nothing is in flight: release, session, read, wait. */
 static void advance(struct consul *b)
 {
@@ -359,8 +367,7 @@ static void advance(struct consul *b)
 		if (b->s.id == NULL) {
 			b->release_pending = false;
 		} else {
-			consul_req_send(&b->r_elect, "release", release_done, "PUT", NULL, 0,
-			                "/v1/kv/%s?release=%s", b->key, b->s.id);
+			send_release(b);
 			return;
 		}
 	}
@@ -445,8 +452,7 @@ static void consul_close(struct backend *be)
 		consul_req_cancel(&b->r_elect);
 		consul_session_destroy(&b->s);
 	} else if (!b->r_elect.busy) {
-		consul_req_send(&b->r_elect, "release", release_done, "PUT", NULL, 0,
-		                "/v1/kv/%s?release=%s", b->key, b->s.id);
+		send_release(b);
 	} else {
 		b->r_elect.done = release_done;   /* the acquire in flight: destroy after it */
 	}
