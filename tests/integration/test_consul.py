@@ -89,6 +89,7 @@ class ConsulTestCase(ElectTestCase):
 
 class ConsulElection(ConsulTestCase):
 
+    @valgrind_ok
     def test_one_leader_among_three_and_graceful_handover(self):
         srv = self.consul()
         log = self.path('iv.log')
@@ -142,6 +143,7 @@ class ConsulElection(ConsulTestCase):
         self.assertGreater(int(nxt.token), int(first.token))
         self.check_intervals(log, t_end=now_ns())
 
+    @valgrind_ok
     def test_bad_config_and_name_as_prefix(self):
         srv = self.consul()
         r = self.run_elect(['--name', 'x', '--backend', 'consul://%s/web' % srv.endpoint,
@@ -161,6 +163,7 @@ class ConsulElection(ConsulTestCase):
         a.wait_state('leader', 20)
         self.assertEqual(srv.kv_get('byname/.lock')['Value'], 'p0')
 
+    @valgrind_ok
     def test_foreign_key_is_a_conflict(self):
         srv = self.consul()
         # A key with other flags (here: a semaphore's, above 2^63) is not taken.
@@ -180,6 +183,7 @@ class ConsulElection(ConsulTestCase):
 
 class ConsulInterop(ConsulTestCase):
 
+    @valgrind_ok
     def test_with_consul_lock_both_ways(self):
         srv = self.consul()
         url = 'consul://%s/web' % srv.endpoint
