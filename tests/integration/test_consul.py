@@ -18,6 +18,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
 from consul_server import ConsulServer, build_consul, have_consul  # noqa: E402
+from proxy import FaultProxy  # noqa: E402
 
 LOCK_FLAG = 0x2ddccbc058a50c18
 TTL_S = 10                      # Consul's smallest session TTL
@@ -63,6 +64,13 @@ class ConsulTestCase(ElectTestCase):
         self._servers.append(s)
         s.start()
         return s
+
+    def proxy(self, endpoint):
+        host, port = endpoint.split(':')
+        p = FaultProxy((host, int(port)))
+        p.start()
+        self.addCleanup(p.stop)
+        return p
 
     def agents(self, url, log, ids, t=None, **kw):
         t = t or timing()
@@ -179,6 +187,45 @@ class ConsulElection(ConsulTestCase):
         srv.request('DELETE', '/v1/kv/web/.lock')
         a.wait_state('leader', 20)
         self.assertEqual(a.log().count('not a lock'), 1)
+
+
+class ConsulFaults(ConsulTestCase):
+
+    def test_partition_of_leader_steps_down_before_anyone_leads(self):
+        srv = self.consul()
+        t = timing()
+        p = self.proxy(srv.endpoint)
+        log = self.path('iv.log')
+        demoted = self.path('demoted.ts')
+        hook = self.script('demoted.sh', 'python3 -c "import time; print(time.monotonic_ns())" >> %s\n'
+                           % demoted)
+        extra = ('--on-demoted', hook, '--hook-timeout', '500ms')
+        a = self.agent(id='cut', name='web', backend='consul://127.0.0.1:%d/web' % p.port,
+                       cmd=self.leader_cmd(log), args=extra, **t)
+        first = self.one_holder(log)
+        self.assertEqual(first.id, 'cut')
+        b = self.agents('consul://%s/web' % srv.endpoint, log, ['other'], t)[0]
+        wait_for(lambda: b.status()['leader'] == 'cut', 10)
+
+        t_cut = now_ns()
+        p.blackhole()
+        # Consul ends the session between TTL and 2 x TTL after the last renewal.
+        nxt = self.wait_new_term(log, after_ns=t_cut, exclude_id='cut',
+                                 timeout=2 * ttl_ns(t) / 1e9 + 10)
+        with open(demoted) as f:
+            t_demoted = int(f.read().split()[0])
+        cut_iv = [i for i in self.intervals(log) if i.id == 'cut'][0]
+        self.assertIsNotNone(cut_iv.end, 'leader command of the cut-off agent still runs')
+        self.assertLess(cut_iv.end, t_cut + ttl_ns(t), 'command stopped after the session could end')
+        self.assertLess(t_demoted, t_cut + ttl_ns(t), 'demoted ran after the session could end')
+        self.assertLess(cut_iv.end, nxt.start)
+        self.assertLess(t_demoted, nxt.start, 'the other agent led before demoted ran')
+        self.assertEqual(nxt.id, 'other')
+        self.assertTrue(a.alive())
+        # Healed: the cut-off agent finds its session gone and follows.
+        p.pass_()
+        wait_for(lambda: a.status()['leader'] == 'other' and a.status()['state'] == 'candidate', 30)
+        self.check_intervals(log)
 
 
 class ConsulInterop(ConsulTestCase):
