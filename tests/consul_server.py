@@ -106,7 +106,7 @@ def build_consul(log=sys.stderr):
 class ConsulServer:
     """One `consul agent -dev` server on loopback."""
 
-    def __init__(self, base_dir=None, name='consul0', extra_args=()):
+    def __init__(self, base_dir=None, name='consul0', extra_args=(), cluster=None):
         self._own_dir = base_dir is None
         self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-test-')
         self.name = name
@@ -114,6 +114,8 @@ class ConsulServer:
         self.ports = [_free_port() for _ in range(3)]   # serf LAN, serf WAN, server RPC
         self.log_path = os.path.join(self.base_dir, name + '.log')
         self.extra_args = list(extra_args)
+        self.cluster = cluster      # None: -dev; else the ConsulCluster it is in
+        self.data_dir = os.path.join(self.base_dir, name + '.data')
         self.token = None
         self.popen = None
         self._logf = None
@@ -127,7 +129,15 @@ class ConsulServer:
         return 'http://' + self.endpoint
 
     def argv(self):
-        return [consul_bin(), 'agent', '-dev', '-node', self.name, '-bind', '127.0.0.1',
+        if self.cluster is None:
+            mode = ['-dev']
+        else:
+            mode = ['-server', '-bootstrap-expect', str(len(self.cluster.members)),
+                    '-data-dir', self.data_dir, '-hcl', 'performance { raft_multiplier = 1 }']
+            for m in self.cluster.members:
+                if m is not self:
+                    mode += ['-retry-join', '127.0.0.1:%d' % m.ports[0]]
+        return [consul_bin(), 'agent'] + mode + ['-node', self.name, '-bind', '127.0.0.1',
                 '-client', '127.0.0.1', '-http-port', str(self.http_port), '-dns-port', '-1',
                 '-grpc-port', '-1', '-serf-lan-port', str(self.ports[0]),
                 '-serf-wan-port', str(self.ports[1]), '-server-port', str(self.ports[2]),
@@ -146,13 +156,15 @@ class ConsulServer:
         """argv of a consul CLI command (run it with env=self.env())."""
         return [consul_bin()] + list(args)
 
-    def start(self, timeout=60):
+    def start(self, timeout=60, wait=True):
         if self.alive():
             return
         build_consul()
         self._logf = open(self.log_path, 'ab')
         self.popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._logf,
                                       stderr=subprocess.STDOUT, start_new_session=True)
+        if not wait:
+            return
         try:
             self.wait_ready(timeout)
         except BaseException:
@@ -247,6 +259,38 @@ class ConsulServer:
         if self._logf is not None:
             self._logf.close()
             self._logf = None
+
+
+class ConsulCluster:
+    """n servers on loopback (-server -bootstrap-expect n, data dirs under
+    base_dir), started together; ready when each sees a Raft leader."""
+
+    def __init__(self, base_dir=None, n=3):
+        self._own_dir = base_dir is None
+        self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-cluster-')
+        self.members = []
+        for i in range(n):
+            self.members.append(ConsulServer(self.base_dir, 's%d' % i, cluster=self))
+
+    @property
+    def endpoints(self):
+        return [m.endpoint for m in self.members]
+
+    def start(self, timeout=90):
+        try:
+            for m in self.members:
+                m.start(wait=False)
+            for m in self.members:
+                m.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        for m in self.members:
+            m.stop()
+        if self._own_dir:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 if __name__ == '__main__':

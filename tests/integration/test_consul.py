@@ -18,7 +18,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
-from consul_server import ConsulServer, build_consul, have_consul  # noqa: E402
+from consul_server import ConsulCluster, ConsulServer, build_consul, have_consul  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 
 LOCK_FLAG = 0x2ddccbc058a50c18
@@ -65,6 +65,12 @@ class ConsulTestCase(ElectTestCase):
         self._servers.append(s)
         s.start()
         return s
+
+    def cluster(self, n=3):
+        c = ConsulCluster(self.tmp, n)
+        self._servers.append(c)
+        c.start()
+        return c
 
     def proxy(self, endpoint):
         host, port = endpoint.split(':')
@@ -227,6 +233,32 @@ class ConsulFaults(ConsulTestCase):
         p.pass_()
         wait_for(lambda: a.status()['leader'] == 'other' and a.status()['state'] == 'candidate', 30)
         self.check_intervals(log)
+
+
+    def test_cluster_server_of_the_leader_killed(self):
+        c = self.cluster(3)
+        log = self.path('iv.log')
+        t = timing()
+        eps = c.endpoints
+        # Each agent talks to its own server first, the others after it.
+        agents = [self.agent(id='c%d' % i, name='web', cmd=self.leader_cmd(log),
+                             backend='consul://%s/web' % ','.join(eps[i:] + eps[:i]), **t)
+                  for i in range(3)]
+        first = self.one_holder(log, 60)
+        i = int(first.id[1:])
+        victim = c.members[i]
+        victim.kill()
+        # The agent moves on to the next server. Sessions carry no serfHealth
+        # check, but a session belongs to the node it was made on: when
+        # autopilot reaps the dead server, Consul ends the sessions made
+        # through it and the key is released. Either way: never two leaders
+        # at once, every agent lives on, and one leads again.
+        time.sleep(2 * ttl_ns(t) / 1e9)
+        wait_for(lambda: len(self.holders(log)) == 1, 30, msg='one holder after the kill')
+        wait_for(lambda: len(self.leaders(agents)) == 1, 30)
+        self.assertTrue(all(a.alive() for a in agents))
+        self.assertIn('now using', agents[i].log())
+        self.check_intervals(log, t_end=now_ns())
 
 
 class ConsulAcl(ConsulTestCase):
