@@ -261,6 +261,33 @@ class ConsulFaults(ConsulTestCase):
         self.check_intervals(log, t_end=now_ns())
 
 
+    def test_consul_restarted(self):
+        # A server with a data dir (not -dev), so the restart keeps the state.
+        srv = self.cluster(1).members[0]
+        log = self.path('iv.log')
+        t = timing()
+        agents = self.agents('consul://%s/web' % srv.endpoint, log, ['r0', 'r1'], t)
+        self.one_holder(log, 30)
+        srv.stop()
+        time.sleep(1)
+        srv.start()
+        # Either the leader kept its session through the restart or there was
+        # a clean new term; never two holders at once, and the agents live on.
+        wait_for(lambda: len(self.leaders(agents)) == 1, 40)
+        self.one_holder(log, 40)
+        self.assertTrue(all(a.alive() for a in agents))
+        # Consul gone for longer than the TTL: the leader steps down, both
+        # wait, and the election resumes when Consul is back.
+        srv.stop()
+        wait_for(lambda: self.holders(log) == [], ttl_ns(t) / 1e9 + 3)
+        time.sleep(1)
+        self.assertTrue(all(a.alive() for a in agents))
+        srv.start()
+        wait_for(lambda: len(self.leaders(agents)) == 1, 2 * ttl_ns(t) / 1e9 + 30)
+        self.one_holder(log, 30)
+        self.check_intervals(log, t_end=now_ns())
+
+
 class ConsulAcl(ConsulTestCase):
 
     def test_acl_token_from_env_and_a_wrong_one(self):
