@@ -2,7 +2,7 @@
 """The chaos suite (issue 6): faults against three elect agents, checked for
 two leaders at once and for token order. `make chaos` runs it.
 
-  python3 tests/chaos.py --backend file|etcd|zk --duration SECONDS [--seed N]
+  python3 tests/chaos.py --backend file|etcd|zk|consul --duration SECONDS [--seed N]
                          [--short] [--scenario NAME]... [--no-tables]
 
 Runs, for the backend, each single scenario (kill_agent, kill_cmd, sigstop;
@@ -67,7 +67,7 @@ def snapshot_binaries(case):
 
 def main():
     ap = argparse.ArgumentParser(description='elect chaos suite (issue 6)')
-    ap.add_argument('--backend', choices=('file', 'etcd', 'zk'), required=True)
+    ap.add_argument('--backend', choices=('file', 'etcd', 'zk', 'consul'), required=True)
     ap.add_argument('--duration', type=float, default=60, help='seconds (default 60)')
     ap.add_argument('--seed', type=int)
     ap.add_argument('--short', action='store_true', help='the make check version')
@@ -87,6 +87,13 @@ def main():
         import zk_server
         if not zk_server.available():
             print('chaos: ZooKeeper (Debian package zookeeper) is not installed')
+            return 2
+    if a.backend == 'consul':
+        from consul_server import build_consul
+        try:
+            build_consul()
+        except RuntimeError as e:
+            print('chaos: %s' % e)
             return 2
     print('chaos: backend %s duration %gs%s seed %d (replay: make chaos BACKEND=%s DURATION=%g '
           'SEED=%d)' % (a.backend, a.duration, ' short' if a.short else '', seed, a.backend,

@@ -2,7 +2,7 @@
 
 One object per backend set-up, all on loopback:
 
-    env = make_env(case, 'etcd', cluster=False, rng=rng)   # or 'file', 'zk'
+    env = make_env(case, 'etcd', cluster=False, rng=rng)   # or 'file', 'zk', 'consul'
     env.start()                      # servers up (blocking until ready)
     env.url(election, agent_id, i)   # backend URL for agent number i
     env.link(agent_id)               # that agent's FaultProxy list ([] for file)
@@ -54,7 +54,7 @@ class FileEnv:
 
 
 class NetEnv:
-    """etcd or ZooKeeper: one server or a three-member cluster, with proxies."""
+    """etcd, ZooKeeper or Consul: one server or a three-member cluster, with proxies."""
     has_link = True
 
     def __init__(self, case, kind, cluster, rng):
@@ -71,6 +71,11 @@ class NetEnv:
                 self.servers = EtcdCluster(case.tmp, 3).members
             else:
                 self.servers = [EtcdServer(case.tmp, 'etcd-single')]
+        elif kind == 'consul':
+            # Servers with data dirs (not -dev): a restart keeps the state,
+            # so tokens (Raft indexes) never go back.
+            from consul_server import ConsulCluster
+            self.servers = ConsulCluster(case.tmp, 3 if cluster else 1).members
         else:
             import zk_server
             if cluster:
@@ -85,18 +90,22 @@ class NetEnv:
 
     def port(self, m):
         s = self.servers[m]
+        if self.kind == 'consul':
+            return s.http_port
         return s.client_port if self.kind == 'etcd' else s.port
 
     # --- servers
     def _launch(self, ms):
         for m in ms:
-            if self.kind == 'etcd':
+            if self.kind in ('etcd', 'consul'):
                 self.servers[m].start(wait=False)
             else:
                 self.servers[m].start()
         for m in ms:
             if self.kind == 'etcd':
                 self.servers[m].wait_healthy(60)
+            elif self.kind == 'consul':
+                self.servers[m].wait_ready(90)
             else:
                 self.servers[m].wait_ready(90)
             self.down.discard(m)
@@ -107,7 +116,7 @@ class NetEnv:
     def stop_member(self, m, hard=True):
         s = self.servers[m]
         self.down.add(m)
-        if self.kind == 'etcd':
+        if self.kind in ('etcd', 'consul'):
             if hard:
                 s.kill(signal.SIGKILL)
             else:

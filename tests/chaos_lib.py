@@ -9,7 +9,7 @@ gets three fresh agents (wrapper mode, tests/leadercmd.c as the leader
 command writing one interval log), its own election, and a Random seeded
 from (seed, backend, scenario), through which every choice and timing
 goes; the same seed replays the same sequence of choices (process races may
-still differ). Scenarios (NET_ONLY ones for etcd and zk only):
+still differ). Scenarios (NET_ONLY ones for etcd, zk and consul only):
 
   kill_agent   kill -9 of the leader agent, restarted after a random pause
   kill_cmd     kill -9 of the leader command (the agent exits with 137 and
@@ -74,7 +74,8 @@ def _dur(s):
 class Timing:
     """Short TTLs for many terms per minute; etcd's smallest lease is 2 s, a
     ZooKeeper session must be >= 2 ticks (the test servers tick 100 ms)."""
-    BASE = {'file': (1.0, 0.25, 0.2), 'etcd': (2.0, 0.5, 0.3), 'zk': (2.0, 0.5, 0.3)}
+    BASE = {'file': (1.0, 0.25, 0.2), 'etcd': (2.0, 0.5, 0.3), 'zk': (2.0, 0.5, 0.3),
+            'consul': (10.0, 2.0, 0.5)}     # Consul refuses session TTLs under 10 s
 
     def __init__(self, kind):
         k = harness.scale()
