@@ -18,8 +18,17 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import chaos_lib  # noqa: E402
 import zk_server  # noqa: E402
+from consul_server import build_consul  # noqa: E402
 from etcd_server import have_etcd  # noqa: E402
 from harness import ElectTestCase, scale  # noqa: E402
+
+
+def _consul_available():
+    try:
+        build_consul()      # once per machine, then cached (tests/consul_server.py)
+        return True
+    except RuntimeError:
+        return False
 
 
 class Chaos(ElectTestCase):
@@ -61,3 +70,7 @@ class Chaos(ElectTestCase):
     @unittest.skipUnless(zk_server.available(), 'ZooKeeper is not installed')
     def test_zk(self):
         self.chaos('zk')
+
+    @unittest.skipUnless(_consul_available(), 'Consul could not be built (no Go toolchain?)')
+    def test_consul(self):
+        self.chaos('consul')
