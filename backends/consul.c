@@ -32,7 +32,6 @@
 
 #define MAX_LOCK_DELAY_NS (60 * NS_PER_SEC)   /* Consul's limit */
 
-enum consul_event_kind { EV_ALIVE, EV_FAILED, EV_ELECTED, EV_LOST, EV_LEADER, EV_CLOSED };
 
 struct consul {
 	struct backend_params p;
@@ -54,7 +53,7 @@ struct consul {
 
 static void advance(struct consul *b);
 
-static void emit(struct consul *b, enum consul_event_kind kind, int64_t num, const char *str)
+static void emit(struct consul *b, enum election_event kind, int64_t num, const char *str)
 {
 	etcd_emit(&b->q, kind, num, str, NULL);
 }
@@ -62,19 +61,9 @@ static void emit(struct consul *b, enum consul_event_kind kind, int64_t num, con
 static void deliver(void *owner, const struct etcd_event *e)
 {
 	struct consul *b = owner;
-	const struct backend_events *ev = b->p.ev;
-	void *ctx = b->p.ctx;
 
-	if (e->kind != EV_CLOSED && e->gen != b->q.gen)
-		return;
-	switch ((enum consul_event_kind)e->kind) {
-	case EV_ALIVE:   ev->session_alive(ctx, e->num); break;
-	case EV_FAILED:  ev->session_failed(ctx, e->str); break;
-	case EV_ELECTED: ev->elected(ctx, (uint64_t)e->num); break;
-	case EV_LOST:    ev->lost(ctx, e->str); break;
-	case EV_LEADER:  ev->leader(ctx, e->str); break;
-	case EV_CLOSED:  ev->closed(ctx); break;
-	}
+	/* Events queued before resign()/close() are stale, except closed. */
+	election_deliver(&b->q, b->p.ev, b->p.ctx, e);
 }
 
 static void retry_later(struct consul *b)
@@ -94,12 +83,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void report_leader(struct consul *b, const char *id)
 {
-	if (b->leader_known && (b->leader == id || (b->leader && id && strcmp(b->leader, id) == 0)))
-		return;
-	free(b->leader);
-	b->leader = id ? strdup(id) : NULL;
-	b->leader_known = true;
-	emit(b, EV_LEADER, 0, id);
+	election_report_leader(&b->q, &b->leader, &b->leader_known, id);
 }
 
 static void lose(struct consul *b, const char *reason)

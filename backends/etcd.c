@@ -27,7 +27,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-enum etcd_event_kind { EV_ALIVE, EV_FAILED, EV_ELECTED, EV_LOST, EV_LEADER, EV_CLOSED };
 
 struct etcd {
 	struct backend_params p;
@@ -52,7 +51,7 @@ static void advance(struct etcd *b);
 
 /* ---- events: queued, delivered from the flush timer ---- */
 
-static void emit(struct etcd *b, enum etcd_event_kind kind, int64_t num, const char *str)
+static void emit(struct etcd *b, enum election_event kind, int64_t num, const char *str)
 {
 	etcd_emit(&b->q, kind, num, str, NULL);
 }
@@ -60,20 +59,9 @@ static void emit(struct etcd *b, enum etcd_event_kind kind, int64_t num, const c
 static void deliver(void *owner, const struct etcd_event *e)
 {
 	struct etcd *b = owner;
-	const struct backend_events *ev = b->p.ev;
-	void *ctx = b->p.ctx;
 
 	/* Events queued before resign()/close() are stale, except closed. */
-	if (e->kind != EV_CLOSED && e->gen != b->q.gen)
-		return;
-	switch ((enum etcd_event_kind)e->kind) {
-	case EV_ALIVE:   ev->session_alive(ctx, e->num); break;
-	case EV_FAILED:  ev->session_failed(ctx, e->str); break;
-	case EV_ELECTED: ev->elected(ctx, (uint64_t)e->num); break;
-	case EV_LOST:    ev->lost(ctx, e->str); break;
-	case EV_LEADER:  ev->leader(ctx, e->str); break;
-	case EV_CLOSED:  ev->closed(ctx); break;
-	}
+	election_deliver(&b->q, b->p.ev, b->p.ctx, e);
 }
 
 /* ---- helpers ---- */
@@ -95,12 +83,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void report_leader(struct etcd *b, const char *id)
 {
-	if (b->leader_known && (b->leader == id || (b->leader && id && strcmp(b->leader, id) == 0)))
-		return;
-	free(b->leader);
-	b->leader = id ? strdup(id) : NULL;
-	b->leader_known = true;
-	emit(b, EV_LEADER, 0, id);
+	election_report_leader(&b->q, &b->leader, &b->leader_known, id);
 }
 
 /* Our key is gone (or the lease with it): leave the election; the core steps

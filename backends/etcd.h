@@ -161,6 +161,17 @@ void etcd_events_init(struct etcd_events *q, struct ev_loop *loop, etcd_deliver_
 void etcd_emit(struct etcd_events *q, int kind, int64_t num, const char *str, void *hold);
 /* Drops the queued events that name hold. */
 void etcd_events_forget(struct etcd_events *q, const void *hold);
+
+/* The events of an election backend (etcd.c, consul.c) for the core. */
+enum election_event { EV_ALIVE, EV_FAILED, EV_ELECTED, EV_LOST, EV_LEADER, EV_CLOSED };
+/* Hands e to the core's callbacks; events queued before q's current
+ * generation (before a resign or close) are stale and dropped, except
+ * closed. */
+void election_deliver(const struct etcd_events *q, const struct backend_events *ev, void *ctx,
+                      const struct etcd_event *e);
+/* Queues EV_LEADER if id (NULL: none) differs from *leader, which is
+ * updated (*known: a leader was reported at all). */
+void election_report_leader(struct etcd_events *q, char **leader, bool *known, const char *id);
 /* The owner's destroy(): frees it now, or after the event being delivered. */
 void etcd_events_destroy(struct etcd_events *q);
 /* Part of freeing the owner: stops the timer, drops what is queued. */

@@ -205,6 +205,31 @@ void etcd_emit(struct etcd_events *q, int kind, int64_t num, const char *str, vo
 	}
 }
 
+void election_deliver(const struct etcd_events *q, const struct backend_events *ev, void *ctx,
+                      const struct etcd_event *e)
+{
+	if (e->kind != EV_CLOSED && e->gen != q->gen)
+		return;
+	switch ((enum election_event)e->kind) {
+	case EV_ALIVE:   ev->session_alive(ctx, e->num); break;
+	case EV_FAILED:  ev->session_failed(ctx, e->str); break;
+	case EV_ELECTED: ev->elected(ctx, (uint64_t)e->num); break;
+	case EV_LOST:    ev->lost(ctx, e->str); break;
+	case EV_LEADER:  ev->leader(ctx, e->str); break;
+	case EV_CLOSED:  ev->closed(ctx); break;
+	}
+}
+
+void election_report_leader(struct etcd_events *q, char **leader, bool *known, const char *id)
+{
+	if (*known && (*leader == id || (*leader && id && strcmp(*leader, id) == 0)))
+		return;
+	free(*leader);
+	*leader = id ? strdup(id) : NULL;
+	*known = true;
+	etcd_emit(q, EV_LEADER, 0, id, NULL);
+}
+
 void etcd_events_forget(struct etcd_events *q, const void *hold)
 {
 	struct etcd_event **pp = &q->head;
