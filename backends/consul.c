@@ -465,13 +465,14 @@ static void consul_destroy(struct backend *be)
 		etcd_events_destroy(&b->q);
 }
 
-static int parse_query(struct consul *b, const char *query, char *err, size_t errlen)
+int consul_parse_lock_delay(const char *query, int64_t *lock_delay_ns, char *err, size_t errlen)
 {
+	*lock_delay_ns = 0;
 	if (query == NULL || *query == '\0')
 		return 0;
 	if (strncmp(query, "lock-delay=", 11) != 0 || strchr(query, '&') != NULL ||
-	    duration_parse(query + 11, &b->lock_delay_ns) < 0 || b->lock_delay_ns < 0 ||
-	    b->lock_delay_ns > MAX_LOCK_DELAY_NS) {
+	    duration_parse(query + 11, lock_delay_ns) < 0 || *lock_delay_ns < 0 ||
+	    *lock_delay_ns > MAX_LOCK_DELAY_NS) {
 		snprintf(err, errlen, "consul: unknown URL option '%s': the only one is lock-delay=DURATION "
 		         "(0s to 60s), as in consul://HOST/PREFIX?lock-delay=5s", query);
 		return -1;
@@ -497,7 +498,7 @@ static int consul_create(struct backend **out, const struct backend_params *p, c
 	etcd_events_init(&b->q, b->loop, deliver, consul_free, b);
 	consul_req_init(&b->c, &b->r_elect, b);
 	if (consul_client_init(&b->c, p, &path, &query, err, errlen) < 0 ||
-	    parse_query(b, query, err, errlen) < 0)
+	    consul_parse_lock_delay(query, &b->lock_delay_ns, err, errlen) < 0)
 		goto fail;
 	b->wait_ns = p->ttl_ns;
 	n = strlen(path);

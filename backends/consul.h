@@ -56,6 +56,10 @@ struct consul_client {
 	bool failing;              /* logging: one line per state change */
 };
 
+/* consul.c: the URL's options (?lock-delay=DURATION, 0s to 60s); the
+ * default 0 when query is NULL or empty. */
+int consul_parse_lock_delay(const char *query, int64_t *lock_delay_ns, char *err, size_t errlen);
+
 /* consul_http.c */
 int consul_check_timing(const struct backend_params *p, char *err, size_t errlen);
 /* Checks p, reads the Consul environment (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,
@@ -93,6 +97,7 @@ struct consul_session {
 	char *id;
 	char *name;
 	int64_t ttl_ns, lock_delay_ns;
+	const char *behavior;      /* on invalidation: "release" (default) or "delete" its keys */
 	struct consul_req r;       /* create, renew or destroy */
 	ev_timer close_timer;
 	bool closing, closed_sent;

@@ -9,7 +9,7 @@
 #include "backends/consul_proto.h"
 #include "backends/etcd_proto.h"   /* etcd_b64_decode */
 
-char *consul_body_session(const char *name, int64_t ttl_s, int64_t lock_delay_ms)
+char *consul_body_session(const char *name, int64_t ttl_s, int64_t lock_delay_ms, const char *behavior)
 {
 	char ttl[32], delay[32];
 	json_t *o;
@@ -18,7 +18,7 @@ char *consul_body_session(const char *name, int64_t ttl_s, int64_t lock_delay_ms
 	snprintf(ttl, sizeof(ttl), "%" PRId64 "s", ttl_s);
 	snprintf(delay, sizeof(delay), "%" PRId64 "ms", lock_delay_ms);
 	o = json_pack("{s:s, s:s, s:s, s:s, s:[], s:[]}", "Name", name, "TTL", ttl, "LockDelay", delay,
-	              "Behavior", "release", "NodeChecks", "Checks");
+	              "Behavior", behavior, "NodeChecks", "Checks");
 	if (o == NULL)
 		return NULL;
 	out = json_dumps(o, JSON_COMPACT);
@@ -99,7 +99,9 @@ int consul_parse_bool(const char *body, size_t len)
 	return -1;
 }
 
-int consul_scrub_flags(char *text, size_t len, uint64_t *flags, bool *has, size_t max)
+/* any_depth: every "Flags" key of any object (their values are not kept);
+ * otherwise those of the objects directly inside a top-level array. */
+static int scrub(char *text, size_t len, uint64_t *flags, bool *has, size_t max, bool any_depth)
 {
 	int depth = 0;          /* 1 = in the top-level array, 2 = in one of its objects */
 	bool top_array = false;
@@ -120,7 +122,7 @@ int consul_scrub_flags(char *text, size_t len, uint64_t *flags, bool *has, size_
 			size_t e = i, j = i + 1;
 			while (j < len && (text[j] == ' ' || text[j] == '\n' || text[j] == '\t' || text[j] == '\r'))
 				j++;
-			if (depth != 2 || !top_array || j >= len || text[j] != ':' || e - s != 5 ||
+			if ((!any_depth && (depth != 2 || !top_array)) || j >= len || text[j] != ':' || e - s != 5 ||
 			    memcmp(text + s, "Flags", 5) != 0)
 				continue;
 			/* A key "Flags" of an entry: its value must be digits. */
@@ -139,7 +141,7 @@ int consul_scrub_flags(char *text, size_t len, uint64_t *flags, bool *has, size_
 			if (j == d || (j < len && text[j] != ',' && text[j] != '}' && text[j] != ' ' &&
 			               text[j] != '\n' && text[j] != '\r' && text[j] != '\t'))
 				return -1;
-			if (obj >= 0 && (size_t)obj < max) {
+			if (!any_depth && obj >= 0 && (size_t)obj < max) {
 				flags[obj] = v;
 				has[obj] = true;
 			}
@@ -159,6 +161,11 @@ int consul_scrub_flags(char *text, size_t len, uint64_t *flags, bool *has, size_
 	return 0;
 }
 
+int consul_scrub_flags(char *text, size_t len, uint64_t *flags, bool *has, size_t max)
+{
+	return scrub(text, len, flags, has, max, false);
+}
+
 static int get_u64(const json_t *o, const char *field, uint64_t *out)
 {
 	const json_t *v = json_object_get(o, field);
@@ -172,39 +179,14 @@ static int get_u64(const json_t *o, const char *field, uint64_t *out)
 	return 0;
 }
 
-int consul_parse_kv(const char *body, size_t len, struct consul_kv *kv, char *err, size_t errlen)
+/* One entry of a KV answer (Flags already scrubbed out of the text). */
+static int kv_entry(const json_t *e, uint64_t flags, struct consul_kv *kv, char *err, size_t errlen)
 {
-	char *text = malloc(len + 1);
-	uint64_t flags;
-	bool has;
-	json_t *a = NULL, *e, *sess, *val;
-	int rc = -1;
+	const json_t *sess = json_object_get(e, "Session"), *val = json_object_get(e, "Value");
+	const json_t *key = json_object_get(e, "Key");
 
 	memset(kv, 0, sizeof(*kv));
-	if (text == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	memcpy(text, body, len);
-	text[len] = '\0';
-	if (consul_scrub_flags(text, len, &flags, &has, 1) < 0) {
-		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
-		goto out;
-	}
-	if ((a = load(text, len, err, errlen)) == NULL)
-		goto out;
-	if (!json_is_array(a)) {
-		snprintf(err, errlen, "malformed answer from Consul: a KV read is not an array");
-		goto out;
-	}
-	if (json_array_size(a) == 0) {
-		rc = 0;
-		goto out;
-	}
-	e = json_array_get(a, 0);
-	sess = json_object_get(e, "Session");
-	val = json_object_get(e, "Value");
-	if (!json_is_object(e) || !json_is_string(json_object_get(e, "Key")) ||
+	if (!json_is_object(e) || !json_is_string(key) ||
 	    get_u64(e, "ModifyIndex", &kv->modify_index) < 0 || kv->modify_index == 0 ||
 	    get_u64(e, "LockIndex", &kv->lock_index) < 0 ||
 	    get_u64(e, "CreateIndex", &kv->create_index) < 0 ||
@@ -212,39 +194,271 @@ int consul_parse_kv(const char *body, size_t len, struct consul_kv *kv, char *er
 	    (val != NULL && !json_is_string(val) && !json_is_null(val))) {
 		snprintf(err, errlen, "malformed answer from Consul: a KV entry lacks Key, ModifyIndex, "
 		         "or has a wrong Session or Value");
-		goto out;
+		return -1;
 	}
+	if ((kv->key = strdup(json_string_value(key))) == NULL)
+		goto oom;
 	if (json_is_string(sess) && json_string_length(sess) > 0 &&
-	    (kv->session = strdup(json_string_value(sess))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
-	}
+	    (kv->session = strdup(json_string_value(sess))) == NULL)
+		goto oom;
 	if (json_is_string(val)) {
 		kv->value = etcd_b64_decode(json_string_value(val), json_string_length(val), &kv->value_len);
 		if (kv->value == NULL) {
 			snprintf(err, errlen, "malformed answer from Consul: Value is not base64");
-			goto out;
+			consul_kv_free(kv);
+			return -1;
 		}
 	} else if ((kv->value = strdup("")) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto out;
+		goto oom;
 	}
-	kv->flags = has ? flags : 0;
+	kv->flags = flags;
 	kv->exists = true;
-	rc = 0;
-out:
-	if (rc < 0)
-		consul_kv_free(kv);
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	consul_kv_free(kv);
+	return -1;
+}
+
+/* The array of a KV read, its Flags read into flags[] (max of them). */
+static json_t *load_kv_array(const char *body, size_t len, char **textp, uint64_t *flags, bool *has,
+                             size_t max, char *err, size_t errlen)
+{
+	char *text = malloc(len + 1);
+	json_t *a;
+
+	*textp = text;
+	if (text == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	memcpy(text, body, len);
+	text[len] = '\0';
+	if (scrub(text, len, flags, has, max, false) < 0) {
+		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
+		return NULL;
+	}
+	if ((a = load(text, len, err, errlen)) == NULL)
+		return NULL;
+	if (!json_is_array(a)) {
+		snprintf(err, errlen, "malformed answer from Consul: a KV read is not an array");
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
+int consul_parse_kv(const char *body, size_t len, struct consul_kv *kv, char *err, size_t errlen)
+{
+	char *text;
+	uint64_t flags;
+	bool has;
+	json_t *a = load_kv_array(body, len, &text, &flags, &has, 1, err, errlen);
+	int rc = -1;
+
+	memset(kv, 0, sizeof(*kv));
+	if (a != NULL)
+		rc = json_array_size(a) == 0 ? 0 : kv_entry(json_array_get(a, 0), has ? flags : 0, kv, err, errlen);
 	json_decref(a);
 	free(text);
 	return rc;
 }
 
+int consul_parse_kv_list(const char *body, size_t len, struct consul_kv **kvs, size_t *n, char *err,
+                         size_t errlen)
+{
+	size_t max = len / 8 + 1;   /* an entry takes more than 8 bytes of text */
+	uint64_t *flags = calloc(max, sizeof(*flags));
+	bool *has = calloc(max, sizeof(*has));
+	char *text = NULL;
+	json_t *a = NULL;
+	int rc = -1;
+
+	*kvs = NULL;
+	*n = 0;
+	if (flags == NULL || has == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if ((a = load_kv_array(body, len, &text, flags, has, max, err, errlen)) == NULL)
+		goto out;
+	if (json_array_size(a) > 0 && (*kvs = calloc(json_array_size(a), sizeof(**kvs))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(a); i++) {
+		if (kv_entry(json_array_get(a, i), i < max && has[i] ? flags[i] : 0, &(*kvs)[i], err, errlen) < 0)
+			goto out;
+		(*n)++;
+	}
+	rc = 0;
+out:
+	if (rc < 0) {
+		consul_kv_list_free(*kvs, *n);
+		*kvs = NULL;
+		*n = 0;
+	}
+	json_decref(a);
+	free(text);
+	free(flags);
+	free(has);
+	return rc;
+}
+
 void consul_kv_free(struct consul_kv *kv)
 {
+	free(kv->key);
 	free(kv->session);
 	free(kv->value);
 	memset(kv, 0, sizeof(*kv));
+}
+
+void consul_kv_list_free(struct consul_kv *kvs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		consul_kv_free(&kvs[i]);
+	free(kvs);
+}
+
+int consul_parse_txn_index(const char *body, size_t len, uint64_t *index, char *err, size_t errlen)
+{
+	char *text = malloc(len + 1);
+	json_t *a = NULL, *kv;
+	int rc = -1;
+
+	*index = 0;
+	if (text == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(text, body, len);
+	text[len] = '\0';
+	if (scrub(text, len, NULL, NULL, 0, true) < 0) {
+		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
+		goto out;
+	}
+	if ((a = load(text, len, err, errlen)) == NULL)
+		goto out;
+	kv = json_object_get(json_array_get(json_object_get(a, "Results"), 0), "KV");
+	if (!json_is_object(kv) || get_u64(kv, "ModifyIndex", index) < 0 || *index == 0) {
+		snprintf(err, errlen, "malformed answer from Consul: a transaction's first result has no "
+		         "ModifyIndex");
+		goto out;
+	}
+	rc = 0;
+out:
+	json_decref(a);
+	free(text);
+	return rc;
+}
+
+/* ---- the semaphore's lock value: {"Limit":N,"Holders":{"<session>":true}} ---- */
+
+int consul_sem_decode(const char *value, size_t len, struct consul_sem *sem, char *err, size_t errlen)
+{
+	json_t *a, *holders, *v;
+	const char *k;
+
+	memset(sem, 0, sizeof(*sem));
+	if (len == 0)
+		return 0;     /* no value: no holders, the limit of whoever writes first */
+	if ((a = load(value, len, err, errlen)) == NULL)
+		return -1;
+	holders = json_object_get(a, "Holders");
+	if (!json_is_object(a) || !json_is_integer(json_object_get(a, "Limit")) ||
+	    json_integer_value(json_object_get(a, "Limit")) < 1 ||
+	    json_integer_value(json_object_get(a, "Limit")) > 1000000 ||
+	    (holders != NULL && !json_is_object(holders) && !json_is_null(holders))) {
+		snprintf(err, errlen, "the semaphore's lock value is not {\"Limit\":N,\"Holders\":{...}}");
+		json_decref(a);
+		return -1;
+	}
+	sem->limit = (unsigned)json_integer_value(json_object_get(a, "Limit"));
+	if (json_is_object(holders) && json_object_size(holders) > 0 &&
+	    (sem->holders = calloc(json_object_size(holders), sizeof(char *))) == NULL)
+		goto oom;
+	json_object_foreach(holders, k, v) {
+		if (!json_is_true(v))
+			continue;
+		if ((sem->holders[sem->n] = strdup(k)) == NULL)
+			goto oom;
+		sem->n++;
+	}
+	json_decref(a);
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	consul_sem_free(sem);
+	json_decref(a);
+	return -1;
+}
+
+char *consul_sem_encode(const struct consul_sem *sem)
+{
+	json_t *o = json_pack("{s:I, s:{}}", "Limit", (json_int_t)sem->limit, "Holders"), *h;
+	char *out = NULL;
+
+	if (o == NULL)
+		return NULL;
+	h = json_object_get(o, "Holders");
+	for (size_t i = 0; i < sem->n; i++)
+		if (sem->holders[i] != NULL && json_object_set_new(h, sem->holders[i], json_true()) < 0)
+			goto out;
+	out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+out:
+	json_decref(o);
+	return out;
+}
+
+bool consul_sem_has(const struct consul_sem *sem, const char *session)
+{
+	for (size_t i = 0; i < sem->n; i++)
+		if (sem->holders[i] != NULL && strcmp(sem->holders[i], session) == 0)
+			return true;
+	return false;
+}
+
+void consul_sem_free(struct consul_sem *sem)
+{
+	for (size_t i = 0; i < sem->n; i++)
+		free(sem->holders[i]);
+	free(sem->holders);
+	memset(sem, 0, sizeof(*sem));
+}
+
+char *consul_txn_op(const char *verb, const char *key, const char *value, const uint64_t *flags,
+                    const char *session, const uint64_t *index)
+{
+	json_t *o = json_object();
+	char *b64 = NULL, *text = NULL, *out = NULL;
+	size_t n;
+
+	if (o == NULL || json_object_set_new(o, "Verb", json_string(verb)) < 0 ||
+	    json_object_set_new(o, "Key", json_string(key)) < 0)
+		goto out;
+	if (value != NULL && ((b64 = etcd_b64_encode(value, strlen(value))) == NULL ||
+	                      json_object_set_new(o, "Value", json_string(b64)) < 0))
+		goto out;
+	if (session != NULL && json_object_set_new(o, "Session", json_string(session)) < 0)
+		goto out;
+	if (index != NULL && json_object_set_new(o, "Index", json_integer((json_int_t)*index)) < 0)
+		goto out;
+	if ((text = json_dumps(o, JSON_COMPACT)) == NULL)
+		goto out;
+	/* Flags may be above 2^63, beyond jansson's integers: added as text. */
+	n = strlen(text);
+	if (flags != NULL) {
+		text[n - 1] = '\0';
+		if (asprintf(&out, "{\"KV\":%s,\"Flags\":%" PRIu64 "}}", text, *flags) < 0)
+			out = NULL;
+	} else if (asprintf(&out, "{\"KV\":%s}", text) < 0) {
+		out = NULL;
+	}
+out:
+	free(b64);
+	free(text);
+	json_decref(o);
+	return out;
 }
 
 uint64_t consul_parse_index(const char *s)

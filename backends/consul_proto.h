@@ -23,7 +23,8 @@
 /* PUT /v1/session/create: TTL in whole seconds, LockDelay, release
  * behaviour, and no health checks at all ("NodeChecks": [], "Checks": []):
  * a check (the default serfHealth) can end a session before its TTL. */
-char *consul_body_session(const char *name, int64_t ttl_s, int64_t lock_delay_ms);
+char *consul_body_session(const char *name, int64_t ttl_s, int64_t lock_delay_ms,
+                          const char *behavior /* "release" or "delete" */);
 
 /* {"ID":"..."} of session/create: *id is malloc'd. */
 int consul_parse_session(const char *body, size_t len, char **id, char *err, size_t errlen);
@@ -36,6 +37,7 @@ int consul_parse_bool(const char *body, size_t len);
 /* One KV entry, the first of a GET /v1/kv/KEY answer. */
 struct consul_kv {
 	bool exists;
+	char *key;             /* (malloc'd) */
 	uint64_t flags;
 	uint64_t modify_index, lock_index, create_index;
 	char *session;         /* NULL when no session holds it (malloc'd) */
@@ -45,6 +47,31 @@ struct consul_kv {
 /* Parses the answer body of a 200; an empty array is "does not exist". */
 int consul_parse_kv(const char *body, size_t len, struct consul_kv *kv, char *err, size_t errlen);
 void consul_kv_free(struct consul_kv *kv);
+/* Every entry of a GET ?recurse answer (*n of them, *kvs malloc'd). */
+int consul_parse_kv_list(const char *body, size_t len, struct consul_kv **kvs, size_t *n, char *err,
+                         size_t errlen);
+void consul_kv_list_free(struct consul_kv *kvs, size_t n);
+
+/* PUT /v1/txn: one operation {"KV":{...}}; value (raw, base64'd here),
+ * flags, session and index are left out when NULL. */
+char *consul_txn_op(const char *verb, const char *key, const char *value, const uint64_t *flags,
+                    const char *session, const uint64_t *index);
+/* The answer of a transaction that succeeded (200): the ModifyIndex of its
+ * first result, i.e. the Raft index of the transaction's writes. */
+int consul_parse_txn_index(const char *body, size_t len, uint64_t *index, char *err, size_t errlen);
+
+/* `consul lock -n N`'s lock value (api/semaphore.go semaphoreLock):
+ * {"Limit":N,"Holders":{"<session>":true,...}}. An empty value: limit 0 and
+ * no holders. */
+struct consul_sem {
+	unsigned limit;
+	char **holders;        /* session ids (malloc'd); entries may be set NULL */
+	size_t n;
+};
+int consul_sem_decode(const char *value, size_t len, struct consul_sem *sem, char *err, size_t errlen);
+char *consul_sem_encode(const struct consul_sem *sem);
+bool consul_sem_has(const struct consul_sem *sem, const char *session);
+void consul_sem_free(struct consul_sem *sem);
 
 /* The Flags of the objects directly inside the top-level array of text, in
  * order (flags[i] of the i-th object, has[i] whether it had one), at most max.

@@ -121,7 +121,8 @@ void consul_session_create(struct consul_session *s)
 
 	if (s->r.busy || s->id != NULL || s->closing)
 		return;
-	body = consul_body_session(s->name, s->ttl_ns / NS_PER_SEC, s->lock_delay_ns / NS_PER_MS);
+	body = consul_body_session(s->name, s->ttl_ns / NS_PER_SEC, s->lock_delay_ns / NS_PER_MS,
+	                           s->behavior ? s->behavior : "release");
 	if (body == NULL) {
 		s->ev->create_failed(s->owner, "out of memory");
 		return;

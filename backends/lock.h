@@ -151,5 +151,6 @@ const struct lock_backend_ops *lock_backend_lookup(const char *url);
 extern const struct lock_backend_ops file_lock_ops;
 extern const struct lock_backend_ops etcd_lock_ops;
 extern const struct lock_backend_ops zk_lock_ops;
+extern const struct lock_backend_ops consul_lock_ops;
 
 #endif

@@ -37,6 +37,7 @@ static const struct lock_backend_ops *const lock_backends[] = {
 	&file_lock_ops,
 	&zk_lock_ops,
 	&etcd_lock_ops,
+	&consul_lock_ops,
 };
 
 #define N_LOCK_BACKENDS (sizeof(lock_backends) / sizeof(lock_backends[0]))

@@ -16,7 +16,7 @@
 
 static void test_session_body(void **state)
 {
-	char *b = consul_body_session("elect a1", 15, 0);
+	char *b = consul_body_session("elect a1", 15, 0, "release");
 	json_t *o = json_loads(b, 0, NULL);
 
 	(void)state;
@@ -33,7 +33,7 @@ static void test_session_body(void **state)
 	assert_int_equal(json_array_size(json_object_get(o, "Checks")), 0);
 	json_decref(o);
 	free(b);
-	b = consul_body_session("x", 10, 2500);
+	b = consul_body_session("x", 10, 2500, "delete");
 	assert_non_null(strstr(b, "\"LockDelay\":\"2500ms\""));
 	free(b);
 }
@@ -214,6 +214,109 @@ static void test_index_and_escape(void **state)
 	free(k);
 }
 
+/* GET ?recurse of a semaphore: .lock and two contenders, Flags above 2^63. */
+static void test_parse_kv_list(void **state)
+{
+	const char *body =
+		"[{\"Key\":\"l/pool/.lock\",\"Flags\":16210313421097356768,\"Value\":\"eyJMaW1pdCI6Mn0=\","
+		"\"CreateIndex\":5,\"ModifyIndex\":9,\"LockIndex\":0},"
+		"{\"Key\":\"l/pool/s1\",\"Flags\":16210313421097356768,\"Session\":\"s1\",\"Value\":\"YQ==\","
+		"\"CreateIndex\":6,\"ModifyIndex\":9,\"LockIndex\":1},"
+		"{\"Key\":\"l/pool/s2\",\"Flags\":0,\"Session\":null,\"Value\":null,"
+		"\"CreateIndex\":7,\"ModifyIndex\":7,\"LockIndex\":0}]";
+	const char *bad[] = {
+		"{}", "[{\"Key\":\"k\"}]", "[{\"Key\":\"k\",\"ModifyIndex\":1},{\"ModifyIndex\":2}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":1,\"Flags\":-1}]", "[{\"Key\":\"k\",\"ModifyIndex\":1,\"Value\":\"@@\"}]",
+		"[{\"Key\":\"k\",\"ModifyIndex\":1,\"Flags\":18446744073709551616}]", "[", "",
+	};
+	struct consul_kv *kvs;
+	size_t n;
+	char err[200];
+
+	(void)state;
+	assert_int_equal(consul_parse_kv_list(body, strlen(body), &kvs, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(kvs[0].key, "l/pool/.lock");
+	assert_true(kvs[0].flags == CONSUL_SEM_FLAG);
+	assert_string_equal(kvs[0].value, "{\"Limit\":2}");
+	assert_null(kvs[0].session);
+	assert_true(kvs[1].flags == CONSUL_SEM_FLAG && kvs[1].create_index == 6);
+	assert_string_equal(kvs[1].session, "s1");
+	assert_true(kvs[2].flags == 0 && kvs[2].session == NULL && kvs[2].value_len == 0);
+	consul_kv_list_free(kvs, n);
+	assert_int_equal(consul_parse_kv_list(S("[]"), &kvs, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (consul_parse_kv_list(bad[i], strlen(bad[i]), &kvs, &n, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_null(kvs);
+		assert_int_equal(n, 0);
+		assert_non_null(strstr(err, "Consul"));
+	}
+}
+
+static void test_txn(void **state)
+{
+	uint64_t flags = CONSUL_SEM_FLAG, index = 42, got;
+	char err[200], *op;
+	const char *ok = "{\"Results\":[{\"KV\":{\"Key\":\"l/p/.lock\",\"Flags\":16210313421097356768,"
+	                 "\"Value\":null,\"CreateIndex\":5,\"ModifyIndex\":77}},{\"KV\":{\"Key\":\"l/p/s\","
+	                 "\"Flags\":16210313421097356768,\"ModifyIndex\":77}}],\"Errors\":null}";
+	const char *bad[] = { "{\"Results\":[]}", "{\"Results\":null,\"Errors\":[{\"What\":\"x\"}]}", "[]",
+	                      "{\"Results\":[{\"KV\":{\"ModifyIndex\":-1}}]}", "nope",
+	                      "{\"Results\":[{\"KV\":{\"Flags\":1.5,\"ModifyIndex\":3}}]}" };
+
+	(void)state;
+	op = consul_txn_op("cas", "l/p/.lock", "{\"Limit\":3}", &flags, NULL, &index);
+	/* Flags written as text: jansson has no integer above 2^63. */
+	assert_string_equal(op, "{\"KV\":{\"Verb\":\"cas\",\"Key\":\"l/p/.lock\",\"Value\":\"eyJMaW1pdCI6M30=\","
+	                        "\"Index\":42,\"Flags\":16210313421097356768}}");
+	free(op);
+	op = consul_txn_op("delete", "a\"b", NULL, NULL, NULL, NULL);
+	assert_string_equal(op, "{\"KV\":{\"Verb\":\"delete\",\"Key\":\"a\\\"b\"}}");
+	free(op);
+	op = consul_txn_op("check-session", "k", NULL, NULL, "s1", NULL);
+	assert_string_equal(op, "{\"KV\":{\"Verb\":\"check-session\",\"Key\":\"k\",\"Session\":\"s1\"}}");
+	free(op);
+	assert_int_equal(consul_parse_txn_index(ok, strlen(ok), &got, err, sizeof(err)), 0);
+	assert_true(got == 77);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (consul_parse_txn_index(bad[i], strlen(bad[i]), &got, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+}
+
+static void test_semaphore_value(void **state)
+{
+	struct consul_sem sem;
+	char err[200], *out;
+	const char *bad[] = { "[]", "{\"Holders\":{}}", "{\"Limit\":0}", "{\"Limit\":-2}", "{\"Limit\":\"3\"}",
+	                      "{\"Limit\":3,\"Holders\":[\"a\"]}", "{\"Limit\":2000000}", "not json" };
+
+	(void)state;
+	assert_int_equal(consul_sem_decode(S("{\"Limit\":3,\"Holders\":{\"s1\":true,\"s2\":false,\"s3\":true}}"),
+	                                   &sem, err, sizeof(err)), 0);
+	assert_int_equal(sem.limit, 3);
+	assert_int_equal(sem.n, 2);    /* false: not a holder */
+	assert_true(consul_sem_has(&sem, "s1") && consul_sem_has(&sem, "s3") && !consul_sem_has(&sem, "s2"));
+	free(sem.holders[0]);
+	sem.holders[0] = NULL;         /* pruned */
+	out = consul_sem_encode(&sem);
+	assert_string_equal(out, "{\"Holders\":{\"s3\":true},\"Limit\":3}");
+	free(out);
+	consul_sem_free(&sem);
+	/* consul lock -n writes "Holders":null for none; an empty value is none. */
+	assert_int_equal(consul_sem_decode(S("{\"Limit\":2,\"Holders\":null}"), &sem, err, sizeof(err)), 0);
+	assert_true(sem.limit == 2 && sem.n == 0);
+	consul_sem_free(&sem);
+	assert_int_equal(consul_sem_decode("", 0, &sem, err, sizeof(err)), 0);
+	assert_true(sem.limit == 0 && sem.n == 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (consul_sem_decode(bad[i], strlen(bad[i]), &sem, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(sem.n, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +330,9 @@ int main(void)
 		cmocka_unit_test(test_parse_kv_malformed),
 		cmocka_unit_test(test_scrub_flags),
 		cmocka_unit_test(test_index_and_escape),
+		cmocka_unit_test(test_parse_kv_list),
+		cmocka_unit_test(test_txn),
+		cmocka_unit_test(test_semaphore_value),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

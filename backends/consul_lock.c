@@ -1,0 +1,746 @@
+/* Consul lock backend for lockd: `consul lock`'s own layouts (api/lock.go,
+ * api/semaphore.go), so that `consul lock P/NAME CMD` and `consul lock -n N
+ * P/NAME CMD` share locks and semaphores with lockd.
+ *
+ *   sessions  one Consul session (TTL, no health checks, Behavior "delete":
+ *             its keys vanish with it) for the holds of a lockd. Consul keys
+ *             a holder by its session, so a second concurrent hold of the
+ *             same name in one lockd takes a second session, a third a
+ *             third; they are renewed together and retired when unused. The
+ *             send time reported to lockd is the oldest of their renewals.
+ *   contender P/NAME/<session>, acquired by the session, value = lockd id,
+ *             flags consul's LockFlagValue (lock) or SemaphoreFlagValue
+ *             (semaphore, as `consul lock -n` writes it). It marks a waiter
+ *             and orders waiters by CreateIndex.
+ *   lock      P/NAME/.lock acquired (txn verb "lock") with LockFlagValue,
+ *             value = lockd id, by the oldest waiting contender once no
+ *             session holds it. A `consul lock` waiter leaves no contender
+ *             and may come first: consul lock has no queue.
+ *   semaphore P/NAME/.lock = {"Limit":N,"Holders":{"<session>":true}} with
+ *             SemaphoreFlagValue, changed only by check-and-set. Holders
+ *             whose session has no key under P/NAME/ any more are pruned (as
+ *             consul does). A waiter takes a free slot when fewer waiting
+ *             contenders are older than it than there are free slots.
+ *   token     the Raft index of the write that granted: the ModifyIndex in
+ *             the transaction's answer. Every grant of a name writes .lock,
+ *             so tokens grow across every holder, consul lock's included.
+ *   watch     each hold keeps a blocking query on P/NAME/ (?recurse&index=)
+ *             while it waits and while it holds: a hold whose .lock or slot
+ *             is gone is reported lost at once.
+ *   release   lock: txn [check-session .lock, delete .lock, delete
+ *             contender]; semaphore: txn [cas .lock without us, delete
+ *             contender], read again and retry while the cas fails.
+ *
+ * list() is in consul_lock_list.c.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/consul_lock.h"
+#include "common/clock.h"
+#include "common/log.h"
+
+/* ---- holds ---- */
+
+static struct consul_session *hold_session(const struct lock_hold *h)
+{
+	return h->sidx < h->s->n_sess && h->s->sess[h->sidx] ? &h->s->sess[h->sidx]->s : NULL;
+}
+
+const char *consul_hold_sid(const struct lock_hold *h)
+{
+	const struct consul_session *cs = hold_session(h);
+
+	return cs ? cs->id : NULL;
+}
+
+void consul_hold_quiet(struct lock_hold *h)
+{
+	consul_req_cancel(&h->r);
+	ev_timer_stop(h->s->loop, &h->retry);
+}
+
+void consul_hold_free(struct lock_hold *h)
+{
+	struct lock_session *s = h->s;
+
+	etcd_events_forget(&s->q, h);
+	ev_timer_stop(s->loop, &h->retry);
+	consul_req_free(&h->r);
+	if ((*h->pprev = h->next) != NULL)
+		h->next->pprev = h->pprev;
+	consul_sem_free(&h->sem);
+	free(h->name);
+	free(h->dir);
+	free(h->dir_esc);
+	free(h->lock_key);
+	free(h->lock_esc);
+	free(h->contender);
+	free(h);
+}
+
+static void hold_retry_later(struct lock_hold *h)
+{
+	if (!ev_is_active(&h->retry)) {
+		ev_timer_set(&h->retry, clock_ns_to_ev(h->s->c.retry_ns), 0.0);
+		ev_timer_start(h->s->loop, &h->retry);
+	}
+}
+
+static void hold_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	consul_hold_step(w->data);
+}
+
+void consul_hold_lose(struct lock_hold *h, const char *reason)
+{
+	log_warnx("consul: lock %s: hold lost: %s", h->name, reason);
+	consul_hold_quiet(h);
+	h->state = H_DEAD;
+	consul_lock_emit(h->s, LK_HOLD_LOST, 0, reason, h);
+}
+
+static void grant(struct lock_hold *h, uint64_t token)
+{
+	h->state = H_GRANTED;
+	h->token = token;
+	h->refused = false;
+	log_debug("consul: lock %s: granted to session %s, token %" PRIu64, h->name, consul_hold_sid(h), token);
+	consul_lock_emit(h->s, LK_GRANTED, (int64_t)token, NULL, h);
+}
+
+/* A status Consul gave instead of an answer (403 of an ACL, 400...). */
+static void hold_refused(struct lock_hold *h, long status)
+{
+	char reason[200];
+
+	snprintf(reason, sizeof(reason), "lock %s: %s refused: HTTP status %ld: %.100s%s", h->name,
+	         h->r.what, status, h->r.resp, status == 403 ? " (check the ACL token)" : "");
+	reason[strcspn(reason, "\n")] = '\0';
+	log_warnx("consul: %s", reason);
+	h->index = 0;
+	hold_retry_later(h);
+}
+
+static uint64_t flag_of(const struct lock_hold *h)
+{
+	return h->limit == 1 ? CONSUL_LOCK_FLAG : CONSUL_SEM_FLAG;
+}
+
+/* ---- the contender key ---- */
+
+static void contend_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+	int ok;
+
+	if (h->state == H_RELEASING) {
+		consul_hold_step(h);
+		return;
+	}
+	h->state = H_PENDING;
+	if (err != NULL) {
+		if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL && hold_session(h))
+			consul_session_renew(hold_session(h));   /* its 404 tells for sure */
+		hold_retry_later(h);
+		return;
+	}
+	if (status != 200) {
+		hold_refused(h, status);
+		return;
+	}
+	if ((ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
+		consul_note_failure(r, "malformed answer to an acquire");
+		hold_retry_later(h);
+		return;
+	}
+	if (ok == 0) {   /* our own key: only a lock-delay refuses it */
+		hold_retry_later(h);
+		return;
+	}
+	h->state = H_WAIT;
+	h->index = 0;
+	consul_hold_step(h);
+}
+
+static void send_contender(struct lock_hold *h)
+{
+	const char *sid = consul_hold_sid(h);
+	char *key = NULL, *esc = NULL;
+
+	if (asprintf(&key, "%s%s", h->dir, sid) < 0 || (esc = consul_escape_key(key)) == NULL) {
+		if (esc == NULL)
+			free(key);
+		h->state = H_PENDING;
+		hold_retry_later(h);
+		return;
+	}
+	free(h->contender);
+	h->contender = key;
+	h->contended = true;
+	h->state = H_CONTEND;
+	consul_req_send(&h->r, "contender", contend_done, "PUT", h->s->id, 0,
+	                "/v1/kv/%s?acquire=%s&flags=%" PRIu64, esc, sid, flag_of(h));
+	free(esc);
+}
+
+/* ---- reading the name and deciding ---- */
+
+static void list_done(struct consul_req *r, long status, const char *err);
+static void lock_acquire_done(struct consul_req *r, long status, const char *err);
+static void sem_acquire_done(struct consul_req *r, long status, const char *err);
+
+/* The entries of one name in a read of P/NAME/. */
+struct name_view {
+	const struct consul_kv *lock;      /* P/NAME/.lock, or NULL */
+	const struct consul_kv *kvs;
+	size_t n;
+};
+
+static bool is_contender(const struct lock_hold *h, const struct consul_kv *kv, uint64_t flags)
+{
+	size_t d = strlen(h->dir);
+
+	return kv->session != NULL && kv->flags == flags && strncmp(kv->key, h->dir, d) == 0 &&
+	       strcmp(kv->key + d, ".lock") != 0 && strchr(kv->key + d, '/') == NULL;
+}
+
+static const struct consul_kv *find_key(const struct name_view *v, const char *key)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (key != NULL && strcmp(v->kvs[i].key, key) == 0)
+			return &v->kvs[i];
+	return NULL;
+}
+
+/* Waiting contenders older than ours: those not in `holders` (NULL: not
+ * the session holding .lock). */
+static unsigned older_waiters(const struct lock_hold *h, const struct name_view *v,
+                              const struct consul_kv *mine, const struct consul_sem *holders)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < v->n; i++) {
+		const struct consul_kv *kv = &v->kvs[i];
+		if (kv == mine || !is_contender(h, kv, flag_of(h)) || kv->create_index >= mine->create_index)
+			continue;
+		if (holders ? consul_sem_has(holders, kv->session)
+		            : (v->lock && v->lock->session && strcmp(v->lock->session, kv->session) == 0))
+			continue;
+		n++;
+	}
+	return n;
+}
+
+static void send_txn(struct lock_hold *h, const char *what, consul_req_done_fn done, char *op1, char *op2,
+                     char *op3)
+{
+	char *body = NULL;
+
+	if (op1 == NULL || (op2 == NULL && op3 != NULL) ||
+	    asprintf(&body, "[%s%s%s%s%s]", op1, op2 ? "," : "", op2 ? op2 : "", op3 ? "," : "",
+	             op3 ? op3 : "") < 0)
+		body = NULL;
+	free(op1);
+	free(op2);
+	free(op3);
+	if (body == NULL) {
+		hold_retry_later(h);
+		return;
+	}
+	consul_req_send(&h->r, what, done, "PUT", body, 0, "/v1/txn");
+	free(body);
+}
+
+static void wait_more(struct lock_hold *h)
+{
+	if (h->state == H_WAIT && !h->queued_sent) {
+		h->queued_sent = true;
+		consul_lock_emit(h->s, LK_QUEUED, 0, NULL, h);
+	}
+	if (h->index == 0)
+		hold_retry_later(h);
+	else
+		consul_hold_step(h);
+}
+
+static void decide_lock(struct lock_hold *h, const struct name_view *v, const struct consul_kv *mine)
+{
+	const char *sid = consul_hold_sid(h);
+	const struct consul_kv *lk = v->lock;
+
+	if (lk && lk->flags != CONSUL_LOCK_FLAG) {
+		consul_hold_lose(h, "its .lock key has other flags than consul lock's: a semaphore or other data");
+		return;
+	}
+	if (h->state == H_GRANTED) {
+		if (lk == NULL || lk->session == NULL || strcmp(lk->session, sid) != 0)
+			consul_hold_lose(h, lk == NULL ? "its .lock key was deleted" : "its .lock key was released or taken");
+		else
+			wait_more(h);
+		return;
+	}
+	if (lk && lk->session && strcmp(lk->session, sid) == 0) {
+		grant(h, lk->modify_index);   /* an acquire whose answer we missed */
+		wait_more(h);
+		return;
+	}
+	if ((lk && lk->session) || older_waiters(h, v, mine, NULL) > 0) {
+		h->refused = false;
+		wait_more(h);
+		return;
+	}
+	if (h->refused && !ev_is_active(&h->retry)) {
+		/* Free but refused: the lock-delay of the session that held it. */
+		h->refused = false;
+		h->index = 0;
+		hold_retry_later(h);
+		return;
+	}
+	/* Not a txn "lock": only the KV endpoint honours a lock-delay, which
+	 * consul lock's sessions (15 s by default) rely on. */
+	consul_req_send(&h->r, "acquire", lock_acquire_done, "PUT", h->s->id, 0,
+	                "/v1/kv/%s?acquire=%s&flags=%" PRIu64, h->lock_esc, sid, CONSUL_LOCK_FLAG);
+}
+
+static void decide_sem(struct lock_hold *h, const struct name_view *v, const struct consul_kv *mine)
+{
+	const char *sid = consul_hold_sid(h);
+	const struct consul_kv *lk = v->lock;
+	struct consul_sem sem;
+	char perr[160], *json;
+	uint64_t flags = CONSUL_SEM_FLAG, index;
+	unsigned free_slots;
+
+	if (lk && lk->flags != CONSUL_SEM_FLAG) {
+		consul_hold_lose(h, "its .lock key has other flags than consul lock -n's: a lock or other data");
+		return;
+	}
+	if (lk && consul_sem_decode(lk->value, lk->value_len, &sem, perr, sizeof(perr)) < 0) {
+		consul_hold_lose(h, perr);
+		return;
+	}
+	if (lk == NULL)
+		memset(&sem, 0, sizeof(sem));
+	if (sem.limit == 0)
+		sem.limit = h->limit;
+	if (sem.limit != h->limit) {
+		snprintf(perr, sizeof(perr), "semaphore limit conflict: %.60s holds a limit of %u, asked for %u",
+		         h->lock_key, sem.limit, h->limit);
+		consul_sem_free(&sem);
+		consul_hold_lose(h, perr);
+		return;
+	}
+	/* Prune the holders whose session has no key under the name any more. */
+	for (size_t i = 0; i < sem.n; i++) {
+		bool alive = false;
+		for (size_t j = 0; j < v->n && !alive; j++)
+			alive = v->kvs[j].session && strcmp(v->kvs[j].session, sem.holders[i]) == 0;
+		if (!alive) {
+			free(sem.holders[i]);
+			sem.holders[i] = NULL;
+		}
+	}
+	consul_sem_free(&h->sem);
+	h->sem = sem;
+	h->lock_mod = lk ? lk->modify_index : 0;
+	if (h->state == H_GRANTED) {
+		if (!consul_sem_has(&sem, sid))
+			consul_hold_lose(h, lk == NULL ? "its .lock key was deleted" : "its slot was taken away");
+		else
+			wait_more(h);
+		return;
+	}
+	if (consul_sem_has(&sem, sid)) {
+		/* A cas whose answer we missed: it wrote our contender too. */
+		grant(h, mine->modify_index);
+		wait_more(h);
+		return;
+	}
+	free_slots = 0;
+	for (size_t i = 0; i < sem.n; i++)
+		free_slots += sem.holders[i] != NULL;
+	free_slots = free_slots < sem.limit ? sem.limit - free_slots : 0;
+	if (older_waiters(h, v, mine, &sem) >= free_slots) {
+		wait_more(h);
+		return;
+	}
+	/* Take a slot: the holders, pruned, and us; our contender is written
+	 * in the same transaction, so its ModifyIndex is our token too. */
+	{
+		char **hs = realloc(h->sem.holders, (h->sem.n + 1) * sizeof(char *));
+		if (hs == NULL) {
+			hold_retry_later(h);
+			return;
+		}
+		h->sem.holders = hs;
+		hs[h->sem.n++] = (char *)sid;
+		json = consul_sem_encode(&h->sem);
+		hs[--h->sem.n] = NULL;
+	}
+	index = h->lock_mod;
+	send_txn(h, "acquire", sem_acquire_done,
+	         json ? consul_txn_op("cas", h->lock_key, json, &flags, NULL, &index) : NULL,
+	         consul_txn_op("lock", h->contender, h->s->id, &flags, sid, NULL), NULL);
+	free(json);
+}
+
+static void decide(struct lock_hold *h, const struct consul_kv *kvs, size_t n)
+{
+	struct name_view v = { .kvs = kvs, .n = n };
+	const struct consul_kv *mine;
+
+	v.lock = find_key(&v, h->lock_key);
+	mine = find_key(&v, h->contender);
+	if (mine == NULL || mine->session == NULL || strcmp(mine->session, consul_hold_sid(h)) != 0) {
+		if (h->state == H_GRANTED) {
+			consul_hold_lose(h, "its contender key was deleted");
+			return;
+		}
+		send_contender(h);   /* deleted while we waited: queue again */
+		return;
+	}
+	if (h->limit == 1)
+		decide_lock(h, &v, mine);
+	else
+		decide_sem(h, &v, mine);
+}
+
+static void list_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+	struct consul_kv *kvs = NULL;
+	size_t n = 0;
+	char perr[200];
+
+	if (h->state == H_RELEASING) {
+		consul_hold_step(h);
+		return;
+	}
+	if (err != NULL) {
+		h->index = 0;
+		hold_retry_later(h);
+		return;
+	}
+	if (status != 200 && status != 404) {
+		hold_refused(h, status);
+		return;
+	}
+	if (status == 200 && consul_parse_kv_list(r->resp, r->resp_len, &kvs, &n, perr, sizeof(perr)) < 0) {
+		consul_note_failure(r, perr);
+		h->index = 0;
+		hold_retry_later(h);
+		return;
+	}
+	/* Consul: an index that went backwards (a restored snapshot) starts over. */
+	h->index = r->index < h->index ? 0 : r->index;
+	decide(h, kvs, n);
+	consul_kv_list_free(kvs, n);
+}
+
+/* After an acquire or cas that may have gone through, in a release. */
+static bool acquire_released(struct lock_hold *h)
+{
+	if (h->state != H_RELEASING)
+		return false;
+	consul_hold_step(h);
+	return true;
+}
+
+static void acquire_failed(struct lock_hold *h, struct consul_req *r, const char *err)
+{
+	(void)err;
+	if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL && hold_session(h))
+		consul_session_renew(hold_session(h));   /* its 404 tells for sure */
+	hold_retry_later(h);   /* the next read shows whether it went through */
+}
+
+/* PUT ?acquire of .lock: true = ours, the read that follows (its
+ * ModifyIndex, as the election's token) grants; false = taken meanwhile or
+ * the lock-delay of a session that held it. */
+static void lock_acquire_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+	int ok;
+
+	if (acquire_released(h))
+		return;
+	h->index = 0;
+	if (err != NULL) {
+		acquire_failed(h, r, err);
+		return;
+	}
+	if (status != 200) {
+		hold_refused(h, status);
+		return;
+	}
+	if ((ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
+		consul_note_failure(r, "malformed answer to an acquire");
+		hold_retry_later(h);
+		return;
+	}
+	h->refused = ok == 0;
+	consul_hold_step(h);
+}
+
+/* The txn [cas .lock with us, our contender]: 409 = the cas lost a race. */
+static void sem_acquire_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+	uint64_t token;
+	char perr[200];
+
+	if (acquire_released(h))
+		return;
+	h->index = 0;
+	if (err != NULL) {
+		acquire_failed(h, r, err);
+		return;
+	}
+	if (status == 409) {
+		consul_hold_step(h);
+		return;
+	}
+	if (status != 200) {
+		hold_refused(h, status);
+		return;
+	}
+	if (consul_parse_txn_index(r->resp, r->resp_len, &token, perr, sizeof(perr)) < 0) {
+		consul_note_failure(r, perr);
+		hold_retry_later(h);
+		return;
+	}
+	/* .lock now holds what we wrote: the release's cas starts from it. */
+	{
+		char **hs = realloc(h->sem.holders, (h->sem.n + 1) * sizeof(char *));
+		if (hs != NULL) {
+			h->sem.holders = hs;
+			if ((hs[h->sem.n] = strdup(consul_hold_sid(h))) != NULL)
+				h->sem.n++;
+		}
+		h->lock_mod = token;
+	}
+	grant(h, token);
+	consul_hold_step(h);   /* watch it */
+}
+
+/* ---- release ---- */
+
+static void release_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+
+	if (err == NULL && (status == 200 || status == 404)) {
+		consul_hold_free(h);
+		return;
+	}
+	if (err == NULL && status == 409 && h->rel_step != REL_CONTENDER) {
+		/* lock: not ours; semaphore: .lock changed since we read it. */
+		h->rel_step = h->limit == 1 ? REL_CONTENDER : REL_REREAD;
+		consul_hold_step(h);
+		return;
+	}
+	if (consul_hold_sid(h) == NULL) {
+		consul_hold_free(h);   /* the session, and its keys, are gone */
+		return;
+	}
+	hold_retry_later(h);   /* a key left behind blocks the name until the session ends */
+}
+
+static void reread_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+	struct consul_kv *kvs = NULL;
+	size_t n = 0;
+	char perr[200];
+
+	if (err != NULL || (status != 200 && status != 404) ||
+	    (status == 200 && consul_parse_kv_list(r->resp, r->resp_len, &kvs, &n, perr, sizeof(perr)) < 0)) {
+		release_done(r, 500, "read failed");
+		return;
+	}
+	{
+		struct name_view v = { .kvs = kvs, .n = n };
+		const struct consul_kv *lk = find_key(&v, h->lock_key);
+		consul_sem_free(&h->sem);
+		h->lock_mod = 0;
+		if (lk && lk->flags == CONSUL_SEM_FLAG &&
+		    consul_sem_decode(lk->value, lk->value_len, &h->sem, perr, sizeof(perr)) == 0)
+			h->lock_mod = lk->modify_index;
+	}
+	consul_kv_list_free(kvs, n);
+	h->rel_step = REL_READ;
+	consul_hold_step(h);
+}
+
+static char *delete_op(const char *key)
+{
+	return consul_txn_op("delete", key, NULL, NULL, NULL, NULL);
+}
+
+/* Whatever we knew, the release ends with nothing of ours under the name:
+ * an acquire whose answer was lost may have gone through. */
+static void send_release(struct lock_hold *h)
+{
+	const char *sid = consul_hold_sid(h);
+	uint64_t flags = CONSUL_SEM_FLAG;
+	char *json;
+
+	if (sid == NULL || !h->contended) {
+		consul_hold_free(h);
+		return;
+	}
+	if (h->rel_step == REL_REREAD) {
+		consul_req_send(&h->r, "release read", reread_done, "GET", NULL, 0, "/v1/kv/%s?recurse&consistent",
+		                h->dir_esc);
+		return;
+	}
+	if (h->rel_step == REL_CONTENDER) {
+		send_txn(h, "release", release_done, delete_op(h->contender), NULL, NULL);
+		return;
+	}
+	if (h->limit == 1) {
+		/* Fails (409) unless our session holds .lock: then the contender alone. */
+		send_txn(h, "release", release_done,
+		         consul_txn_op("check-session", h->lock_key, NULL, NULL, sid, NULL),
+		         delete_op(h->lock_key), delete_op(h->contender));
+		return;
+	}
+	if (h->lock_mod == 0 || !consul_sem_has(&h->sem, sid)) {
+		if (h->rel_step == REL_MAIN) {
+			h->rel_step = REL_REREAD;   /* not known for sure: read first */
+			send_release(h);
+		} else {
+			send_txn(h, "release", release_done, delete_op(h->contender), NULL, NULL);
+		}
+		return;
+	}
+	for (size_t i = 0; i < h->sem.n; i++)
+		if (h->sem.holders[i] && strcmp(h->sem.holders[i], sid) == 0) {
+			free(h->sem.holders[i]);
+			h->sem.holders[i] = NULL;
+		}
+	json = consul_sem_encode(&h->sem);
+	send_txn(h, "release", release_done,
+	         json ? consul_txn_op("cas", h->lock_key, json, &flags, NULL, &h->lock_mod) : NULL,
+	         delete_op(h->contender), NULL);
+	free(json);
+}
+
+/* The next step of a hold, if nothing is in flight. */
+void consul_hold_step(struct lock_hold *h)
+{
+	struct lock_session *s = h->s;
+
+	if (s->closing || h->r.busy || h->state == H_DEAD)
+		return;
+	ev_timer_stop(s->loop, &h->retry);
+	switch (h->state) {
+	case H_PENDING:
+		if (consul_hold_sid(h) == NULL)
+			consul_lock_ensure_session(s, h->sidx);
+		else
+			send_contender(h);
+		break;
+	case H_WAIT:
+	case H_GRANTED:
+		if (h->index == 0)
+			consul_req_send(&h->r, "read", list_done, "GET", NULL, 0, "/v1/kv/%s?recurse&consistent",
+			                h->dir_esc);
+		else
+			/* Consul adds up to wait/16 of jitter to a blocking query. */
+			consul_req_send(&h->r, "watch", list_done, "GET", NULL,
+			                s->wait_ns + s->wait_ns / 16 + s->c.req_timeout_ns,
+			                "/v1/kv/%s?recurse&index=%" PRIu64 "&wait=%llds", h->dir_esc, h->index,
+			                (long long)(s->wait_ns / NS_PER_SEC));
+		break;
+	case H_RELEASING:
+		send_release(h);
+		break;
+	default:
+		break;
+	}
+}
+
+/* The lowest session that no other hold of this name uses. */
+static unsigned pick_session(const struct lock_session *s, const char *name)
+{
+	for (unsigned idx = 0;; idx++) {
+		const struct lock_hold *o;
+		for (o = s->holds; o != NULL; o = o->next)
+			if (o->sidx == idx && strcmp(o->name, name) == 0)
+				break;
+		if (o == NULL)
+			return idx;
+	}
+}
+
+struct lock_hold *consul_lock_acquire(struct lock_session *s, const char *name, unsigned limit,
+                                    void *hold_ctx)
+{
+	struct lock_hold *h = calloc(1, sizeof(*h));
+
+	if (h == NULL)
+		return NULL;
+	h->s = s;
+	h->ctx = hold_ctx;
+	h->limit = limit > 0 ? limit : 1;
+	h->sidx = pick_session(s, name);
+	if ((h->name = strdup(name)) == NULL || asprintf(&h->dir, "%s%s/", s->prefix, name) < 0 ||
+	    (h->dir_esc = consul_escape_key(h->dir)) == NULL ||
+	    asprintf(&h->lock_key, "%s.lock", h->dir) < 0 || (h->lock_esc = consul_escape_key(h->lock_key)) == NULL) {
+		free(h->name);
+		free(h->dir);
+		free(h->dir_esc);
+		free(h->lock_key);
+		free(h);
+		return NULL;
+	}
+	h->state = s->closing ? H_DEAD : H_PENDING;
+	consul_req_init(&s->c, &h->r, h);
+	ev_init(&h->retry, hold_retry_cb);
+	h->retry.data = h;
+	if ((h->next = s->holds) != NULL)
+		s->holds->pprev = &h->next;
+	s->holds = h;
+	h->pprev = &s->holds;
+	consul_hold_step(h);
+	return h;
+}
+
+void consul_lock_release(struct lock_hold *h)
+{
+	if (h == NULL)
+		return;
+	etcd_events_forget(&h->s->q, h);
+	if (h->state == H_GRANTED)
+		log_debug("consul: lock %s: releasing", h->name);
+	if (h->state == H_DEAD && h->contended && consul_hold_sid(h) != NULL && !h->s->closing) {
+		h->state = H_RELEASING;   /* lost, but its contender key may still be there */
+		h->rel_step = REL_CONTENDER;
+		consul_hold_step(h);
+		return;
+	}
+	if (h->state == H_DEAD || h->s->closing || (h->state == H_PENDING && !h->r.busy)) {
+		consul_hold_free(h);
+		return;
+	}
+	/* A contender or acquire in flight may still write: release after it. */
+	if (!(h->r.busy && (h->r.done == contend_done || h->r.done == lock_acquire_done ||
+	                    h->r.done == sem_acquire_done)))
+		consul_req_cancel(&h->r);
+	ev_timer_stop(h->s->loop, &h->retry);
+	h->state = H_RELEASING;
+	h->rel_step = REL_MAIN;
+	consul_hold_step(h);
+}
+
+void *consul_lock_hold_ctx(const struct lock_hold *h)
+{
+	return h->ctx;
+}
+

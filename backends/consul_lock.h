@@ -1,0 +1,102 @@
+/* Internals of the Consul lock backend: consul_lock.c (the holds: contender
+ * keys, the lock and semaphore recipes, release), consul_lock_session.c (the
+ * sessions and lock_backend_ops) and consul_lock_list.c (list()). Not a
+ * public interface. */
+#ifndef ELECT_CONSUL_LOCK_H
+#define ELECT_CONSUL_LOCK_H
+
+#include "backends/consul.h"
+#include "backends/etcd.h"         /* the event queue */
+#include "backends/lock.h"
+
+enum lock_event_kind { LK_ALIVE, LK_FAILED, LK_LOST, LK_GRANTED, LK_HOLD_LOST, LK_CLOSED, LK_QUEUED };
+
+enum hold_state {
+	H_PENDING,     /* waits for its session */
+	H_CONTEND,     /* writing its contender key */
+	H_WAIT,        /* queued: reading the name, deciding, acquiring */
+	H_GRANTED,     /* holds; keeps watching the name */
+	H_RELEASING,
+	H_DEAD,        /* lost: only release() is left */
+};
+
+/* A release: the main step; a read of the name first (a semaphore whose
+ * holders we do not know for sure, or whose cas failed) and then the main
+ * step on what it read; or the contender key alone (nothing held). */
+enum release_step { REL_MAIN, REL_REREAD, REL_READ, REL_CONTENDER };
+
+struct consul_list;
+
+/* One Consul session of a lockd: [0] always, [k] for the k+1-th concurrent
+ * hold of one name. */
+struct csess {
+	struct consul_session s;
+	struct lock_session *ls;
+	unsigned idx;
+	int64_t ok_sent;           /* send time of its last successful create or renewal */
+};
+
+struct lock_hold {
+	struct lock_session *s;
+	struct lock_hold *next, **pprev;
+	char *name;
+	unsigned limit;
+	void *ctx;
+	unsigned sidx;             /* its session: s->sess[sidx] */
+	char *dir, *dir_esc;       /* "P/NAME/", and %-escaped for URLs */
+	char *lock_key, *lock_esc; /* "P/NAME/.lock" */
+	char *contender;           /* "P/NAME/<session>" once the session is known */
+	enum hold_state state;
+	enum release_step rel_step;
+	bool contended;            /* its contender key may exist */
+	bool refused;              /* the last acquire was refused (lock-delay?) */
+	bool queued_sent;
+	uint64_t index;            /* of the blocking query; 0 = read now */
+	uint64_t token;
+	uint64_t lock_mod;         /* semaphore: .lock's ModifyIndex in the last read */
+	struct consul_sem sem;     /* semaphore: its holders in the last read, pruned */
+	struct consul_req r;
+	ev_timer retry;
+};
+
+struct lock_session {
+	struct ev_loop *loop;
+	struct consul_client c;
+	const struct lock_events *ev;
+	void *ctx;
+	char *prefix;              /* "P/" or "" */
+	char *id, *sess_name;
+	int64_t ttl_ns, lock_delay_ns, wait_ns;
+	struct csess **sess;
+	size_t n_sess;
+	struct lock_hold *holds;
+	struct consul_list *lists;
+	int64_t alive_reported;
+	unsigned n_open;           /* close(): sessions not closed yet */
+	bool want_session, closing;
+	char create_err[200];
+	ev_timer retry;            /* session creation */
+	struct etcd_events q;
+};
+
+/* consul_lock_session.c */
+void consul_lock_emit(struct lock_session *s, int kind, int64_t num, const char *str, struct lock_hold *h);
+void consul_lock_ensure_session(struct lock_session *s, unsigned idx);
+
+/* consul_lock.c */
+const char *consul_hold_sid(const struct lock_hold *h);
+void consul_hold_step(struct lock_hold *h);
+void consul_hold_quiet(struct lock_hold *h);
+void consul_hold_free(struct lock_hold *h);
+void consul_hold_lose(struct lock_hold *h, const char *reason);
+struct lock_hold *consul_lock_acquire(struct lock_session *s, const char *name, unsigned limit,
+                                      void *hold_ctx);
+void consul_lock_release(struct lock_hold *h);
+void *consul_lock_hold_ctx(const struct lock_hold *h);
+
+/* consul_lock_list.c */
+int consul_lock_list(struct lock_session *s, const char *const *names, size_t n, bool all,
+                     lock_list_cb cb, void *arg);
+void consul_lock_list_abort_all(struct lock_session *s);
+
+#endif
