@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench`: timing and footprint of elect, one row group per backend.
 
-  python3 tests/bench.py [--backend file,etcd,zk] [--handovers 50]
+  python3 tests/bench.py [--backend file,etcd,zk,consul,lockd] [--handovers 50]
                          [--crashes 30] [--idle-seconds 30] [plugin flags]
 
 Figures:
@@ -26,7 +26,10 @@ url(ctx, election) returns the --backend URL. Everything is stopped by pid
 when the backend's run ends, also on error. Optional: counting_url(ctx,
 election) -> (url, CountingProxy) for the idle request rows;
 extra_rows(ctx, args, rows) appends backend-specific rows at the end;
-add_arguments(argparser) (a classmethod) adds the plugin's own flags.
+add_arguments(argparser) (a classmethod) adds the plugin's own flags;
+counts(args) -> (handovers, crashes) when the backend's failovers are too
+slow for --crashes; before_crashes(ctx, args) runs once after the graceful
+handovers (e.g. to start slow side-by-side runs in the background).
 """
 
 import argparse
@@ -208,8 +211,11 @@ def bench_backend(name, cls, a, rows):
         run = Run(ctx, be, ctx.path('iv.log'))
         for _ in range(3):
             run.add_agent()
-        for label, sig, n in (('graceful handover (ms)', signal.SIGTERM, a.handovers),
-                              ('crash failover (ms)', signal.SIGKILL, a.crashes)):
+        counts = be.counts(a) if hasattr(be, 'counts') else (a.handovers, a.crashes)
+        for label, sig, n in (('graceful handover (ms)', signal.SIGTERM, counts[0]),
+                              ('crash failover (ms)', signal.SIGKILL, counts[1])):
+            if sig == signal.SIGKILL and hasattr(be, 'before_crashes'):
+                be.before_crashes(ctx, a)
             xs = []
             for i in range(n):
                 xs.append(run.handover(sig))
@@ -275,9 +281,10 @@ def fmt(v):
 
 
 def main():
-    ap = argparse.ArgumentParser(description='elect benchmark')
+    # -h only after the plugins added their flags, so that it lists them.
+    ap = argparse.ArgumentParser(description='elect benchmark', add_help=False)
     ap.add_argument('--backend', default=None,
-                    help='comma-separated: file,etcd,zk (default: all implemented)')
+                    help='comma-separated: file,etcd,zk,consul,lockd (default: all)')
     ap.add_argument('--handovers', type=int, default=50)
     ap.add_argument('--crashes', type=int, default=30)
     ap.add_argument('--idle-seconds', type=float, default=30)
@@ -286,11 +293,12 @@ def main():
     if a.backend:
         names = [n for n in a.backend.split(',') if n]
     else:
-        names = ['file', 'etcd', 'zk', 'lockd']
+        names = ['file', 'etcd', 'zk', 'consul', 'lockd']
     for n in names:                     # plugins' own flags
         cls = find_backend(n)
         if cls is not None and hasattr(cls, 'add_arguments'):
             cls.add_arguments(ap)
+    ap.add_argument('-h', '--help', action='help', help='show this help message and exit')
     a = ap.parse_args()
     if not os.access(harness.elect_bin(), os.X_OK):
         print('bench: %s not found (run make)' % harness.elect_bin(), file=sys.stderr)

@@ -33,7 +33,7 @@ import harness  # noqa: E402
 from harness import now_ns  # noqa: E402
 from lockd_cases import HoldConn, Lockd, lockctl_bin, lockd_bin  # noqa: E402
 
-LOCK_TTL = {'file': '10s', 'etcd': '3s', 'zk': '3s'}
+LOCK_TTL = {'file': '10s', 'etcd': '3s', 'zk': '3s', 'consul': '10s'}
 
 
 def row(be, label, xs=None, value=None, n=1):
