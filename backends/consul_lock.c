@@ -67,6 +67,7 @@ void consul_hold_free(struct lock_hold *h)
 	struct lock_session *s = h->s;
 
 	etcd_events_forget(&s->q, h);
+	consul_lock_verify_forget(s, h);
 	ev_timer_stop(s->loop, &h->retry);
 	consul_req_free(&h->r);
 	if ((*h->pprev = h->next) != NULL)
@@ -191,6 +192,7 @@ static void send_contender(struct lock_hold *h)
 /* ---- reading the name and deciding ---- */
 
 static void list_done(struct consul_req *r, long status, const char *err);
+static void wait_more(struct lock_hold *h);
 static void lock_acquire_done(struct consul_req *r, long status, const char *err);
 static void sem_acquire_done(struct consul_req *r, long status, const char *err);
 
@@ -262,10 +264,52 @@ static void wait_more(struct lock_hold *h)
 		h->queued_sent = true;
 		consul_lock_emit(h->s, LK_QUEUED, 0, NULL, h);
 	}
+	if (h->state == H_GRANTED)
+		return;   /* no query open: each renewal checks it (consul_lock_verify.c) */
 	if (h->index == 0)
 		hold_retry_later(h);
 	else
 		consul_hold_step(h);
+}
+
+/* A semaphore's .lock with no live holder (sessions that have no key under
+ * the name any more do not count, as consul lock -n prunes them). */
+static bool sem_unheld(const struct name_view *v, const struct consul_kv *lk)
+{
+	struct consul_sem sem;
+	char perr[160];
+	bool held = false;
+
+	if (consul_sem_decode(lk->value, lk->value_len, &sem, perr, sizeof(perr)) < 0)
+		return false;
+	for (size_t i = 0; i < sem.n && !held; i++)
+		for (size_t j = 0; j < v->n && !held; j++)
+			held = v->kvs[j].session && strcmp(v->kvs[j].session, sem.holders[i]) == 0;
+	consul_sem_free(&sem);
+	return !held;
+}
+
+/* .lock is a semaphore while we want a lock, or the reverse, and in use
+ * (or someone's data): wait for it to go, as lockd's own holds of one
+ * name with two limits would. */
+static void foreign_key(struct lock_hold *h, const struct consul_kv *lk)
+{
+	if (!h->conflict_logged)
+		log_warnx("consul: lock %s: %s is %s in use: waiting for it to be released", h->name, h->lock_key,
+		          lk->flags == CONSUL_SEM_FLAG ? "a semaphore (consul lock -n)" :
+		          lk->flags == CONSUL_LOCK_FLAG ? "a lock (consul lock)" : "a key of other data, not");
+	h->conflict_logged = true;
+	wait_more(h);
+}
+
+static void takeover_done(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+
+	(void)status;
+	(void)err;
+	h->index = 0;   /* whatever happened: read again */
+	consul_hold_step(h);
 }
 
 static void decide_lock(struct lock_hold *h, const struct name_view *v, const struct consul_kv *mine)
@@ -274,7 +318,16 @@ static void decide_lock(struct lock_hold *h, const struct name_view *v, const st
 	const struct consul_kv *lk = v->lock;
 
 	if (lk && lk->flags != CONSUL_LOCK_FLAG) {
-		consul_hold_lose(h, "its .lock key has other flags than consul lock's: a semaphore or other data");
+		if (h->state == H_GRANTED) {
+			consul_hold_lose(h, "its .lock key was replaced by one with other flags");
+		} else if (lk->flags == CONSUL_SEM_FLAG && sem_unheld(v, lk)) {
+			/* A semaphore nobody holds, left behind: take the name over. */
+			uint64_t index = lk->modify_index;
+			send_txn(h, "take over", takeover_done,
+			         consul_txn_op("delete-cas", h->lock_key, NULL, NULL, NULL, &index), NULL, NULL);
+		} else {
+			foreign_key(h, lk);
+		}
 		return;
 	}
 	if (h->state == H_GRANTED) {
@@ -317,15 +370,22 @@ static void decide_sem(struct lock_hold *h, const struct name_view *v, const str
 	unsigned free_slots;
 
 	if (lk && lk->flags != CONSUL_SEM_FLAG) {
-		consul_hold_lose(h, "its .lock key has other flags than consul lock -n's: a lock or other data");
-		return;
+		if (h->state == H_GRANTED) {
+			consul_hold_lose(h, "its .lock key was replaced by one with other flags");
+			return;
+		}
+		if (lk->flags != CONSUL_LOCK_FLAG || lk->session != NULL) {
+			foreign_key(h, lk);
+			return;
+		}
+		/* A lock nobody holds, left behind: the cas below takes it over. */
 	}
-	if (lk && consul_sem_decode(lk->value, lk->value_len, &sem, perr, sizeof(perr)) < 0) {
+	memset(&sem, 0, sizeof(sem));
+	if (lk && lk->flags == CONSUL_SEM_FLAG &&
+	    consul_sem_decode(lk->value, lk->value_len, &sem, perr, sizeof(perr)) < 0) {
 		consul_hold_lose(h, perr);
 		return;
 	}
-	if (lk == NULL)
-		memset(&sem, 0, sizeof(sem));
 	if (sem.limit == 0)
 		sem.limit = h->limit;
 	if (sem.limit != h->limit) {
@@ -525,7 +585,6 @@ static void sem_acquire_done(struct consul_req *r, long status, const char *err)
 		h->lock_mod = token;
 	}
 	grant(h, token);
-	consul_hold_step(h);   /* watch it */
 }
 
 /* ---- release ---- */
@@ -624,6 +683,19 @@ static void send_release(struct lock_hold *h)
 			free(h->sem.holders[i]);
 			h->sem.holders[i] = NULL;
 		}
+	{
+		bool others = false;
+		for (size_t i = 0; i < h->sem.n; i++)
+			others |= h->sem.holders[i] != NULL;
+		if (!others) {
+			/* The last holder: the semaphore goes, as consul lock -n's
+			 * Destroy does, so that the name may be a lock next. */
+			send_txn(h, "release", release_done,
+			         consul_txn_op("delete-cas", h->lock_key, NULL, NULL, NULL, &h->lock_mod),
+			         delete_op(h->contender), NULL);
+			return;
+		}
+	}
 	json = consul_sem_encode(&h->sem);
 	send_txn(h, "release", release_done,
 	         json ? consul_txn_op("cas", h->lock_key, json, &flags, NULL, &h->lock_mod) : NULL,
@@ -647,7 +719,6 @@ void consul_hold_step(struct lock_hold *h)
 			send_contender(h);
 		break;
 	case H_WAIT:
-	case H_GRANTED:
 		if (h->index == 0)
 			consul_req_send(&h->r, "read", list_done, "GET", NULL, 0, "/v1/kv/%s?recurse&consistent",
 			                h->dir_esc);

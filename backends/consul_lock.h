@@ -27,6 +27,8 @@ enum release_step { REL_MAIN, REL_REREAD, REL_READ, REL_CONTENDER };
 
 struct consul_list;
 
+#define VERIFY_BATCH 32            /* holds per check: 2 ops each, Consul takes 64 per txn */
+
 /* One Consul session of a lockd: [0] always, [k] for the k+1-th concurrent
  * hold of one name. */
 struct csess {
@@ -51,9 +53,11 @@ struct lock_hold {
 	bool contended;            /* its contender key may exist */
 	bool refused;              /* the last acquire was refused (lock-delay?) */
 	bool queued_sent;
+	bool conflict_logged;      /* .lock is of the other kind: said once */
 	uint64_t index;            /* of the blocking query; 0 = read now */
 	uint64_t token;
 	uint64_t lock_mod;         /* semaphore: .lock's ModifyIndex in the last read */
+	unsigned verified_round;   /* granted: the renewal round that last checked it */
 	struct consul_sem sem;     /* semaphore: its holders in the last read, pruned */
 	struct consul_req r;
 	ev_timer retry;
@@ -77,6 +81,14 @@ struct lock_session {
 	char create_err[200];
 	ev_timer retry;            /* session creation */
 	struct etcd_events q;
+	/* Granted holds keep no query open (Consul limits connections per
+	 * client, 200 by default): each renewal round checks them, in
+	 * transactions of VERIFY_BATCH holds. */
+	struct consul_req r_verify;
+	unsigned verify_round;
+	struct lock_hold *verifying[VERIFY_BATCH];
+	unsigned char verifying_ops[VERIFY_BATCH];   /* ops of each in the txn */
+	size_t n_verifying;
 };
 
 /* consul_lock_session.c */
@@ -93,6 +105,10 @@ struct lock_hold *consul_lock_acquire(struct lock_session *s, const char *name, 
                                       void *hold_ctx);
 void consul_lock_release(struct lock_hold *h);
 void *consul_lock_hold_ctx(const struct lock_hold *h);
+
+/* consul_lock_verify.c: the check of granted holds at each renewal. */
+void consul_lock_verify(struct lock_session *s);
+void consul_lock_verify_forget(struct lock_session *s, const struct lock_hold *h);
 
 /* consul_lock_list.c */
 int consul_lock_list(struct lock_session *s, const char *const *names, size_t n, bool all,

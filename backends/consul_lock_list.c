@@ -137,7 +137,8 @@ static size_t name_entries(struct lock_session *s, const char *name, const struc
 	consul_sem_free(&sem);
 	/* Holders by token, waiters by arrival (CreateIndex, kept in token
 	 * until sorted), then the waiters' tokens are unknown. */
-	qsort(out + first_waiter, m - first_waiter, sizeof(*out), by_index);
+	if (m > first_waiter)
+		qsort(out + first_waiter, m - first_waiter, sizeof(*out), by_index);
 	for (size_t i = 0; i < m; i++) {
 		out[i].position = (unsigned)i;
 		if (!out[i].held)
@@ -169,7 +170,8 @@ static void deliver_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		list_free(l);
 		return;
 	}
-	qsort(l->kvs, l->n_kvs, sizeof(*l->kvs), by_key);
+	if (l->n_kvs > 0)
+		qsort(l->kvs, l->n_kvs, sizeof(*l->kvs), by_key);
 	for (size_t i = 0; i < l->n_kvs;) {
 		const char *k = l->kvs[i].key + plen, *slash = strchr(k, '/');
 		size_t j = i + 1, nl = slash ? (size_t)(slash - k) : 0;

@@ -223,6 +223,8 @@ static void session_gone(struct lock_session *s, const char *reason)
 	s->q.gen++;
 	s->want_session = false;
 	s->alive_reported = 0;
+	consul_req_cancel(&s->r_verify);
+	s->n_verifying = 0;
 	for (struct lock_hold *h = s->holds, *next; h != NULL; h = next) {
 		next = h->next;
 		consul_hold_quiet(h);
@@ -276,6 +278,7 @@ static void lk_renew(struct lock_session *s)
 	for (size_t i = 0; i < s->n_sess; i++)
 		if (s->sess[i] && s->sess[i]->s.id && !s->sess[i]->s.closing)
 			consul_session_renew(&s->sess[i]->s);
+	consul_lock_verify(s);
 }
 
 static void lk_close(struct lock_session *s)
@@ -283,6 +286,8 @@ static void lk_close(struct lock_session *s)
 	if (s->closing)
 		return;
 	s->q.gen++;
+	consul_req_cancel(&s->r_verify);
+	s->n_verifying = 0;
 	for (struct lock_hold *h = s->holds; h != NULL; h = h->next) {
 		consul_hold_quiet(h);
 		h->state = H_DEAD;
@@ -315,6 +320,7 @@ static void lk_free(void *owner)
 		if (s->sess[i])
 			csess_free(s->sess[i]);
 	free(s->sess);
+	consul_req_free(&s->r_verify);
 	consul_client_free(&s->c);   /* after the requests: cleans up the multi handle */
 	free(s->prefix);
 	free(s->id);
@@ -350,6 +356,7 @@ static int lk_create(struct lock_session **out, const struct backend_params *p,
 	ev_init(&s->retry, retry_cb);
 	s->retry.data = s;
 	etcd_events_init(&s->q, s->loop, deliver, lk_free, s);
+	consul_req_init(&s->c, &s->r_verify, s);
 	if (consul_client_init(&s->c, p, &path, &query, err, errlen) < 0 ||
 	    consul_parse_lock_delay(query, &s->lock_delay_ns, err, errlen) < 0)
 		goto fail;

@@ -490,3 +490,80 @@ char *consul_escape_key(const char *key)
 	*p = '\0';
 	return out;
 }
+
+int consul_parse_txn_kvs(const char *body, size_t len, struct consul_kv **kvs, size_t *n, char *err,
+                         size_t errlen)
+{
+	char *text = malloc(len + 1);
+	json_t *a = NULL, *results;
+	int rc = -1;
+
+	*kvs = NULL;
+	*n = 0;
+	if (text == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	memcpy(text, body, len);
+	text[len] = '\0';
+	if (scrub(text, len, NULL, NULL, 0, true) < 0) {
+		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
+		goto out;
+	}
+	if ((a = load(text, len, err, errlen)) == NULL)
+		goto out;
+	results = json_object_get(a, "Results");
+	if (!json_is_array(results)) {
+		snprintf(err, errlen, "malformed answer from Consul: a transaction's answer has no Results");
+		goto out;
+	}
+	if (json_array_size(results) > 0 && (*kvs = calloc(json_array_size(results), sizeof(**kvs))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(results); i++) {
+		if (kv_entry(json_object_get(json_array_get(results, i), "KV"), 0, &(*kvs)[i], err, errlen) < 0)
+			goto out;
+		(*n)++;
+	}
+	rc = 0;
+out:
+	if (rc < 0) {
+		consul_kv_list_free(*kvs, *n);
+		*kvs = NULL;
+		*n = 0;
+	}
+	json_decref(a);
+	free(text);
+	return rc;
+}
+
+int consul_parse_txn_errors(const char *body, size_t len, size_t *ops, size_t max, size_t *n, char *err,
+                            size_t errlen)
+{
+	json_t *a = load(body, len, err, errlen), *errors, *e;
+	size_t i;
+	int rc = -1;
+
+	*n = 0;
+	if (a == NULL)
+		return -1;
+	errors = json_object_get(a, "Errors");
+	if (!json_is_array(errors) || json_array_size(errors) == 0) {
+		snprintf(err, errlen, "malformed answer from Consul: a failed transaction without Errors");
+		goto out;
+	}
+	json_array_foreach(errors, i, e) {
+		json_t *op = json_object_get(e, "OpIndex");
+		if (!json_is_integer(op) || json_integer_value(op) < 0) {
+			snprintf(err, errlen, "malformed answer from Consul: a transaction error without OpIndex");
+			goto out;
+		}
+		if (*n < max)
+			ops[(*n)++] = (size_t)json_integer_value(op);
+	}
+	rc = 0;
+out:
+	json_decref(a);
+	return rc;
+}

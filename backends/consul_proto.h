@@ -59,6 +59,14 @@ char *consul_txn_op(const char *verb, const char *key, const char *value, const 
 /* The answer of a transaction that succeeded (200): the ModifyIndex of its
  * first result, i.e. the Raft index of the transaction's writes. */
 int consul_parse_txn_index(const char *body, size_t len, uint64_t *index, char *err, size_t errlen);
+/* The KV entries of a transaction's Results (200), in order; Flags are not
+ * kept (0). */
+int consul_parse_txn_kvs(const char *body, size_t len, struct consul_kv **kvs, size_t *n, char *err,
+                         size_t errlen);
+/* The OpIndex of each of a failed transaction's Errors (409): at most max,
+ * *n of them. */
+int consul_parse_txn_errors(const char *body, size_t len, size_t *ops, size_t max, size_t *n, char *err,
+                            size_t errlen);
 
 /* `consul lock -n N`'s lock value (api/semaphore.go semaphoreLock):
  * {"Limit":N,"Holders":{"<session>":true,...}}. An empty value: limit 0 and

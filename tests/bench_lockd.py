@@ -1,5 +1,5 @@
 """`make bench` rows for lockd (tests/bench.py --backend lockd, or on its own:
-python3 tests/bench_lockd.py [--lockd-backends file,etcd,zk]).
+python3 tests/bench_lockd.py [--lockd-backends file,etcd,zk,consul]).
 
 Per lock backend (servers started through the election benchmark's backend
 classes, bench.find_backend(name): start(ctx), url(ctx, prefix), stop(ctx)):
@@ -8,7 +8,8 @@ classes, bench.find_backend(name): start(ctx), url(ctx, prefix), stop(ctx)):
   lockctl run -- true     a whole `lockctl run NAME -- true` (process start,
                           acquire, fork/exec, exit, release): ms each;
                           etcd: `etcdctl lock NAME -- true` on the same etcd
-                          side by side (needs the etcd Backend's etcdctl())
+                          side by side (needs the etcd Backend's etcdctl());
+                          Consul: `consul lock NAME true` on the same Consul
   contended handover      client A (lockd 1) releases while client B (lockd
                           2) waits: A sends release -> B's grant arrives, ms
   RSS 1,000 locks         VmRSS of a lockd idle, then holding 1,000 locks
@@ -159,6 +160,10 @@ def bench_lock_backend(name, a, rows):
                             timed_runs(ctx, [etcd_server.ETCDCTL, '--endpoints='
                                              + be.server.endpoint, 'lock', 'elr', '--', 'true'],
                                        a.lockd_runs, eenv)))
+        if name == 'consul' and hasattr(be, 'server'):
+            rows.append(row(name, 'consul lock NAME true (ms)',
+                            timed_runs(ctx, be.server.consul('lock', 'lockd/clr', 'true'),
+                                       a.lockd_runs, be.server.env())))
         rows.append(row(name, 'contended handover, 2 lockd (ms)',
                         handovers(ds[0], ds[1], a.lockd_handovers)))
         idle, full, lists = rss_with_locks(
@@ -178,7 +183,7 @@ def bench_lock_backend(name, a, rows):
 
 def add_arguments(ap):
     g = ap.add_argument_group('lockd (tests/bench_lockd.py)')
-    g.add_argument('--lockd-backends', default='file,etcd,zk')
+    g.add_argument('--lockd-backends', default='file,etcd,zk,consul')
     g.add_argument('--lockd-round-trips', type=int, default=2000)
     g.add_argument('--lockd-runs', type=int, default=50)
     g.add_argument('--lockd-handovers', type=int, default=50)

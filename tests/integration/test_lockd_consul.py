@@ -262,7 +262,8 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
         for n in ('a', 'b', 'c'):
             self.assertEqual(d.acquire(n)[0], 200)
         self.assertEqual(d.acquire('a', limit=1, wait='0')[0], 408)
-        self.assertEqual(len(self.kvs(PREFIX + '/')), 6)
+        # Three .lock keys and three contenders (the refused one's goes).
+        wait_for(lambda: len(self.kvs(PREFIX + '/')) == 6, 10, msg='6 keys')
         t0 = time.monotonic()
         d.kill(signal.SIGTERM)
         self.assertEqual(d.wait_exit(10 * scale()), 0, d.log()[-2000:])
@@ -285,6 +286,25 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
         st, again = d.acquire('gone')
         self.assertEqual(st, 200, again)
         self.assertGreater(again['token'], body['token'])
+
+    def test_slot_taken_out_of_the_semaphore_is_a_lost_hold(self):
+        d = self.lockd('slot')
+        conn = HoldConn(d)
+        st, body = conn.acquire('sem', limit=2, wait='0')
+        self.assertEqual(st, 200, body)
+        key = '%s/sem/.lock' % PREFIX
+        lk = self.kvs(PREFIX + '/sem/')[key]
+        self.assertEqual(len(json.loads(lk['Value'])['Holders']), 1)
+        # Someone rewrites the holders without us (a check-and-set, as
+        # consul lock -n does): lockd finds out at a renewal.
+        st, ok, _ = self.consul.request('PUT', '/v1/kv/%s?cas=%d&flags=%d' % (key, lk['ModifyIndex'], SEM_FLAG),
+                                        json.dumps({'Limit': 2, 'Holders': {}}))
+        self.assertEqual((st, ok), (200, True))
+        st, ans = conn.wait(body['hold'], wait='30s')
+        self.assertEqual(st, 200, ans)
+        self.assertEqual(ans.get('state'), 'revoked', ans)
+        self.assertIn('slot', json.dumps(ans))
+        conn.close()
 
 
 if __name__ == '__main__':

@@ -317,6 +317,42 @@ static void test_semaphore_value(void **state)
 	}
 }
 
+/* A lock check: gets' values in Results (200), failed ops in Errors (409). */
+static void test_txn_results_and_errors(void **state)
+{
+	const char *ok = "{\"Results\":[{\"KV\":{\"Key\":\"l/p/.lock\",\"Flags\":16210313421097356768,"
+	                 "\"Value\":\"eyJMaW1pdCI6MX0=\",\"CreateIndex\":5,\"ModifyIndex\":8}},"
+	                 "{\"KV\":{\"Key\":\"l/p/s\",\"Flags\":1,\"Value\":null,\"Session\":\"s\",\"ModifyIndex\":9}}],"
+	                 "\"Errors\":null}";
+	const char *failed = "{\"Results\":null,\"Errors\":[{\"OpIndex\":2,\"What\":\"x\"},{\"OpIndex\":5,\"What\":\"y\"}]}";
+	const char *bad_ok[] = { "{\"Results\":null}", "{}", "[]", "{\"Results\":[{\"KV\":{\"Key\":\"k\"}}]}",
+	                         "{\"Results\":[{}]}" };
+	const char *bad_err[] = { "{\"Errors\":[]}", "{\"Errors\":null}", "{\"Errors\":[{\"What\":\"x\"}]}",
+	                          "{\"Errors\":[{\"OpIndex\":-1}]}", "<html>" };
+	struct consul_kv *kvs;
+	size_t n, ops[4];
+	char err[200];
+
+	(void)state;
+	assert_int_equal(consul_parse_txn_kvs(ok, strlen(ok), &kvs, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(kvs[0].key, "l/p/.lock");
+	assert_string_equal(kvs[0].value, "{\"Limit\":1}");
+	assert_string_equal(kvs[1].session, "s");
+	consul_kv_list_free(kvs, n);
+	for (size_t i = 0; i < sizeof(bad_ok) / sizeof(bad_ok[0]); i++)
+		if (consul_parse_txn_kvs(bad_ok[i], strlen(bad_ok[i]), &kvs, &n, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad_ok[i]);
+	assert_int_equal(consul_parse_txn_errors(failed, strlen(failed), ops, 4, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 2);
+	assert_true(ops[0] == 2 && ops[1] == 5);
+	assert_int_equal(consul_parse_txn_errors(failed, strlen(failed), ops, 1, &n, err, sizeof(err)), 0);
+	assert_int_equal(n, 1);
+	for (size_t i = 0; i < sizeof(bad_err) / sizeof(bad_err[0]); i++)
+		if (consul_parse_txn_errors(bad_err[i], strlen(bad_err[i]), ops, 4, &n, err, sizeof(err)) != -1)
+			fail_msg("accepted: %s", bad_err[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -333,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_parse_kv_list),
 		cmocka_unit_test(test_txn),
 		cmocka_unit_test(test_semaphore_value),
+		cmocka_unit_test(test_txn_results_and_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
