@@ -57,7 +57,7 @@ static void update_alive(struct lock_session *s)
 	if (s->n_sess == 0 || s->sess[0] == NULL || s->sess[0]->s.id == NULL)
 		return;
 	for (size_t i = 0; i < s->n_sess; i++)
-		if (s->sess[i] && s->sess[i]->s.id && s->sess[i]->ok_sent < oldest)
+		if (s->sess[i] && s->sess[i]->s.id && !s->sess[i]->s.closing && s->sess[i]->ok_sent < oldest)
 			oldest = s->sess[i]->ok_sent;
 	if (oldest > s->alive_reported) {
 		s->alive_reported = oldest;
@@ -161,9 +161,14 @@ static void sess_closed(void *owner)
 			consul_lock_emit(s, LK_CLOSED, 0, NULL, NULL);
 		return;
 	}
-	/* A retired second session, or one destroyed with a lost first one. */
-	s->sess[cs->idx] = NULL;
-	csess_free(cs);
+	/* A retired second session, or one destroyed with a lost first one:
+	 * a hold that came for its place meanwhile gets a new one. */
+	{
+		unsigned idx = cs->idx;
+		s->sess[idx] = NULL;
+		csess_free(cs);
+		step_session_holds(s, idx);
+	}
 }
 
 static const struct consul_session_events sess_events = {

@@ -256,6 +256,11 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
         self.assertEqual(d.release(holds[2][1]['hold'])[0], 200)
         wait_for(lambda: len([s for s in self.consul.sessions() if s['Name'] == 'lockd lay']) == 1,
                  20, msg='the second session destroyed')
+        # A second concurrent hold of 'a' again: a new second session.
+        st, again = d.acquire('a', limit=2)
+        self.assertEqual(st, 200, again)
+        self.assertGreater(again['token'], holds[2][1]['token'])
+        self.assertEqual(len([s for s in self.consul.sessions() if s['Name'] == 'lockd lay']), 2)
 
     def test_sigterm_destroys_the_sessions_at_once(self):
         d = self.lockd('t')
