@@ -24,9 +24,18 @@
  *   token     the Raft index of the write that granted: the ModifyIndex in
  *             the transaction's answer. Every grant of a name writes .lock,
  *             so tokens grow across every holder, consul lock's included.
- *   watch     each hold keeps a blocking query on P/NAME/ (?recurse&index=)
- *             while it waits and while it holds: a hold whose .lock or slot
- *             is gone is reported lost at once.
+ *   wait      a waiting hold keeps a blocking query on P/NAME/
+ *             (?recurse&index=): every change under the name wakes it to
+ *             decide again (only the next in line acts). A granted hold
+ *             keeps none (Consul refuses more than 200 connections from one
+ *             address by default): each renewal checks it
+ *             (consul_lock_verify.c), so a .lock or slot that someone else
+ *             removed is reported lost within one renewal interval, as on
+ *             etcd.
+ *   leftovers .lock of the other kind (a lock where a semaphore is wanted,
+ *             or the reverse) that nobody holds is taken over (a lock:
+ *             acquired first, honouring its lock-delay, then deleted); one
+ *             in use is waited for.
  *   release   lock: txn [check-session .lock, delete .lock, delete
  *             contender]; semaphore: txn [cas .lock without us, delete
  *             contender], read again and retry while the cas fails.
@@ -189,6 +198,11 @@ static void send_contender(struct lock_hold *h)
 	free(esc);
 }
 
+static char *delete_op(const char *key)
+{
+	return consul_txn_op("delete", key, NULL, NULL, NULL, NULL);
+}
+
 /* ---- reading the name and deciding ---- */
 
 static void list_done(struct consul_req *r, long status, const char *err);
@@ -272,6 +286,21 @@ static void wait_more(struct lock_hold *h)
 		consul_hold_step(h);
 }
 
+/* Drops the holders whose session has no key under the name any more, as
+ * consul lock -n does. */
+static void sem_prune(struct consul_sem *sem, const struct name_view *v)
+{
+	for (size_t i = 0; i < sem->n; i++) {
+		bool alive = false;
+		for (size_t j = 0; j < v->n && !alive && sem->holders[i]; j++)
+			alive = v->kvs[j].session && strcmp(v->kvs[j].session, sem->holders[i]) == 0;
+		if (!alive) {
+			free(sem->holders[i]);
+			sem->holders[i] = NULL;
+		}
+	}
+}
+
 /* A semaphore's .lock with no live holder (sessions that have no key under
  * the name any more do not count, as consul lock -n prunes them). */
 static bool sem_unheld(const struct name_view *v, const struct consul_kv *lk)
@@ -306,10 +335,29 @@ static void takeover_done(struct consul_req *r, long status, const char *err)
 {
 	struct lock_hold *h = r->owner;
 
-	(void)status;
-	(void)err;
-	h->index = 0;   /* whatever happened: read again */
-	consul_hold_step(h);
+	h->index = 0;   /* whatever happened: read again, at once if it went through */
+	if (err == NULL && status == 200)
+		consul_hold_step(h);
+	else
+		hold_retry_later(h);
+}
+
+static void takeover_acquired(struct consul_req *r, long status, const char *err)
+{
+	struct lock_hold *h = r->owner;
+	const char *sid = consul_hold_sid(h);
+
+	if (h->state == H_RELEASING) {
+		consul_hold_step(h);   /* REL_MAIN of a semaphore reads first: a lock of ours is not seen */
+		return;
+	}
+	if (err != NULL || status != 200 || consul_parse_bool(r->resp, r->resp_len) != 1 || sid == NULL) {
+		h->index = 0;
+		hold_retry_later(h);   /* the lock-delay, or taken meanwhile */
+		return;
+	}
+	send_txn(h, "take over", takeover_done, consul_txn_op("check-session", h->lock_key, NULL, NULL, sid, NULL),
+	         delete_op(h->lock_key), NULL);
 }
 
 static void decide_lock(struct lock_hold *h, const struct name_view *v, const struct consul_kv *mine)
@@ -378,7 +426,12 @@ static void decide_sem(struct lock_hold *h, const struct name_view *v, const str
 			foreign_key(h, lk);
 			return;
 		}
-		/* A lock nobody holds, left behind: the cas below takes it over. */
+		/* A lock nobody holds, left behind: acquire it first (the KV
+		 * endpoint honours the lock-delay of the session that held it,
+		 * a transaction would not), then delete it. */
+		consul_req_send(&h->r, "take over", takeover_acquired, "PUT", h->s->id, 0,
+		                "/v1/kv/%s?acquire=%s&flags=%" PRIu64, h->lock_esc, sid, CONSUL_LOCK_FLAG);
+		return;
 	}
 	memset(&sem, 0, sizeof(sem));
 	if (lk && lk->flags == CONSUL_SEM_FLAG &&
@@ -395,16 +448,7 @@ static void decide_sem(struct lock_hold *h, const struct name_view *v, const str
 		consul_hold_lose(h, perr);
 		return;
 	}
-	/* Prune the holders whose session has no key under the name any more. */
-	for (size_t i = 0; i < sem.n; i++) {
-		bool alive = false;
-		for (size_t j = 0; j < v->n && !alive; j++)
-			alive = v->kvs[j].session && strcmp(v->kvs[j].session, sem.holders[i]) == 0;
-		if (!alive) {
-			free(sem.holders[i]);
-			sem.holders[i] = NULL;
-		}
-	}
+	sem_prune(&sem, v);
 	consul_sem_free(&h->sem);
 	h->sem = sem;
 	h->lock_mod = lk ? lk->modify_index : 0;
@@ -600,6 +644,7 @@ static void release_done(struct consul_req *r, long status, const char *err)
 	if (err == NULL && status == 409 && h->rel_step != REL_CONTENDER) {
 		/* lock: not ours; semaphore: .lock changed since we read it. */
 		h->rel_step = h->limit == 1 ? REL_CONTENDER : REL_REREAD;
+		h->holds_lock_key = false;
 		consul_hold_step(h);
 		return;
 	}
@@ -625,21 +670,22 @@ static void reread_done(struct consul_req *r, long status, const char *err)
 	{
 		struct name_view v = { .kvs = kvs, .n = n };
 		const struct consul_kv *lk = find_key(&v, h->lock_key);
+		const char *sid = consul_hold_sid(h);
 		consul_sem_free(&h->sem);
 		h->lock_mod = 0;
+		/* A left-behind lock we took over and did not delete yet. */
+		h->holds_lock_key = lk && lk->session && sid && strcmp(lk->session, sid) == 0;
 		if (lk && lk->flags == CONSUL_SEM_FLAG &&
-		    consul_sem_decode(lk->value, lk->value_len, &h->sem, perr, sizeof(perr)) == 0)
+		    consul_sem_decode(lk->value, lk->value_len, &h->sem, perr, sizeof(perr)) == 0) {
 			h->lock_mod = lk->modify_index;
+			sem_prune(&h->sem, &v);
+		}
 	}
 	consul_kv_list_free(kvs, n);
 	h->rel_step = REL_READ;
 	consul_hold_step(h);
 }
 
-static char *delete_op(const char *key)
-{
-	return consul_txn_op("delete", key, NULL, NULL, NULL, NULL);
-}
 
 /* Whatever we knew, the release ends with nothing of ours under the name:
  * an acquire whose answer was lost may have gone through. */
@@ -662,7 +708,7 @@ static void send_release(struct lock_hold *h)
 		send_txn(h, "release", release_done, delete_op(h->contender), NULL, NULL);
 		return;
 	}
-	if (h->limit == 1) {
+	if (h->limit == 1 || h->holds_lock_key) {
 		/* Fails (409) unless our session holds .lock: then the contender alone. */
 		send_txn(h, "release", release_done,
 		         consul_txn_op("check-session", h->lock_key, NULL, NULL, sid, NULL),
@@ -713,7 +759,7 @@ void consul_hold_step(struct lock_hold *h)
 	ev_timer_stop(s->loop, &h->retry);
 	switch (h->state) {
 	case H_PENDING:
-		if (consul_hold_sid(h) == NULL)
+		if (!consul_lock_session_ready(s, h->sidx))
 			consul_lock_ensure_session(s, h->sidx);
 		else
 			send_contender(h);
@@ -745,8 +791,8 @@ static unsigned pick_session(const struct lock_session *s, const char *name)
 		for (o = s->holds; o != NULL; o = o->next)
 			if (o->sidx == idx && strcmp(o->name, name) == 0)
 				break;
-		if (o == NULL)
-			return idx;
+		if (o == NULL && !(idx < s->n_sess && s->sess[idx] && s->sess[idx]->s.closing))
+			return idx;   /* not a session being retired */
 	}
 }
 
@@ -790,9 +836,13 @@ void consul_lock_release(struct lock_hold *h)
 	etcd_events_forget(&h->s->q, h);
 	if (h->state == H_GRANTED)
 		log_debug("consul: lock %s: releasing", h->name);
-	if (h->state == H_DEAD && h->contended && consul_hold_sid(h) != NULL && !h->s->closing) {
-		h->state = H_RELEASING;   /* lost, but its contender key may still be there */
-		h->rel_step = REL_CONTENDER;
+	if ((h->state == H_DEAD || h->state == H_PENDING) && !h->r.busy && h->contended &&
+	    consul_hold_sid(h) != NULL && !h->s->closing) {
+		/* Lost, or back to pending after a write that may have gone
+		 * through: its keys may still be there (a slot, .lock). */
+		ev_timer_stop(h->s->loop, &h->retry);
+		h->state = H_RELEASING;
+		h->rel_step = REL_MAIN;
 		consul_hold_step(h);
 		return;
 	}
@@ -802,7 +852,8 @@ void consul_lock_release(struct lock_hold *h)
 	}
 	/* A contender or acquire in flight may still write: release after it. */
 	if (!(h->r.busy && (h->r.done == contend_done || h->r.done == lock_acquire_done ||
-	                    h->r.done == sem_acquire_done)))
+	                    h->r.done == sem_acquire_done || h->r.done == takeover_acquired ||
+	                    h->r.done == takeover_done)))
 		consul_req_cancel(&h->r);
 	ev_timer_stop(h->s->loop, &h->retry);
 	h->state = H_RELEASING;

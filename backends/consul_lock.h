@@ -54,6 +54,7 @@ struct lock_hold {
 	bool refused;              /* the last acquire was refused (lock-delay?) */
 	bool queued_sent;
 	bool conflict_logged;      /* .lock is of the other kind: said once */
+	bool holds_lock_key;       /* semaphore release: a left-behind lock we took over is ours */
 	uint64_t index;            /* of the blocking query; 0 = read now */
 	uint64_t token;
 	uint64_t lock_mod;         /* semaphore: .lock's ModifyIndex in the last read */
@@ -94,6 +95,7 @@ struct lock_session {
 /* consul_lock_session.c */
 void consul_lock_emit(struct lock_session *s, int kind, int64_t num, const char *str, struct lock_hold *h);
 void consul_lock_ensure_session(struct lock_session *s, unsigned idx);
+bool consul_lock_session_ready(const struct lock_session *s, unsigned idx);
 
 /* consul_lock.c */
 const char *consul_hold_sid(const struct lock_hold *h);

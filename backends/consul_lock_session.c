@@ -113,6 +113,8 @@ static void sess_alive(void *owner, int64_t sent_ns)
 
 	cs->ok_sent = sent_ns;
 	update_alive(cs->ls);
+	if (cs->idx > 0)
+		step_session_holds(cs->ls, cs->idx);   /* those that waited for this renewal */
 }
 
 static void sess_failed(void *owner, const char *err)
@@ -167,6 +169,17 @@ static void sess_closed(void *owner)
 		unsigned idx = cs->idx;
 		s->sess[idx] = NULL;
 		csess_free(cs);
+		for (struct lock_hold *h = s->holds, *next; h != NULL; h = next) {
+			next = h->next;
+			if (h->sidx != idx || h->state == H_PENDING)
+				continue;
+			if (h->state == H_RELEASING) {
+				consul_hold_quiet(h);
+				consul_hold_free(h);
+			} else if (h->state != H_DEAD) {
+				consul_hold_lose(h, "its session ended");
+			}
+		}
 		step_session_holds(s, idx);
 	}
 }
@@ -206,6 +219,19 @@ void consul_lock_ensure_session(struct lock_session *s, unsigned idx)
 	}
 	if (cs->s.id == NULL && !cs->s.closing)
 		consul_session_create(&cs->s);
+	else if (cs->s.id != NULL && !cs->s.closing && cs->ok_sent < s->alive_reported)
+		consul_session_renew(&cs->s);   /* made before lockd's deadline base: renew first */
+}
+
+bool consul_lock_session_ready(const struct lock_session *s, unsigned idx)
+{
+	const struct csess *cs = idx < s->n_sess ? s->sess[idx] : NULL;
+
+	/* Its last renewal (or creation) was sent no earlier than the time
+	 * lockd's deadline counts from: a hold on it ends no later than lockd
+	 * thinks. A second session whose create answer came late is renewed
+	 * first. */
+	return cs != NULL && cs->s.id != NULL && !cs->s.closing && cs->ok_sent >= s->alive_reported;
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)

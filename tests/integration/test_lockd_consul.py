@@ -292,6 +292,35 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
         self.assertEqual(st, 200, again)
         self.assertGreater(again['token'], body['token'])
 
+    def test_left_behind_lock_is_taken_over_after_its_lock_delay(self):
+        # A consul lock holder whose session ended (kill -9, TTL) leaves
+        # P/NAME/.lock unheld, under its session's lock-delay. A semaphore on
+        # that name takes the key over, but not before the delay is over:
+        # consul lock relies on it to stop its command.
+        st, sess, _ = self.consul.request('PUT', '/v1/session/create',
+                                          json.dumps({'TTL': '10s', 'LockDelay': '3s'}))
+        self.assertEqual(st, 200, sess)
+        key = '%s/old/.lock' % PREFIX
+        st, ok, _ = self.consul.request('PUT', '/v1/kv/%s?acquire=%s&flags=%d' % (key, sess['ID'], LOCK_FLAG),
+                                        'k9')
+        self.assertEqual((st, ok), (200, True))
+        d = self.lockd('over')
+        st, _, _ = self.consul.request('PUT', '/v1/session/destroy/' + sess['ID'])
+        self.assertEqual(st, 200)
+        t0 = time.monotonic()
+        st, body = d.acquire('old', limit=2, wait='30s')
+        waited = time.monotonic() - t0
+        self.assertEqual(st, 200, body)
+        self.assertGreaterEqual(waited, 2.5, 'granted inside the lock-delay')
+        lk = self.kvs(PREFIX + '/old/')[key]
+        self.assertEqual(lk['Flags'], SEM_FLAG)
+        self.assertEqual(json.loads(lk['Value'])['Limit'], 2)
+        # And back: once the semaphore is released (its last holder deletes
+        # it), the name may be a lock again.
+        self.assertEqual(d.release(body['hold'])[0], 200)
+        st, body = d.acquire('old', limit=1, wait='10s')
+        self.assertEqual(st, 200, body)
+
     def test_slot_taken_out_of_the_semaphore_is_a_lost_hold(self):
         d = self.lockd('slot')
         conn = HoldConn(d)
