@@ -22,6 +22,7 @@
 #include "common/which.h"
 #include "elector/agent.h"
 #include "elector/api.h"
+#include "elector/health.h"
 
 #define ELECT_VERSION "0.1.0"
 #define USAGE_EXIT 2
@@ -51,6 +52,13 @@ static const struct opt_def elect_options[] = {
 	OPT("once", 0, OPT_BOOL, once, "", "run the command at most once, then exit"),
 	OPT("campaign-timeout", 0, OPT_DURATION, campaign_timeout, "DURATION",
 	    "wrapper mode: exit 75 if not leading within this (default: no limit)"),
+	OPT("health-cmd", 0, OPT_STRING, health_cmd, "CMD", "health check: /bin/sh -c CMD, exit 0 = healthy"),
+	OPT("health-url", 0, OPT_STRING, health_url, "URL", "health check: http://... or unix:SOCKET:/PATH, 2xx = healthy"),
+	OPT("health-interval", 0, OPT_DURATION_POSITIVE, health_interval, "DURATION", "time between checks (default 10s)"),
+	OPT("health-timeout", 0, OPT_DURATION_POSITIVE, health_timeout, "DURATION", "a check is killed and fails after this (default 5s)"),
+	OPT("health-fails", 0, OPT_NUMBER, health_fails, "N", "failures in a row that make it unhealthy (default 3)"),
+	OPT("health-passes", 0, OPT_NUMBER, health_passes, "N", "passes in a row that make it healthy again (default 2)"),
+	OPT("health-grace", 0, OPT_DURATION, health_grace, "DURATION", "a new leader's failures do not count for this long (default 0s)"),
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
 	OPTS_BACKEND_ACCESS(OPT),
 	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this"),
@@ -157,6 +165,38 @@ static void check_file_backend(const char *url)
 		           path[strlen(path) - 1] == '/' ? "" : "/");
 }
 
+/* Health check settings: defaults, the URL's form, settings without a check. */
+static void check_health(struct elect_opts *o)
+{
+	struct health_config hc;
+	struct health_url url;
+	char err[512];
+	bool tuned = o->health_interval || o->health_timeout || o->health_grace ||
+	             o->health_fails || o->health_passes;
+
+	if (o->health_cmd == NULL && o->health_url == NULL && !tuned)
+		return;
+	if (o->health_interval == 0)
+		o->health_interval = 10 * NS_PER_SEC;
+	if (o->health_timeout == 0)
+		o->health_timeout = 5 * NS_PER_SEC;
+	if (o->health_fails == 0)
+		o->health_fails = 3;
+	if (o->health_passes == 0)
+		o->health_passes = 2;
+	hc = (struct health_config){ .cmd = o->health_cmd, .url = o->health_url,
+	                             .interval_ns = o->health_interval, .timeout_ns = o->health_timeout,
+	                             .grace_ns = o->health_grace, .fails = o->health_fails,
+	                             .passes = o->health_passes };
+	if (health_check_config(&hc, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "%s", err);
+	if (o->health_url) {
+		if (health_parse_url(o->health_url, &url, err, sizeof(err)) < 0)
+			log_fatalx(USAGE_EXIT, "%s", err);
+		health_url_free(&url);
+	}
+}
+
 /* Fills defaults and refuses what cannot work, before anything runs. */
 static void resolve(struct elect_opts *o, bool agent)
 {
@@ -202,6 +242,7 @@ static void resolve(struct elect_opts *o, bool agent)
 	check_hook("on-elected", o->on_elected);
 	check_hook("on-demoted", o->on_demoted);
 	check_hook("on-leader", o->on_leader);
+	check_health(o);
 }
 
 static void default_durations(struct elect_opts *o)
