@@ -46,6 +46,8 @@ struct elector {
 	int64_t campaign_deadline_ns; /* --campaign-timeout: give up at this time; -1 = none */
 
 	bool healthy;                /* health checks allow campaigning (true without checks) */
+	bool out_of_election;        /* left it for health: the backend reports no leader
+	                              * any more, so the last report is stale */
 	char health_reason[160];
 
 	enum backend_reach backend;  /* as last heard: answers (up) and failures (down) */
@@ -226,6 +228,8 @@ static const char *published_leader(const struct elector *e)
 {
 	if (leading(e))
 		return e->cfg.id;
+	if (e->out_of_election)
+		return NULL;
 	return is_own_id(e, e->reported) ? NULL : e->reported;
 }
 
@@ -238,7 +242,7 @@ static bool refresh_leader(struct elector *e)
 
 	if (same_id(id, e->leader))
 		return false;
-	worthy = id != NULL || e->reported == NULL;
+	worthy = id != NULL || (e->reported == NULL && !e->out_of_election);
 	free(e->leader);
 	e->leader = id ? strdup(id) : NULL;
 	mark_changed(e);
@@ -339,6 +343,7 @@ static void step_down_done(struct elector *e)
 		return;
 	}
 	/* Unhealthy: stay out until the checks pass (elector_set_health). */
+	e->out_of_election = !e->healthy;
 	e->campaign_at_ns = !e->healthy ? -1 :
 	                    clock_now_ns() + (e->backoff_after_step_down ? e->cfg.backoff_ns : 0);
 	e->backoff_after_step_down = false;
@@ -551,6 +556,7 @@ void elector_on_timer(struct elector *e)
 	if (e->state == ST_FOLLOWER && !e->shutting_down && e->healthy && e->campaign_at_ns >= 0 &&
 	    now >= e->campaign_at_ns) {
 		e->campaign_at_ns = -1;
+		e->out_of_election = false;
 		set_state(e, ST_CANDIDATE, "campaigning");
 		e->ops->campaign(e->be);
 	}
@@ -603,6 +609,7 @@ void elector_set_health(struct elector *e, bool healthy, const char *reason)
 		 * Reports of our own id that follow are stale. */
 		e->left_lead_ns = now;
 		e->ops->resign(e->be);
+		e->out_of_election = true;
 		set_state(e, ST_FOLLOWER, "unhealthy");
 		e->campaign_at_ns = -1;
 	} else {
