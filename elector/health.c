@@ -218,7 +218,9 @@ static void start_url(struct health *h)
 	curl_easy_setopt(h->easy, CURLOPT_URL, h->url.url);
 	if (h->url.socket_path)
 		curl_easy_setopt(h->easy, CURLOPT_UNIX_SOCKET_PATH, h->url.socket_path);
-	curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)(h->cfg.timeout_ns / NS_PER_MS));
+	/* The round's timer cuts it (and counts the timeout); curl's own limit
+	 * is only a backstop a little later. */
+	curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS, (long)(h->cfg.timeout_ns / NS_PER_MS) + 1000);
 	curl_easy_setopt(h->easy, CURLOPT_ERRORBUFFER, h->curl_err);
 	curl_easy_setopt(h->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, h);

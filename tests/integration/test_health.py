@@ -10,10 +10,13 @@ interval logs that the checker reads: no overlap, tokens increasing.
 Bounds are generous; timing figures belong to `make bench`.
 """
 
+import http.server
 import json
 import os
 import re
+import socketserver
 import sys
+import threading
 import time
 import unittest
 
@@ -122,6 +125,95 @@ class HealthCases:
         # The others (still unhealthy) never started a term after t1.
         self.assertEqual([i.id for i in self.intervals(log) if i.start > t1], [back])
         for a in agents:
+            a.stop()
+        self.check_intervals(log)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        mode = self.server.modes.get(self.path.strip('/'), 'down')
+        if mode == 'hang':
+            time.sleep(3)
+        code = 200 if mode == 'up' else 503
+        body = ('%s %s' % (self.path, mode)).encode()
+        try:
+            self.send_response(code)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass        # the check gave up (timeout)
+
+    def log_message(self, *args):
+        pass
+
+
+class _TcpServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        conn, _ = super().get_request()
+        return conn, ('local', 0)      # BaseHTTPRequestHandler wants a host pair
+
+
+class HealthUrl(ElectTestCase):
+    """--health-url over TCP and over a Unix socket: 2xx passes, anything
+    else fails, a hanging answer is cut at the timeout."""
+
+    def serve(self, server):
+        server.modes = self.modes
+        t = threading.Thread(target=server.serve_forever, daemon=True)
+        t.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+
+    @valgrind_ok
+    def test_url_checks_decide_leadership(self):
+        log = self.path('iv.log')
+        self.modes = {'u0': 'up', 'u1': 'up'}
+        tcp = _TcpServer(('127.0.0.1', 0), _Handler)
+        sock = self.path('app.sock')
+        unix = _UnixServer(sock, _Handler)
+        self.serve(tcp)
+        self.serve(unix)
+        urls = {'u0': 'http://127.0.0.1:%d/u0' % tcp.server_address[1],
+                'u1': 'unix:%s:/u1' % sock}
+        agents = {}
+        for i in ('u0', 'u1'):
+            agents[i] = self.agent(id=i, name='web', cmd=self.leader_cmd(log), kill_grace='300ms',
+                                   args=['--health-url', urls[i], '--health-interval', '200ms',
+                                         '--health-timeout', '500ms', '--health-fails', '2',
+                                         '--health-passes', '1'])
+        first = wait_for(lambda: len(self.holders(log)) == 1 and self.holders(log)[0], 10)
+        other = 'u1' if first.id == 'u0' else 'u0'
+        wait_for(lambda: agents[other].status()['health']['status'] == 'healthy', 5)
+        t0 = time.monotonic_ns()
+        self.modes[first.id] = 'down'
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id=first.id, timeout=10)
+        self.assertEqual(nxt.id, other)
+        st = agents[first.id].status()['health']
+        self.assertEqual(st['status'], 'unhealthy')
+        self.assertEqual(st['output'], 'HTTP 503: /%s down' % first.id)
+        # The new leader's endpoint hangs: cut at the timeout, unhealthy;
+        # the first is still down, so nobody leads.
+        self.modes[other] = 'hang'
+        wait_for(lambda: agents[other].status()['health']['status'] == 'unhealthy', 10)
+        st = agents[other].status()['health']
+        self.assertIn('timed out after 500ms', st['output'])
+        self.assertGreaterEqual(st['timeouts'], 1)
+        wait_for(lambda: not self.holders(log), 10)
+        t1 = time.monotonic_ns()
+        time.sleep(0.8 * scale())
+        self.assertEqual([i.id for i in self.intervals(log) if i.start > t1], [])
+        # The first recovers and leads again.
+        self.modes[first.id] = 'up'
+        back = self.wait_new_term(log, after_ns=t1, timeout=10)
+        self.assertEqual(back.id, first.id)
+        for a in agents.values():
             a.stop()
         self.check_intervals(log)
 
