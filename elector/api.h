@@ -54,5 +54,10 @@ int client_resign(const char *socket_path);
 /* Blocks until the agent leads and is ready (0), the timeout passes (1; timeout_ns < 0 =
  * forever), or the agent cannot be reached (2). */
 int client_wait_leader(const char *socket_path, long long timeout_ns);
+/* Prints the leader as one JSON line ({"leader","token","state","reason",
+ * "since","index"}), then one line per leader change as the long-poll sees
+ * it, until the timeout (0; timeout_ns < 0 = forever) or the agent goes away
+ * (2). */
+int client_watch(const char *socket_path, long long timeout_ns);
 
 #endif

@@ -61,7 +61,7 @@ static const struct opt_def elect_options[] = {
 	OPT("health-grace", 0, OPT_DURATION, health_grace, "DURATION", "a new leader's failures do not count for this long (default 0s)"),
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
 	OPTS_BACKEND_ACCESS(OPT),
-	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this"),
+	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this; watch: stop after this"),
 	{ NULL, 0, 0, 0, NULL, NULL },
 };
 
@@ -71,7 +71,8 @@ static void usage(void)
 	       "       elect run [options]                 sidecar: campaign, run hooks, serve the socket\n"
 	       "       elect status [--socket PATH]        print the agent's status JSON\n"
 	       "       elect resign [--socket PATH]        make the agent step down\n"
-	       "       elect wait-leader [--timeout D]     block until the agent leads (exit 0)\n\n"
+	       "       elect wait-leader [--timeout D]     block until the agent leads (exit 0)\n"
+	       "       elect watch [--timeout D]           print each leader change as a JSON line\n\n"
 	       "options (flag > environment > config file):\n");
 	options_usage(elect_options, "ELECT_");
 	printf("\nDurations: 500ms, 10s, 1m. Backends: %s.\n", backend_schemes());
@@ -83,7 +84,7 @@ static void set_default(char **field, const char *value)
 		log_fatalx(1, "out of memory");
 }
 
-static const char *const subcommands[] = { "run", "status", "resign", "wait-leader", NULL };
+static const char *const subcommands[] = { "run", "status", "resign", "wait-leader", "watch", NULL };
 
 static bool is_subcommand(const char *word)
 {
@@ -295,7 +296,7 @@ int main(int argc, char **argv)
 		if (is_subcommand(res.rest[0]))
 			log_fatalx(USAGE_EXIT, "'%s' must come first: elect %s [options]", res.rest[0],
 			           res.rest[0]);
-		log_fatalx(USAGE_EXIT, "unknown command '%s': use run, status, resign or wait-leader, "
+		log_fatalx(USAGE_EXIT, "unknown command '%s': use run, status, resign, wait-leader or watch, "
 		           "or give a command to run after '--' (elect [options] -- CMD [ARGS...])",
 		           res.rest[0]);
 	}
@@ -309,6 +310,8 @@ int main(int argc, char **argv)
 			rc = client_status(o.socket);
 		else if (!strcmp(sub, "resign"))
 			rc = client_resign(o.socket);
+		else if (!strcmp(sub, "watch"))
+			rc = client_watch(o.socket, o.timeout);
 		else
 			rc = client_wait_leader(o.socket, o.timeout);
 		free_opts(&o);

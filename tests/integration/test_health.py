@@ -15,13 +15,14 @@ import json
 import os
 import re
 import socketserver
+import subprocess
 import sys
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from harness import ElectTestCase, pid_alive, scale, valgrind_ok, wait_for  # noqa: E402
+from harness import ElectTestCase, elect_bin, pid_alive, scale, valgrind_ok, wait_for  # noqa: E402
 from etcd_server import EtcdServer, have_etcd  # noqa: E402
 import zk_server  # noqa: E402
 
@@ -30,8 +31,9 @@ HEALTH = ['--health-interval', '200ms', '--health-timeout', '1s', '--health-fail
           '--health-passes', '2']
 
 
-class HealthCases:
-    """The scenarios; a subclass gives backend_url() and timing()."""
+class HealthHelpers:
+    """Agents whose health a file decides; a subclass gives backend_url(),
+    timing_args() and agent_timing()."""
 
     def ok_file(self, id):
         return self.path('ok.' + id)
@@ -57,6 +59,10 @@ class HealthCases:
 
     def by_id(self, agents, id):
         return [a for a in agents if a.id == id][0]
+
+
+class HealthCases(HealthHelpers):
+    """The scenarios, run on every backend."""
 
     def test_leadership_follows_health(self):
         log = self.path('iv.log')
@@ -330,6 +336,65 @@ class HealthFile(HealthCases, ElectTestCase):
             lines = [ln.split('|') for ln in f.read().splitlines()]
         self.assertEqual([(x[3], x[9]) for x in lines], [('demoted', 'unhealthy')])
         a.stop()
+        self.check_intervals(log)
+
+
+class Watch(HealthHelpers, ElectTestCase):
+    """`elect watch`: one JSON line per leader change, in order, from the
+    long-poll of one agent (here one that stays healthy)."""
+
+    def backend_url(self):
+        return self.file_backend('web')
+
+    def timing_args(self):
+        return []
+
+    def agent_timing(self):
+        return dict(ttl='10s', kill_grace='300ms')
+
+    @valgrind_ok
+    def test_watch_prints_each_leader_change_once_in_order(self):
+        log = self.path('iv.log')
+        for i in IDS[:2]:
+            self.set_healthy(i, True)
+        a0 = self.health_agent(IDS[0], log)
+        self.one_holder(log)
+        a1 = self.health_agent(IDS[1], log)
+        wait_for(lambda: a1.status()['leader'] == IDS[0], 10)
+        out = self.path('watch.out')
+        argv = self._wrap_tool([elect_bin(), 'watch',
+                                '--socket', a1.socket])
+        with open(out, 'w') as f:
+            w = subprocess.Popen(argv, stdout=f, stderr=subprocess.PIPE,
+                                 env=self.elect_env(), start_new_session=True)
+        self.add_cleanup_pid(w.pid)
+        self.addCleanup(lambda: w.poll() is None and w.kill())
+        wait_for(lambda: os.path.getsize(out) > 0, 5)
+        # h0 unhealthy -> h1 leads; h0 healthy again, h1 resigns (and
+        # backs off) -> h0 leads.
+        self.set_healthy(IDS[0], False)
+        wait_for(lambda: a1.status()['is_leader'], 10)
+        self.set_healthy(IDS[0], True)
+        wait_for(lambda: a0.status()['state'] == 'candidate', 10)
+        self.assertEqual(self.run_elect(['resign', '--socket', a1.socket]).returncode, 0)
+        wait_for(lambda: a0.status()['is_leader'], 10)
+        wait_for(lambda: a1.status()['leader'] == IDS[0], 10)
+        time.sleep(0.3)
+        # The agent goes away: watch ends with 2 and says why.
+        a1.stop()
+        self.assertEqual(w.wait(10 * scale()), 2)
+        self.assertIn('cannot reach the agent', w.stderr.read().decode())
+        with open(out) as f:
+            lines = [json.loads(ln) for ln in f.read().splitlines()]
+        leaders = [ln['leader'] for ln in lines]
+        # Each change once, in order; "none" may show between two leaders.
+        self.assertEqual([x for x in leaders if x is not None], [IDS[0], IDS[1], IDS[0]], lines)
+        for x, y in zip(leaders, leaders[1:]):
+            self.assertNotEqual(x, y, 'a line without a change: %r' % lines)
+        idx = [ln['index'] for ln in lines]
+        self.assertEqual(idx, sorted(idx))
+        self.assertEqual(set(lines[0]), {'leader', 'token', 'state', 'reason', 'since', 'index'})
+        a0.stop()
         self.check_intervals(log)
 
 
