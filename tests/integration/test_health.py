@@ -394,6 +394,10 @@ class Watch(HealthHelpers, ElectTestCase):
         idx = [ln['index'] for ln in lines]
         self.assertEqual(idx, sorted(idx))
         self.assertEqual(set(lines[0]), {'leader', 'token', 'state', 'reason', 'since', 'index'})
+        # --timeout ends it with 0, after the current leader's line.
+        r = self.run_elect(['watch', '--socket', a0.socket, '--timeout', '300ms'])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([json.loads(x)['leader'] for x in r.stdout.splitlines()], [IDS[0]])
         a0.stop()
         self.check_intervals(log)
 
