@@ -101,6 +101,17 @@ static int convert(const struct opt_def *d, const struct raw *r, void *target, c
 		*(int *)field = (int)v;
 		return 0;
 	}
+	case OPT_NUMBER: {
+		char *end;
+		long v = strtol(r->value, &end, 10);
+		if (*r->value == '\0' || *end != '\0' || v < 1 || v > 1000000) {
+			snprintf(err, errlen, "%s: '%s' is not a whole number from 1 to 1000000",
+			         r->source, r->value);
+			return -1;
+		}
+		*(int *)field = (int)v;
+		return 0;
+	}
 	}
 	return 0;
 }
@@ -147,7 +158,7 @@ static int load_file(const struct opt_def *defs, const char *path, struct raw *r
 		}
 		if (json_is_true(val) || json_is_false(val)) {
 			raws[i].value = json_is_true(val) ? "true" : "false";
-		} else if (json_is_integer(val) && defs[i].type == OPT_COUNT) {
+		} else if (json_is_integer(val) && (defs[i].type == OPT_COUNT || defs[i].type == OPT_NUMBER)) {
 			json_object_set_new(*json, key, json_sprintf("%lld", (long long)json_integer_value(val)));
 			raws[i].value = json_string_value(json_object_get(*json, key));
 		} else if (json_is_string(val)) {

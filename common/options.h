@@ -11,7 +11,9 @@
 
 /* OPT_DURATION_POSITIVE: a duration where 0 means nothing sensible (a TTL, a
  * timeout): an explicit 0 is refused rather than read as "the default". */
-enum opt_type { OPT_STRING, OPT_DURATION, OPT_DURATION_POSITIVE, OPT_BOOL, OPT_COUNT };
+/* OPT_NUMBER: a whole number given as the value (1..1000000, into an int);
+ * OPT_COUNT counts repeated flags (-vv). */
+enum opt_type { OPT_STRING, OPT_DURATION, OPT_DURATION_POSITIVE, OPT_BOOL, OPT_COUNT, OPT_NUMBER };
 
 struct opt_def {
 	const char *flag;         /* long flag without "--", e.g. "kill-grace" */

@@ -17,6 +17,7 @@
 #include "elector/agent.h"
 #include "elector/api.h"
 #include "elector/core.h"
+#include "elector/health.h"
 #include "hooks/hooks.h"
 #include "hooks/proc.h"
 
@@ -31,6 +32,8 @@ struct agent {
 	struct hook_runner *hooks;
 	struct api *api;
 	struct proc *cmd;
+	struct health *health;       /* NULL without health checks */
+	bool was_leading;            /* for the new leader's health grace */
 	ev_timer timer;
 	ev_timer publish;            /* wakes status waiters once per loop iteration */
 	ev_signal signals[N_SIGNALS];
@@ -121,6 +124,15 @@ static void act_set_timer(void *ctx, int64_t at_ns)
 static void act_changed(void *ctx)
 {
 	struct agent *a = ctx;
+	struct elector_status st;
+
+	/* A new leader's checks (which may target its command) get a grace. */
+	elector_status(a->e, &st);
+	if (st.is_leader != a->was_leading) {
+		a->was_leading = st.is_leader;
+		if (st.is_leader)
+			health_grace(a->health);
+	}
 
 	if (a->api && !ev_is_active(&a->publish)) {
 		ev_timer_set(&a->publish, 0., 0.);
@@ -170,6 +182,13 @@ static void on_hook_done(enum hook_event ev, int ok, void *data)
 	elector_hook_done(a->e, ev, ok);
 }
 
+static void on_health(void *data, enum health_state state, const char *reason)
+{
+	struct agent *a = data;
+
+	elector_set_health(a->e, state == HEALTH_HEALTHY, reason);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct agent *a = w->data;
@@ -215,6 +234,7 @@ static void fill_config(const struct elect_opts *o, struct elector_config *cfg)
 	cfg->hook[HOOK_ELECTED] = o->on_elected != NULL;
 	cfg->hook[HOOK_DEMOTED] = o->on_demoted != NULL;
 	cfg->hook[HOOK_LEADER] = o->on_leader != NULL;
+	cfg->health_gated = o->health_cmd != NULL || o->health_url != NULL;
 }
 
 static void agent_free(struct agent *a)
@@ -229,6 +249,7 @@ static void agent_free(struct agent *a)
 		hooks_free(a->hooks);
 	if (a->cmd)
 		proc_abandon(a->cmd);
+	health_free(a->health);
 	elector_free(a->e);
 }
 
@@ -272,6 +293,19 @@ int agent_run(struct elect_opts *o)
 	               err, sizeof(err)) < 0) {
 		agent_free(&a);
 		log_fatalx(1, "%s", err);
+	}
+	if (cfg.health_gated) {
+		struct health_config hc = {
+			.cmd = o->health_cmd, .url = o->health_url, .interval_ns = o->health_interval,
+			.timeout_ns = o->health_timeout, .grace_ns = o->health_grace,
+			.fails = o->health_fails, .passes = o->health_passes,
+		};
+		a.health = health_new(a.loop, &hc, on_health, &a, err, sizeof(err));
+		if (a.health == NULL) {
+			agent_free(&a);
+			log_fatalx(1, "%s", err);
+		}
+		api_set_health(a.api, health_info(a.health));
 	}
 	ev_timer_init(&a.timer, on_timer, 0., 0.);
 	a.timer.data = &a;

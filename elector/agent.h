@@ -13,6 +13,9 @@ struct elect_opts {
 	char *tls_ca, *tls_cert, *tls_key, *auth;
 	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
 	int64_t campaign_timeout;  /* wrapper mode; 0 = no limit */
+	char *health_cmd, *health_url;
+	int64_t health_interval, health_timeout, health_grace;
+	int health_fails, health_passes;
 	int verbose;
 	bool once, check_config, http_allow_write;
 	/* Not options: resolved by main. */

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "elector/api.h"
 #include "elector/core.h"
+#include "elector/health.h"
 
 #define API_MAX_WAIT_NS (5 * 60 * NS_PER_SEC)
 
@@ -35,6 +36,7 @@ struct api {
 	struct waiter *waiters;
 	gid_t socket_group;     /* (gid_t)-1: the agent's own */
 	bool tcp_write;         /* POST etc. allowed over TCP (--http-allow-write) */
+	const struct health_info *health;   /* NULL without health checks */
 };
 
 /* Names for metric labels, in enum hook_event order. */
@@ -68,13 +70,29 @@ static json_t *backend_ok_json(enum backend_reach r)
 	return r == BACKEND_UNKNOWN ? json_null() : json_boolean(r == BACKEND_UP);
 }
 
+static json_t *health_json(const struct health_info *h)
+{
+	if (!h)
+		return json_null();
+	return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o}",
+	                 "status", health_state_name(h->state), "reason", h->reason,
+	                 "output", h->output,
+	                 "last_ok", h->last_wall_ms < 0 ? json_null() : json_boolean(h->last_ok),
+	                 "last_check_unix_ms", h->last_wall_ms < 0 ? json_null()
+	                                                           : json_integer(h->last_wall_ms),
+	                 "last_duration_ms", h->last_wall_ms < 0 ? json_null()
+	                         : json_integer(h->last_duration_ns / NS_PER_MS),
+	                 "checks", httpd_json_u64(h->checks), "failures", httpd_json_u64(h->failures),
+	                 "timeouts", httpd_json_u64(h->timeouts));
+}
+
 static json_t *status_json(const struct api *a, const struct elector_status *st)
 {
 	char since[48];
 
 	format_rfc3339(st->since_wall_ms, since, sizeof since);
 	return json_pack("{s:s?, s:s?, s:s?, s:s?, s:o, s:b, s:b, s:s, s:I, s:o, s:o, s:s?, s:s?,"
-	                 " s:o, s:s?}",
+	                 " s:o, s:s?, s:o}",
 	                 "name", st->name, "id", st->id, "state", st->state,
 	                 "leader", st->leader, "token", httpd_json_u64(st->token),
 	                 "is_leader", st->is_leader, "ready", st->ready, "since", since,
@@ -83,7 +101,7 @@ static json_t *status_json(const struct api *a, const struct elector_status *st)
 	                         ? json_integer(st->deadline_left_ns / NS_PER_MS) : json_null(),
 	                 "index", httpd_json_u64(st->index), "reason", st->reason,
 	                 "backend", a->backend, "backend_ok", backend_ok_json(st->backend),
-	                 "last_error", st->last_error);
+	                 "last_error", st->last_error, "health", health_json(a->health));
 }
 
 static void reply_status(struct api *a, struct http_request *req)
@@ -267,6 +285,32 @@ static void metric_head(FILE *f, const char *name, const char *type, const char 
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+static void write_health_metrics(FILE *f, const struct health_info *h, const char *nm)
+{
+	if (!h)
+		return;
+	metric_head(f, "elect_healthy", "gauge",
+	            "1 if the health checks pass (0: unhealthy, or no verdict yet).");
+	fprintf(f, "elect_healthy{name=\"%s\"} %d\n", nm, h->state == HEALTH_HEALTHY);
+	metric_head(f, "elect_health_checks_total", "counter", "Health check rounds run.");
+	fprintf(f, "elect_health_checks_total{name=\"%s\"} %" PRIu64 "\n", nm, h->checks);
+	metric_head(f, "elect_health_check_failures_total", "counter",
+	            "Health check rounds that failed (timeouts included).");
+	fprintf(f, "elect_health_check_failures_total{name=\"%s\"} %" PRIu64 "\n", nm, h->failures);
+	metric_head(f, "elect_health_check_timeouts_total", "counter",
+	            "Health check rounds killed at their timeout.");
+	fprintf(f, "elect_health_check_timeouts_total{name=\"%s\"} %" PRIu64 "\n", nm, h->timeouts);
+	metric_head(f, "elect_health_check_duration_seconds", "summary", "Duration of health check rounds.");
+	fprintf(f, "elect_health_check_duration_seconds_sum{name=\"%s\"} %.6f\n", nm,
+	        (double)h->duration_sum_ns / 1e9);
+	fprintf(f, "elect_health_check_duration_seconds_count{name=\"%s\"} %" PRIu64 "\n", nm,
+	        h->checks);
+	metric_head(f, "elect_health_check_last_duration_seconds", "gauge",
+	            "Duration of the last health check round.");
+	fprintf(f, "elect_health_check_last_duration_seconds{name=\"%s\"} %.6f\n", nm,
+	        (double)h->last_duration_ns / 1e9);
+}
+
 static void write_metrics(FILE *f, const struct elector_status *st, const char *nm)
 {
 	static const struct elector_metrics none;
@@ -333,6 +377,7 @@ static void handle_metrics(struct api *a, struct http_request *req)
 		return;
 	}
 	write_metrics(f, &st, nm);
+	write_health_metrics(f, a->health, nm);
 	fclose(f);
 	httpd_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 	free(text);
@@ -453,6 +498,12 @@ int api_listen(struct api *a, const char *socket_path, unsigned mode, const char
 	else if (tcp_addr)
 		log_info("http: API on %s (%s)", b.addr, a->tcp_write ? "read-write" : "read-only");
 	return 0;
+}
+
+void api_set_health(struct api *a, const struct health_info *h)
+{
+	if (a)
+		a->health = h;
 }
 
 void api_set_access(struct api *a, long socket_group, bool tcp_write)

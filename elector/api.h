@@ -12,7 +12,10 @@
  * writes; anything else gets 403 with how to allow it.
  * Status JSON: {"name","id","state","leader","token","is_leader","ready","since",
  *   "since_unix_ms","deadline_left_ms","index","reason","backend","backend_ok",
- *   "last_error"}
+ *   "last_error","health"}
+ *   health: null without health checks, else {"status" (unknown, healthy,
+ *   unhealthy), "reason", "output" (the last check's), "last_ok",
+ *   "last_check_unix_ms", "last_duration_ms", "checks", "failures", "timeouts"}
  *   leader null when unknown (never our id unless leading); is_leader = ready;
  *   backend_ok null until known; last_error null if none; deadline_left_ms null
  *   unless leading; token 0 before the first acquisition; since is RFC 3339 UTC
@@ -36,6 +39,9 @@ int api_listen(struct api *a, const char *socket_path, unsigned mode, const char
  * writes (POST /v1/resign) are allowed over TCP (default: read-only there,
  * 403 with how to allow it). */
 void api_set_access(struct api *a, long socket_group, bool tcp_write);
+struct health_info;
+/* Health checks to show in the status and metrics (read at each request). */
+void api_set_health(struct api *a, const struct health_info *h);
 /* The elector's state changed: answer the long-poll waiters. */
 void api_changed(struct api *a);
 void api_free(struct api *a);
@@ -48,5 +54,10 @@ int client_resign(const char *socket_path);
 /* Blocks until the agent leads and is ready (0), the timeout passes (1; timeout_ns < 0 =
  * forever), or the agent cannot be reached (2). */
 int client_wait_leader(const char *socket_path, long long timeout_ns);
+/* Prints the leader as one JSON line ({"leader","token","state","reason",
+ * "since","index"}), then one line per leader change as the long-poll sees
+ * it, until the timeout (0; timeout_ns < 0 = forever) or the agent goes away
+ * (2). */
+int client_watch(const char *socket_path, long long timeout_ns);
 
 #endif

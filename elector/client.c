@@ -1,4 +1,4 @@
-/* `elect status|resign|wait-leader`: blocking requests to a running agent
+/* `elect status|resign|wait-leader|watch`: blocking requests to a running agent
  * over its Unix socket (libcurl easy, CURLOPT_UNIX_SOCKET_PATH). */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -146,6 +146,106 @@ int client_wait_leader(const char *socket_path, long long timeout_ns)
 			break;
 		}
 	}
+	curl_global_cleanup();
+	return status;
+}
+
+/* ---- elect watch ---- */
+
+/* The leader of a status body (NULL: none or unknown) and its index. -1 if
+ * the body is not a status. *doc keeps the strings alive. */
+static int parse_leader(const struct uclient_reply *r, json_t **doc, const char **leader,
+                        uint64_t *index)
+{
+	json_t *l, *idx;
+
+	*doc = r->body ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+	l = json_object_get(*doc, "leader");
+	idx = json_object_get(*doc, "index");
+	if (!json_is_integer(idx) || (l && !json_is_null(l) && !json_is_string(l))) {
+		json_decref(*doc);
+		*doc = NULL;
+		return -1;
+	}
+	*leader = json_string_value(l);
+	*index = (uint64_t)json_integer_value(idx);
+	return 0;
+}
+
+/* One line per leader change: who leads, with this agent's view of it. */
+static void print_change(json_t *st)
+{
+	json_t *line = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}",
+	                         "leader", json_object_get(st, "leader"),
+	                         "token", json_object_get(st, "token"),
+	                         "state", json_object_get(st, "state"),
+	                         "reason", json_object_get(st, "reason"),
+	                         "since", json_object_get(st, "since"),
+	                         "index", json_object_get(st, "index"));
+
+	if (line) {
+		json_dumpf(line, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		fflush(stdout);
+		json_decref(line);
+	}
+}
+
+static bool same_leader(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+int client_watch(const char *socket_path, long long timeout_ns)
+{
+	int64_t deadline = timeout_ns >= 0 ? clock_now_ns() + timeout_ns : -1;
+	char *last = NULL, target[128];
+	uint64_t index = 0;
+	int status = 0;
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	for (bool first = true;; first = false) {
+		int64_t wait_ns = CLIENT_MAX_WAIT_NS;
+		struct uclient_reply r;
+		const char *leader;
+		json_t *doc;
+
+		if (deadline >= 0) {
+			int64_t left = deadline - clock_now_ns();
+			if (left <= 0 && !first)
+				break;
+			if (left < wait_ns)
+				wait_ns = left > NS_PER_MS ? left : NS_PER_MS;
+		}
+		if (first)
+			snprintf(target, sizeof target, "/v1/status");
+		else
+			snprintf(target, sizeof target, "/v1/status?wait=%lldms&index=%" PRIu64,
+			         (long long)(wait_ns / NS_PER_MS), index);
+		if (request(socket_path, "GET", target,
+		            CLIENT_TIMEOUT_MS + (first ? 0 : (long)(wait_ns / NS_PER_MS)), &r) < 0) {
+			status = 2;
+			break;
+		}
+		if (r.code != 200 || parse_leader(&r, &doc, &leader, &index) < 0) {
+			if (r.code == 200)
+				fprintf(stderr, "elect: the agent at %s sent a status without leader/index\n",
+				        socket_path);
+			else
+				print_unexpected(socket_path, &r);
+			free(r.body);
+			status = 2;
+			break;
+		}
+		if (first || !same_leader(leader, last)) {
+			print_change(doc);
+			free(last);
+			last = leader ? strdup(leader) : NULL;
+		}
+		json_decref(doc);
+		free(r.body);
+	}
+	free(last);
 	curl_global_cleanup();
 	return status;
 }

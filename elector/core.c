@@ -45,6 +45,11 @@ struct elector {
 	int64_t left_lead_ns;        /* when we last stopped leading (or gave up an election), -1 never */
 	int64_t campaign_deadline_ns; /* --campaign-timeout: give up at this time; -1 = none */
 
+	bool healthy;                /* health checks allow campaigning (true without checks) */
+	bool out_of_election;        /* left it for health: the backend reports no leader
+	                              * any more, so the last report is stale */
+	char health_reason[160];
+
 	enum backend_reach backend;  /* as last heard: answers (up) and failures (down) */
 	char last_error[192];
 
@@ -223,6 +228,8 @@ static const char *published_leader(const struct elector *e)
 {
 	if (leading(e))
 		return e->cfg.id;
+	if (e->out_of_election)
+		return NULL;
 	return is_own_id(e, e->reported) ? NULL : e->reported;
 }
 
@@ -235,7 +242,7 @@ static bool refresh_leader(struct elector *e)
 
 	if (same_id(id, e->leader))
 		return false;
-	worthy = id != NULL || e->reported == NULL;
+	worthy = id != NULL || (e->reported == NULL && !e->out_of_election);
 	free(e->leader);
 	e->leader = id ? strdup(id) : NULL;
 	mark_changed(e);
@@ -335,7 +342,10 @@ static void step_down_done(struct elector *e)
 		begin_close(e);
 		return;
 	}
-	e->campaign_at_ns = clock_now_ns() + (e->backoff_after_step_down ? e->cfg.backoff_ns : 0);
+	/* Unhealthy: stay out until the checks pass (elector_set_health). */
+	e->out_of_election = !e->healthy;
+	e->campaign_at_ns = !e->healthy ? -1 :
+	                    clock_now_ns() + (e->backoff_after_step_down ? e->cfg.backoff_ns : 0);
 	e->backoff_after_step_down = false;
 }
 
@@ -484,7 +494,7 @@ static void on_lost(void *ctx, const char *reason)
 		begin_step_down(e, reason, false);
 	} else if (e->state == ST_CANDIDATE && !e->shutting_down) {
 		set_state(e, ST_FOLLOWER, reason);
-		e->campaign_at_ns = clock_now_ns();
+		e->campaign_at_ns = e->healthy ? clock_now_ns() : -1;
 	}
 	input_done(e);
 }
@@ -543,9 +553,10 @@ void elector_on_timer(struct elector *e)
 		e->next_renew_ns = now + e->cfg.renew_ns;
 		e->ops->renew(e->be);
 	}
-	if (e->state == ST_FOLLOWER && !e->shutting_down && e->campaign_at_ns >= 0 &&
+	if (e->state == ST_FOLLOWER && !e->shutting_down && e->healthy && e->campaign_at_ns >= 0 &&
 	    now >= e->campaign_at_ns) {
 		e->campaign_at_ns = -1;
+		e->out_of_election = false;
 		set_state(e, ST_CANDIDATE, "campaigning");
 		e->ops->campaign(e->be);
 	}
@@ -561,8 +572,49 @@ void elector_start(struct elector *e)
 	e->next_renew_ns = now + e->cfg.renew_ns;
 	if (e->cfg.campaign_timeout_ns > 0)
 		e->campaign_deadline_ns = now + e->cfg.campaign_timeout_ns;
+	if (!e->healthy) {
+		/* The session is opened by the first campaign; until then renew()
+		 * reports "no session", which is harmless. */
+		set_state(e, ST_FOLLOWER, "waiting for the first health check");
+		input_done(e);
+		return;
+	}
 	set_state(e, ST_CANDIDATE, "campaigning");
 	e->ops->campaign(e->be);
+	input_done(e);
+}
+
+void elector_set_health(struct elector *e, bool healthy, const char *reason)
+{
+	int64_t now = clock_now_ns();
+
+	snprintf(e->health_reason, sizeof(e->health_reason), "%s", reason);
+	mark_changed(e);
+	if (!healthy && e->state == ST_FOLLOWER && !e->shutting_down)
+		set_state(e, ST_FOLLOWER, "unhealthy");     /* what `elect status` says */
+	if (healthy == e->healthy || e->exited) {
+		input_done(e);
+		return;
+	}
+	e->healthy = healthy;
+	if (healthy) {
+		if (e->state == ST_FOLLOWER && !e->shutting_down && !e->closing)
+			e->campaign_at_ns = now;
+	} else if (leading(e)) {
+		/* The normal step-down path: command stopped, demoted hook run
+		 * with this reason, then resign() releases the key at once. */
+		begin_step_down(e, "unhealthy", false);
+	} else if (e->state == ST_CANDIDATE) {
+		/* Out of the queue, so that no healthy candidate waits behind us.
+		 * Reports of our own id that follow are stale. */
+		e->left_lead_ns = now;
+		e->ops->resign(e->be);
+		e->out_of_election = true;
+		set_state(e, ST_FOLLOWER, "unhealthy");
+		e->campaign_at_ns = -1;
+	} else {
+		e->campaign_at_ns = -1;
+	}
 	input_done(e);
 }
 
@@ -676,6 +728,9 @@ void elector_status(const struct elector *e, struct elector_status *st)
 		if (st->deadline_left_ns < 0)
 			st->deadline_left_ns = 0;
 	}
+	st->health_gated = e->cfg.health_gated;
+	st->healthy = e->healthy;
+	st->health_reason = e->cfg.health_gated ? e->health_reason : NULL;
 	st->index = e->index;
 	st->reason = e->reason;
 	st->metrics = &e->m;
@@ -703,6 +758,8 @@ struct elector *elector_new(const struct elector_config *cfg, const struct backe
 	e->since_wall_ms = clock_wall_ms();
 	e->next_renew_ns = e->campaign_at_ns = e->close_by_ns = -1;
 	e->left_lead_ns = e->campaign_deadline_ns = -1;
+	e->healthy = !cfg->health_gated;
+	snprintf(e->health_reason, sizeof(e->health_reason), "waiting for the first check");
 	e->ev = (struct backend_events){
 		.session_alive = on_session_alive, .session_failed = on_session_failed,
 		.elected = on_elected, .lost = on_lost, .leader = on_leader, .closed = on_closed,

@@ -32,6 +32,8 @@ struct elector_config {
 	bool has_command;           /* wrapper mode: a leader command runs while leading */
 	bool once;                  /* run the command at most once, then exit */
 	bool hook[HOOK_N];          /* which hooks are configured */
+	bool health_gated;          /* health checks decide whether we may campaign
+	                             * (elector_set_health); until the first verdict we do not */
 };
 
 /* What the core asks of its surroundings (elector/agent.c in the program,
@@ -89,6 +91,9 @@ struct elector_status {
 	const char *last_error;                  /* last backend failure, NULL if none yet */
 	int64_t since_wall_ms;                   /* wall time of the last transition */
 	int64_t deadline_left_ns;                /* -1 unless leading */
+	bool health_gated;                       /* health checks configured */
+	bool healthy;                            /* may campaign (always true without checks) */
+	const char *health_reason;               /* the last verdict's reason, NULL without checks */
 	uint64_t index;                          /* bumps on every change */
 	const char *reason;                      /* reason of the last transition */
 	const struct elector_metrics *metrics;
@@ -112,6 +117,11 @@ void elector_on_timer(struct elector *e);
 /* The leader command exited with this waitpid status. */
 void elector_command_exited(struct elector *e, int status);
 void elector_hook_done(struct elector *e, enum hook_event ev, int ok);
+/* The health checks' verdict changed (elector/health.h). Unhealthy: a
+ * candidate leaves the election, a leader steps down with reason
+ * "unhealthy" (command stopped, demoted hook, key released), and neither
+ * campaigns again until healthy; healthy: campaign again. */
+void elector_set_health(struct elector *e, bool healthy, const char *reason);
 /* Resign leadership (socket API). 0 if stepping down, -1 if not leading. */
 int elector_resign(struct elector *e);
 /* SIGTERM/SIGINT: step down (forwarding sig to the command), leave the

@@ -22,6 +22,7 @@
 #include "common/which.h"
 #include "elector/agent.h"
 #include "elector/api.h"
+#include "elector/health.h"
 
 #define ELECT_VERSION "0.1.0"
 #define USAGE_EXIT 2
@@ -51,9 +52,16 @@ static const struct opt_def elect_options[] = {
 	OPT("once", 0, OPT_BOOL, once, "", "run the command at most once, then exit"),
 	OPT("campaign-timeout", 0, OPT_DURATION, campaign_timeout, "DURATION",
 	    "wrapper mode: exit 75 if not leading within this (default: no limit)"),
+	OPT("health-cmd", 0, OPT_STRING, health_cmd, "CMD", "health check: /bin/sh -c CMD, exit 0 = healthy"),
+	OPT("health-url", 0, OPT_STRING, health_url, "URL", "health check: http://... or unix:SOCKET:/PATH, 2xx = healthy"),
+	OPT("health-interval", 0, OPT_DURATION_POSITIVE, health_interval, "DURATION", "time between checks (default 10s)"),
+	OPT("health-timeout", 0, OPT_DURATION_POSITIVE, health_timeout, "DURATION", "a check is killed and fails after this (default 5s)"),
+	OPT("health-fails", 0, OPT_NUMBER, health_fails, "N", "failures in a row that make it unhealthy (default 3)"),
+	OPT("health-passes", 0, OPT_NUMBER, health_passes, "N", "passes in a row that make it healthy again (default 2)"),
+	OPT("health-grace", 0, OPT_DURATION, health_grace, "DURATION", "a new leader's failures do not count for this long (default 0s)"),
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
 	OPTS_BACKEND_ACCESS(OPT),
-	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this"),
+	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this; watch: stop after this"),
 	{ NULL, 0, 0, 0, NULL, NULL },
 };
 
@@ -63,7 +71,8 @@ static void usage(void)
 	       "       elect run [options]                 sidecar: campaign, run hooks, serve the socket\n"
 	       "       elect status [--socket PATH]        print the agent's status JSON\n"
 	       "       elect resign [--socket PATH]        make the agent step down\n"
-	       "       elect wait-leader [--timeout D]     block until the agent leads (exit 0)\n\n"
+	       "       elect wait-leader [--timeout D]     block until the agent leads (exit 0)\n"
+	       "       elect watch [--timeout D]           print each leader change as a JSON line\n\n"
 	       "options (flag > environment > config file):\n");
 	options_usage(elect_options, "ELECT_");
 	printf("\nDurations: 500ms, 10s, 1m. Backends: %s.\n", backend_schemes());
@@ -75,7 +84,7 @@ static void set_default(char **field, const char *value)
 		log_fatalx(1, "out of memory");
 }
 
-static const char *const subcommands[] = { "run", "status", "resign", "wait-leader", NULL };
+static const char *const subcommands[] = { "run", "status", "resign", "wait-leader", "watch", NULL };
 
 static bool is_subcommand(const char *word)
 {
@@ -157,6 +166,38 @@ static void check_file_backend(const char *url)
 		           path[strlen(path) - 1] == '/' ? "" : "/");
 }
 
+/* Health check settings: defaults, the URL's form, settings without a check. */
+static void check_health(struct elect_opts *o)
+{
+	struct health_config hc;
+	struct health_url url;
+	char err[512];
+	bool tuned = o->health_interval || o->health_timeout || o->health_grace ||
+	             o->health_fails || o->health_passes;
+
+	if (o->health_cmd == NULL && o->health_url == NULL && !tuned)
+		return;
+	if (o->health_interval == 0)
+		o->health_interval = 10 * NS_PER_SEC;
+	if (o->health_timeout == 0)
+		o->health_timeout = 5 * NS_PER_SEC;
+	if (o->health_fails == 0)
+		o->health_fails = 3;
+	if (o->health_passes == 0)
+		o->health_passes = 2;
+	hc = (struct health_config){ .cmd = o->health_cmd, .url = o->health_url,
+	                             .interval_ns = o->health_interval, .timeout_ns = o->health_timeout,
+	                             .grace_ns = o->health_grace, .fails = o->health_fails,
+	                             .passes = o->health_passes };
+	if (health_check_config(&hc, err, sizeof(err)) < 0)
+		log_fatalx(USAGE_EXIT, "%s", err);
+	if (o->health_url) {
+		if (health_parse_url(o->health_url, &url, err, sizeof(err)) < 0)
+			log_fatalx(USAGE_EXIT, "%s", err);
+		health_url_free(&url);
+	}
+}
+
 /* Fills defaults and refuses what cannot work, before anything runs. */
 static void resolve(struct elect_opts *o, bool agent)
 {
@@ -202,6 +243,7 @@ static void resolve(struct elect_opts *o, bool agent)
 	check_hook("on-elected", o->on_elected);
 	check_hook("on-demoted", o->on_demoted);
 	check_hook("on-leader", o->on_leader);
+	check_health(o);
 }
 
 static void default_durations(struct elect_opts *o)
@@ -254,7 +296,7 @@ int main(int argc, char **argv)
 		if (is_subcommand(res.rest[0]))
 			log_fatalx(USAGE_EXIT, "'%s' must come first: elect %s [options]", res.rest[0],
 			           res.rest[0]);
-		log_fatalx(USAGE_EXIT, "unknown command '%s': use run, status, resign or wait-leader, "
+		log_fatalx(USAGE_EXIT, "unknown command '%s': use run, status, resign, wait-leader or watch, "
 		           "or give a command to run after '--' (elect [options] -- CMD [ARGS...])",
 		           res.rest[0]);
 	}
@@ -268,6 +310,8 @@ int main(int argc, char **argv)
 			rc = client_status(o.socket);
 		else if (!strcmp(sub, "resign"))
 			rc = client_resign(o.socket);
+		else if (!strcmp(sub, "watch"))
+			rc = client_watch(o.socket, o.timeout);
 		else
 			rc = client_wait_leader(o.socket, o.timeout);
 		free_opts(&o);

@@ -41,6 +41,8 @@ struct proc {
 	int exited;           /* inside the exit callback: no more signals */
 	bool guarded;         /* pid is a guard (hooks/guard.h) around the command */
 	char *tag;
+	void (*on_line)(const char *line, void *line_data);
+	void *line_data;
 	size_t line_len;
 	char line[PROC_LINE_MAX + 1];
 };
@@ -93,7 +95,10 @@ void proc_signal(struct proc *p, int sig)
 static void flush_line(struct proc *p)
 {
 	p->line[p->line_len] = '\0';
-	log_child_line(p->tag, p->line);
+	if (p->on_line)
+		p->on_line(p->line, p->line_data);
+	else
+		log_child_line(p->tag, p->line);
 	p->line_len = 0;
 }
 
@@ -139,7 +144,7 @@ static void read_output(struct proc *p)
 			return;
 		} else {
 			if (n < 0)
-				log_warnx("%s: reading child output: %s", p->tag, strerror(errno));
+				log_warnx("%s: reading child output: %s", p->tag ? p->tag : "child", strerror(errno));
 			close_output(p);
 		}
 	}
@@ -424,6 +429,8 @@ static struct proc *proc_new(struct ev_loop *loop, const struct proc_spec *spec,
 	}
 	p->loop = loop;
 	p->guarded = spec->guard;
+	p->on_line = spec->on_line;
+	p->line_data = spec->line_data;
 	p->cb = cb;
 	p->data = data;
 	p->out_fd = -1;
@@ -451,7 +458,7 @@ struct proc *proc_spawn(struct ev_loop *loop, const struct proc_spec *spec,
 		errno = ENOMEM;
 		goto fail;
 	}
-	if (spec->log_tag != NULL && make_pipe(out_pipe) < 0) {
+	if ((spec->log_tag != NULL || spec->on_line != NULL) && make_pipe(out_pipe) < 0) {
 		snprintf(err, errlen, "cannot start %s: pipe: %s", spec->argv[0], strerror(errno));
 		goto fail;
 	}

@@ -46,6 +46,10 @@ struct proc_spec {
 	                             tagged; NULL: inherit the agent's stdout/stderr */
 	int inherit_fd;           /* > 2: this one descriptor stays open in the child
 	                             (the file backend's lock); 0: none */
+	/* Non-NULL: captured lines go to on_line(line, line_data) instead of
+	 * the log (a health check keeps its output); log_tag may be NULL then. */
+	void (*on_line)(const char *line, void *line_data);
+	void *line_data;
 	bool guard;               /* run it under a guard (hooks/guard.h): its whole
 	                             tree, also what left its group or session, dies
 	                             with it and with the agent; the guard holds

@@ -19,7 +19,7 @@ from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa:
 
 STATUS_KEYS = {'name', 'id', 'state', 'leader', 'token', 'is_leader', 'ready', 'since',
                'since_unix_ms', 'deadline_left_ms', 'index', 'reason', 'backend', 'backend_ok',
-               'last_error'}
+               'last_error', 'health'}
 STATES = {'follower', 'candidate', 'leader', 'suspended', 'stepping-down'}
 
 
@@ -370,6 +370,7 @@ class FileBackend(ElectTestCase):
         self.assertEqual((st['name'], st['id'], st['leader'], st['is_leader']),
                          ('e', 'a', 'a', True))
         self.assertEqual(st['backend'], self.file_backend('e'))
+        self.assertIsNone(st['health'])             # no health checks configured
         self.assertIsInstance(st['token'], int)
         self.assertGreater(st['token'], 0)
         self.assertIsInstance(st['since'], str)

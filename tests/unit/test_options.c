@@ -24,6 +24,7 @@ struct t_opts {
 	int64_t ttl, renew;
 	bool once;
 	int verbose;
+	int fails;
 	char *config;
 };
 
@@ -34,6 +35,7 @@ static const struct opt_def defs[] = {
 	{ "once", 0, OPT_BOOL, offsetof(struct t_opts, once), "", "once" },
 	{ "verbose", 'v', OPT_COUNT, offsetof(struct t_opts, verbose), "", "v" },
 	{ "config", 'c', OPT_STRING, offsetof(struct t_opts, config), "FILE", "config" },
+	{ "fails", 0, OPT_NUMBER, offsetof(struct t_opts, fails), "N", "fails" },
 	{ NULL, 0, 0, 0, NULL, NULL },
 };
 
@@ -125,6 +127,48 @@ static void test_errors(void **state)
 	options_free(defs, &o);
 	assert_int_equal(load(&o, 3, counts, &res, err), 0);
 	assert_int_equal(o.verbose, 3);
+	options_free(defs, &o);
+	unlink(path);
+}
+
+/* OPT_NUMBER: a value 1..1000000 from a flag, the environment or the
+ * config file (a JSON integer or string); anything else is refused. */
+static void test_number(void **state)
+{
+	char path[] = "/tmp/test_options_XXXXXX", err[256];
+	int fd = mkstemp(path);
+	const char *json = "{\"fails\": 7}";
+	char *flag[] = { "prog", "--fails", "3", NULL };
+	char *file[] = { "prog", "-c", path, NULL };
+	char *zero[] = { "prog", "--fails", "0", NULL };
+	char *word[] = { "prog", "--fails", "x3", NULL };
+	char *big[] = { "prog", "--fails=1000001", NULL };
+	char *none[] = { "prog", "--fails", NULL };
+	struct opt_result res;
+	struct t_opts o;
+
+	(void)state;
+	assert_int_equal(write(fd, json, strlen(json)), (int)strlen(json));
+	close(fd);
+	assert_int_equal(load(&o, 3, flag, &res, err), 0);
+	assert_int_equal(o.fails, 3);
+	options_free(defs, &o);
+	assert_int_equal(load(&o, 3, file, &res, err), 0);
+	assert_int_equal(o.fails, 7);
+	options_free(defs, &o);
+	setenv("T_FAILS", "9", 1);
+	assert_int_equal(load(&o, 3, file, &res, err), 0);
+	assert_int_equal(o.fails, 9);                 /* env over file */
+	options_free(defs, &o);
+	unsetenv("T_FAILS");
+	assert_int_equal(load(&o, 3, zero, &res, err), -1);
+	assert_non_null(strstr(err, "--fails: '0' is not a whole number from 1 to 1000000"));
+	options_free(defs, &o);
+	assert_int_equal(load(&o, 3, word, &res, err), -1);
+	options_free(defs, &o);
+	assert_int_equal(load(&o, 2, big, &res, err), -1);
+	options_free(defs, &o);
+	assert_int_equal(load(&o, 2, none, &res, err), -1);
 	options_free(defs, &o);
 	unlink(path);
 }
@@ -358,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_precedence),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_number),
 		cmocka_unit_test(test_dashdash),
 		cmocka_unit_test(test_positive_durations),
 		cmocka_unit_test(test_config_unreadable),
