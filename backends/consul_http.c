@@ -4,7 +4,10 @@
  *
  * A connection error, a timeout or a 5xx moves to the next agent, so one
  * dead or slow agent costs one request timeout. Failures are logged once
- * when the client goes from working to failing, and once when it recovers. */
+ * when the client goes from working to failing, and once when it recovers.
+ * A 403 (a wrong or too weak ACL token) is an answer, not a failure of the
+ * agent: the request slot backs off (consul_req_retry_ns) so that a
+ * misconfigured agent does not ask every second forever. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +287,34 @@ static void drop_easy(struct consul_req *r)
 	r->hdrs = NULL;
 }
 
+static void note_refusal(struct consul_req *r, long status)
+{
+	if (status == 403) {
+		if (!backoff_active(&r->refused))
+			backoff_init(&r->refused, r->c->retry_ns, CONSUL_REFUSED_BACKOFF_MAX_NS,
+			             (uint64_t)clock_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r);
+		r->refused_wait_ns = backoff_next(&r->refused);
+		log_debug("consul: %s refused (HTTP status 403): next try in %lldms", r->what,
+		          (long long)(r->refused_wait_ns / NS_PER_MS));
+	} else if ((status >= 200 && status < 300) || status == 404) {
+		backoff_reset(&r->refused);
+	}
+}
+
+int64_t consul_req_retry_ns(const struct consul_req *r)
+{
+	return backoff_active(&r->refused) ? r->refused_wait_ns : r->c->retry_ns;
+}
+
+void consul_status_reason(const struct consul_req *r, long status, char *buf, size_t len)
+{
+	const char *body = r->resp ? r->resp : "";
+	int n = (int)strcspn(body, "\r\n");
+
+	snprintf(buf, len, "HTTP status %ld: %.*s%s", status, n < 120 ? n : 120, body,
+	         status == 403 ? " (check the ACL token)" : "");
+}
+
 static void req_done(CURL *easy, CURLcode rc, void *arg)
 {
 	struct consul_req *r = arg;
@@ -308,6 +339,7 @@ static void req_done(CURL *easy, CURLcode rc, void *arg)
 	if (c->failing)
 		log_info("consul: reachable again (%s answered the %s request)", c->endpoints[r->endpoint], r->what);
 	c->failing = false;
+	note_refusal(r, status);
 	if (r->resp == NULL && (r->resp = malloc(1)) != NULL)
 		r->resp[0] = '\0';
 	r->done(r, status, r->resp ? NULL : "out of memory");
