@@ -19,6 +19,13 @@ ELECT_CONSUL_BIN names a consul binary to use instead. Every server is a
 `consul agent -dev` with its own free 127.0.0.1 ports (HTTP, serf LAN/WAN,
 server RPC; DNS and gRPC off), runs in its own process group and is stopped by
 its pid, also when a test fails.
+
+TLS: ConsulServer(base_dir, tls=dict(cert=, key=, ca=, verify_incoming=False,
+client_cert=, client_key=)) serves only https (Consul 1.13's `tls` stanza,
+`ports { https = P }`, plain HTTP off) on the port that would have been HTTP;
+ca signed cert and is what request() and env() trust; with verify_incoming
+Consul requires client certificates signed by ca, and client_cert/client_key
+are what this module presents.
 """
 
 import base64
@@ -29,6 +36,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,7 +114,7 @@ def build_consul(log=sys.stderr):
 class ConsulServer:
     """One `consul agent -dev` server on loopback."""
 
-    def __init__(self, base_dir=None, name='consul0', extra_args=(), cluster=None):
+    def __init__(self, base_dir=None, name='consul0', extra_args=(), cluster=None, tls=None):
         self._own_dir = base_dir is None
         self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-test-')
         self.name = name
@@ -116,6 +124,7 @@ class ConsulServer:
         self.extra_args = list(extra_args)
         self.cluster = cluster      # None: -dev; else the ConsulCluster it is in
         self.data_dir = os.path.join(self.base_dir, name + '.data')
+        self.tls = dict(tls) if tls else None
         self.token = None
         self.popen = None
         self._logf = None
@@ -126,7 +135,7 @@ class ConsulServer:
 
     @property
     def http_addr(self):
-        return 'http://' + self.endpoint
+        return ('https://' if self.tls else 'http://') + self.endpoint
 
     def argv(self):
         if self.cluster is None:
@@ -138,10 +147,29 @@ class ConsulServer:
                 if m is not self:
                     mode += ['-retry-join', '127.0.0.1:%d' % m.ports[0]]
         return [consul_bin(), 'agent'] + mode + ['-node', self.name, '-bind', '127.0.0.1',
-                '-client', '127.0.0.1', '-http-port', str(self.http_port), '-dns-port', '-1',
+                '-client', '127.0.0.1', '-http-port', str(-1 if self.tls else self.http_port),
+                '-dns-port', '-1',
                 '-grpc-port', '-1', '-serf-lan-port', str(self.ports[0]),
                 '-serf-wan-port', str(self.ports[1]), '-server-port', str(self.ports[2]),
-                '-log-level', 'info'] + self.extra_args
+                '-log-level', 'info'] + self._tls_args() + self.extra_args
+
+    def _tls_args(self):
+        t = self.tls
+        if not t:
+            return []
+        hcl = ('ports { https = %d } tls { defaults { ca_file = %s cert_file = %s key_file = %s } '
+               'https { verify_incoming = %s } }'
+               % (self.http_port, json.dumps(t['ca']), json.dumps(t['cert']), json.dumps(t['key']),
+                  'true' if t.get('verify_incoming') else 'false'))
+        return ['-hcl', hcl]     # with -http-port -1: the test port speaks only TLS
+
+    def _ssl_context(self):
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls['ca'])
+        if self.tls.get('client_cert'):
+            ctx.load_cert_chain(self.tls['client_cert'], self.tls['client_key'])
+        return ctx
 
     def env(self, extra=None):
         """Environment for the consul CLI against this server."""
@@ -149,6 +177,11 @@ class ConsulServer:
         e['CONSUL_HTTP_ADDR'] = self.http_addr
         if self.token:
             e['CONSUL_HTTP_TOKEN'] = self.token
+        t = self.tls or {}
+        for var, key in (('CONSUL_CACERT', 'ca'), ('CONSUL_CLIENT_CERT', 'client_cert'),
+                         ('CONSUL_CLIENT_KEY', 'client_key')):
+            if t.get(key):
+                e[var] = t[key]
         e.update(extra or {})
         return e
 
@@ -181,7 +214,7 @@ class ConsulServer:
         if self.token:
             req.add_header('X-Consul-Token', self.token)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_context()) as r:
                 data, status, hdrs = r.read().decode(), r.status, r.headers
         except urllib.error.HTTPError as e:
             data, status, hdrs = e.read().decode(), e.code, e.headers
