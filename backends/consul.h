@@ -16,6 +16,7 @@
 #include "backends/consul_proto.h"
 #include "common/backoff.h"
 #include "common/clock.h"
+#include "common/http_endpoints.h"
 
 /* A refused ACL token (HTTP 403: "ACL not found", "Permission denied"):
  * retries of that request slot back off from the client's retry_ns,
@@ -57,13 +58,11 @@ struct consul_req {
 struct consul_client {
 	struct ev_loop *loop;
 	struct curl_ev *cev;
-	char **endpoints;          /* "host:port" */
-	int n_endpoints, cur;
+	struct http_endpoints ep;  /* the agents "host:port", the one in use */
 	const char *scheme;
 	const char *tls_ca, *tls_cert, *tls_key;
 	char *token;               /* ACL token, never logged */
 	int64_t req_timeout_ns, retry_ns;
-	bool failing;              /* logging: one line per state change */
 };
 
 /* consul_http.c */
@@ -83,6 +82,8 @@ void consul_req_send(struct consul_req *r, const char *what, consul_req_done_fn 
 	__attribute__((format(printf, 7, 8)));
 void consul_req_cancel(struct consul_req *r);
 void consul_req_free(struct consul_req *r);
+/* The agent ("host:port") that r's last request went to, for log lines. */
+const char *consul_req_agent(const struct consul_req *r);
 /* An answer that is wrong in a way the parser found: log once, next agent. */
 void consul_note_failure(struct consul_req *r, const char *err);
 /* How long to wait before retrying what r last did: the client's retry_ns,

@@ -28,7 +28,7 @@ static void create_done(struct consul_req *r, long status, const char *err)
 	}
 	s->id = id;
 	log_info("consul: session %s created by %s (TTL %llds, lock delay %lldms, no health checks)", id,
-	         r->c->endpoints[r->endpoint], (long long)(s->ttl_ns / NS_PER_SEC),
+	         consul_req_agent(r), (long long)(s->ttl_ns / NS_PER_SEC),
 	         (long long)(s->lock_delay_ns / NS_PER_MS));
 	s->ev->created(s->owner, r->sent_ns);
 }
