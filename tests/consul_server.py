@@ -18,7 +18,8 @@ work tree that is keyed by go.sum:
 ELECT_CONSUL_BIN names a consul binary to use instead. Every server is a
 `consul agent -dev` with its own free 127.0.0.1 ports (HTTP, serf LAN/WAN,
 server RPC; DNS and gRPC off), runs in its own process group and is stopped by
-its pid, also when a test fails.
+its pid, also when a test fails (tests/server_proc.py, shared with
+etcd_server.py).
 
 TLS: ConsulServer(base_dir, tls=dict(cert=, key=, ca=, verify_incoming=False,
 client_cert=, client_key=)) serves only https (Consul 1.13's `tls` stanza,
@@ -34,31 +35,18 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
+from server_proc import ServerGroup, ServerProc, free_port as _free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE_DIR = os.path.join(HERE, 'consul')
 GO = shutil.which('go') or '/usr/local/go/bin/go'
-
-
-def _free_port():
-    try:
-        from harness import free_port   # shares the set of ports handed out
-        return free_port()
-    except ImportError:
-        s = socket.socket()
-        s.bind(('127.0.0.1', 0))
-        p = s.getsockname()[1]
-        s.close()
-        return p
 
 
 def cache_dir():
@@ -111,23 +99,20 @@ def build_consul(log=sys.stderr):
     return path
 
 
-class ConsulServer:
+class ConsulServer(ServerProc):
     """One `consul agent -dev` server on loopback."""
 
+    kind = 'consul'
+
     def __init__(self, base_dir=None, name='consul0', extra_args=(), cluster=None, tls=None):
-        self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-test-')
-        self.name = name
+        super().__init__(base_dir, name, 'consul-test-')
         self.http_port = _free_port()
         self.ports = [_free_port() for _ in range(3)]   # serf LAN, serf WAN, server RPC
-        self.log_path = os.path.join(self.base_dir, name + '.log')
         self.extra_args = list(extra_args)
         self.cluster = cluster      # None: -dev; else the ConsulCluster it is in
         self.data_dir = os.path.join(self.base_dir, name + '.data')
         self.tls = dict(tls) if tls else None
         self.token = None
-        self.popen = None
-        self._logf = None
 
     @property
     def endpoint(self):
@@ -193,9 +178,7 @@ class ConsulServer:
         if self.alive():
             return
         build_consul()
-        self._logf = open(self.log_path, 'ab')
-        self.popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._logf,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.spawn()
         if not wait:
             return
         try:
@@ -203,9 +186,6 @@ class ConsulServer:
         except BaseException:
             self.stop()
             raise
-
-    def alive(self):
-        return self.popen is not None and self.popen.poll() is None
 
     def request(self, method, path, body=None, timeout=5):
         """(status, parsed JSON or text, headers)."""
@@ -231,16 +211,7 @@ class ConsulServer:
             return False
 
     def wait_ready(self, timeout=60):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if not self.alive():
-                raise RuntimeError('consul %s exited (%s); log:\n%s'
-                                   % (self.name, self.popen.returncode, self.log()[-3000:]))
-            if self.ready():
-                return
-            time.sleep(0.1)
-        raise RuntimeError('consul %s has no leader after %.0fs; log:\n%s'
-                           % (self.name, timeout, self.log()[-3000:]))
+        self.wait_until(self.ready, timeout, 'has no leader')
 
     def kv_get(self, key):
         """The entry as a dict (Value decoded to str, Flags from the raw text), or None."""
@@ -258,56 +229,15 @@ class ConsulServer:
         status, data, _ = self.request('GET', '/v1/session/list')
         return data if status == 200 and isinstance(data, list) else []
 
-    def log(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
 
-    def kill(self, sig=signal.SIGKILL):
-        if self.alive():
-            try:
-                os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-            if sig in (signal.SIGKILL, signal.SIGTERM):
-                self.popen.wait()
-        self._close_log()
-
-    def stop(self, timeout=10):
-        """SIGTERM, SIGKILL after timeout; removes an own temp dir."""
-        if self.alive():
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._close_log()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def _close_log(self):
-        if self._logf is not None:
-            self._logf.close()
-            self._logf = None
-
-
-class ConsulCluster:
+class ConsulCluster(ServerGroup):
     """n servers on loopback (-server -bootstrap-expect n, data dirs under
     base_dir), started together; ready when each sees a Raft leader."""
 
     def __init__(self, base_dir=None, n=3):
-        self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-cluster-')
-        self.members = []
+        super().__init__(base_dir, 'consul-cluster-')
         for i in range(n):
             self.members.append(ConsulServer(self.base_dir, 's%d' % i, cluster=self))
-
-    @property
-    def endpoints(self):
-        return [m.endpoint for m in self.members]
 
     def start(self, timeout=90):
         try:
@@ -318,12 +248,6 @@ class ConsulCluster:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self):
-        for m in self.members:
-            m.stop()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 if __name__ == '__main__':

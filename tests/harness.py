@@ -610,6 +610,14 @@ class ElectTestCase(unittest.TestCase):
             return None
         return wait_for(f, timeout, interval=0.005, msg='a new leader term in ' + log)
 
+    def assert_never_leads(self, a, seconds):
+        """Agent a stays alive and never leads for seconds (scaled)."""
+        end = time.monotonic() + seconds * scale()
+        while time.monotonic() < end:
+            self.assertTrue(a.alive(), 'agent %s exited:\n%s' % (a.id, a.log()[-3000:]))
+            self.assertFalse(a.is_leader(), 'agent %s leads:\n%s' % (a.id, a.log()[-3000:]))
+            time.sleep(0.1)
+
     def check_intervals(self, *logs, **kw):
         rep = checker.check(list(logs), **kw)
         self.assertEqual(rep.overlaps, [], 'overlapping leaders:\n' + rep.table())

@@ -6,7 +6,8 @@ server certificate for IP:127.0.0.1, a client certificate, and a second
 unrelated CA) are made with the `openssl` command in the test's temp dir
 (tests/certs.py, shared with the etcd tests); nothing is committed.
 
-Covered: https only (plain HTTP off) with --tls-ca and with CONSUL_CACERT; a
+Covered: https only (plain HTTP off) with --tls-ca, with CONSUL_CACERT and with
+CONSUL_HTTP_ADDR=https://... for consul:///PREFIX; a
 wrong CA, and plain http to the https port, are refused with one clear log
 line while the agent keeps retrying; client certificates when Consul verifies
 incoming connections (--tls-cert/--tls-key). ACLs on with default deny and a
@@ -53,21 +54,15 @@ class ConsulSecurityCase(ConsulTestCase):
             tls.update(client_cert=c['client.crt'], client_key=c['client.key'])
         return self.consul(tls=tls)
 
-    def sidecar(self, id, srv, args=(), env=None, **t):
+    def sidecar(self, id, srv, args=(), env=None, backend=None, **t):
         kw = timing()
         kw.update(t)
         # Under valgrind a TLS handshake alone can take seconds: give
         # requests time in proportion to the longer TTL.
         extra = ['--request-timeout', '6s'] if scale() >= 5 else []
-        return self.agent(mode='sidecar', id=id, name='web', backend='consul://%s/web' % srv.endpoint,
+        return self.agent(mode='sidecar', id=id, name='web',
+                          backend=backend or 'consul://%s/web' % srv.endpoint,
                           args=extra + list(args), env=env, **kw)
-
-    def assert_never_leads(self, a, seconds):
-        end = time.monotonic() + seconds * scale()
-        while time.monotonic() < end:
-            self.assertTrue(a.alive(), 'agent %s exited:\n%s' % (a.id, a.log()[-3000:]))
-            self.assertFalse(a.is_leader(), 'agent %s leads:\n%s' % (a.id, a.log()[-3000:]))
-            time.sleep(0.1)
 
     def assert_one_failure_line(self, a, want=None):
         errs = warn_lines(a.log(), FAIL_RE)
@@ -91,13 +86,18 @@ class ConsulTLS(ConsulSecurityCase):
         self.assertEqual(st['token'], kv['ModifyIndex'])
         # Consul's own variable names the CA as well (and means https).
         b = self.sidecar('t1', srv, env={'CONSUL_CACERT': c['ca.crt']})
-        wait_for(lambda: b.status()['leader'] == 't0', 20)
+        # And CONSUL_HTTP_ADDR=https://... for consul:///PREFIX.
+        h = self.sidecar('t2', srv, backend='consul:///web',
+                         env={'CONSUL_HTTP_ADDR': srv.http_addr, 'CONSUL_CACERT': c['ca.crt']})
+        wait_for(lambda: b.status()['leader'] == 't0' and h.status()['leader'] == 't0', 20)
         # Clean exit releases the key and destroys the session over https:
-        # t1 leads at once.
+        # a waiter leads at once.
         self.assertEqual(a.stop(), 0)
-        b.wait_state('leader', 5)
-        self.assertEqual(srv.kv_get('web/.lock')['Value'], 't1')
-        for x in (a, b):
+        nxt = wait_for(lambda: ([x for x in (b, h) if x.is_leader()] or [None])[0], 5,
+                       msg='t1 or t2 leads')
+        self.assertEqual(srv.kv_get('web/.lock')['Value'], nxt.id)
+        wait_for(lambda: all(x.status()['leader'] == nxt.id for x in (b, h)), 10)
+        for x in (a, b, h):
             self.assertEqual(warn_lines(x.log(), FAIL_RE), [], x.log()[-3000:])
 
     def test_wrong_ca_is_refused_and_retried(self):

@@ -68,13 +68,6 @@ class EtcdSecurityCase(ElectTestCase):
         return self.agent(mode='sidecar', id=id, name='web', backend='etcd://%s/web' % srv.endpoint,
                           args=extra + list(args), env=env, **kw)
 
-    def assert_never_leads(self, a, seconds):
-        end = time.monotonic() + seconds * scale()
-        while time.monotonic() < end:
-            self.assertTrue(a.alive(), 'agent %s exited:\n%s' % (a.id, a.log()[-3000:]))
-            self.assertFalse(a.is_leader(), 'agent %s leads:\n%s' % (a.id, a.log()[-3000:]))
-            time.sleep(0.1)
-
     def keys(self, srv, prefix='web/'):
         r = srv.ctl('get', '--prefix', prefix)
         self.assertEqual(r.returncode, 0, r.stderr)
