@@ -126,7 +126,14 @@ static void sess_create_failed(void *owner, const char *err)
 
 static void sess_alive(void *owner, int64_t sent_ns)
 {
-	emit(owner, EV_ALIVE, sent_ns, NULL);
+	struct consul *b = owner;
+
+	/* A token that may renew the session but not read the key: for a
+	 * follower the backend stays refused (one line), not "reachable again"
+	 * on every renewal and "refused" on every read. */
+	if (!b->elected && backoff_active(&b->r_elect.refused))
+		return;
+	emit(b, EV_ALIVE, sent_ns, NULL);
 }
 
 static void sess_failed(void *owner, const char *err)

@@ -113,6 +113,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
+from server_proc import read_log  # noqa: E402
 
 VALGRIND = os.environ.get('ELECT_VALGRIND') == '1'
 ASAN = os.environ.get('ELECT_ASAN') == '1'
@@ -290,11 +291,7 @@ class Proc:
         return self.returncode is None
 
     def log(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def kill(self, sig=signal.SIGKILL):
         if self.popen.poll() is None:

@@ -32,6 +32,15 @@ def free_port():
         return p
 
 
+def read_log(path):
+    """A log file's text ('' when there is none yet)."""
+    try:
+        with open(path, 'rb') as f:
+            return f.read().decode('utf-8', 'replace')
+    except OSError:
+        return ''
+
+
 class ServerProc:
     """One server process. Subclasses define argv()."""
 
@@ -73,11 +82,7 @@ class ServerProc:
                            % (self.kind, self.name, not_ready, timeout, self.log()[-3000:]))
 
     def log(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def kill(self, sig=signal.SIGKILL):
         if self.alive():

@@ -156,25 +156,24 @@ class ConsulAcl(ConsulTestCase):
         srv.token = ROOT_TOKEN
         return srv
 
-    def prefix_token(self, srv, secret=None):
-        """A token allowed only the prefix web/ (key_prefix write) and
+    def prefix_token(self, srv, secret=None, prefix='web'):
+        """A token allowed only the prefix PREFIX/ (key_prefix write) and
         sessions (session_prefix write); secret: its SecretID, else Consul's."""
-        rules = 'key_prefix "web/" { policy = "write" } session_prefix "" { policy = "write" }'
-        st, _, _ = srv.request('GET', '/v1/acl/policy/name/web')
+        rules = 'key_prefix "%s/" { policy = "write" } session_prefix "" { policy = "write" }' % prefix
+        st, _, _ = srv.request('GET', '/v1/acl/policy/name/' + prefix)
         if st != 200:
-            st, pol, _ = srv.request('PUT', '/v1/acl/policy', json.dumps({'Name': 'web', 'Rules': rules}))
+            st, pol, _ = srv.request('PUT', '/v1/acl/policy', json.dumps({'Name': prefix, 'Rules': rules}))
             self.assertEqual(st, 200, pol)
-        tok = {'Policies': [{'Name': 'web'}]}
+        tok = {'Policies': [{'Name': prefix}]}
         if secret:
             tok['SecretID'] = secret
         st, tok, _ = srv.request('PUT', '/v1/acl/token', json.dumps(tok))
         self.assertEqual(st, 200, tok)
         return tok['SecretID']
 
-    def refused_requests(self, srv):
-        """Requests Consul refused for an unknown token, from its own log."""
-        return [ln for ln in srv.log().splitlines()
-                if 'Request error' in ln and 'ACL not found' in ln]
+    def refused_requests(self, srv, why='ACL not found'):
+        """Requests Consul refused (why: for an unknown token), from its own log."""
+        return [ln for ln in srv.log().splitlines() if 'Request error' in ln and why in ln]
 
     def test_acl_token_from_env_and_a_wrong_one(self):
         srv = self.acl_consul()
@@ -233,6 +232,27 @@ class ConsulAcl(ConsulTestCase):
         self.assertEqual(srv.kv_get('web/.lock')['Value'], 'b0')
         self.assertIn('backend reachable again', bad.log())
         self.assertNotIn(WRONG_TOKEN, bad.log())
+
+    def test_token_without_the_prefix_is_refused_and_backs_off(self):
+        # A valid token whose policy names another prefix: its session is
+        # made and renewed, but reading the lock key is "Permission denied".
+        srv = self.acl_consul()
+        secret = self.prefix_token(srv, prefix='other')
+        a = self.agent(mode='sidecar', id='p0', name='web', backend='consul://%s/web' % srv.endpoint,
+                       env={'CONSUL_HTTP_TOKEN': secret}, **timing())
+        wait_for(lambda: self.refused_requests(srv, 'Permission denied'), 20, msg='first refusal')
+        time.sleep(12 * scale())
+        n = len(self.refused_requests(srv, 'Permission denied'))
+        # Successful renewals of the session must not reset the back-off of
+        # the key's reads: every second would be 12 and more.
+        self.assertLessEqual(n, 6, '%d refused reads in 12s:\n%s' % (n, a.log()[-3000:]))
+        self.assertTrue(a.alive())
+        self.assertFalse(a.is_leader())
+        lines = [ln for ln in a.log().splitlines() if 'Permission denied' in ln and ' debug ' not in ln]
+        self.assertEqual(len(lines), 1, a.log()[-3000:])
+        self.assertIn('check the ACL token', lines[0])
+        self.assertNotIn(secret, a.log())
+        self.assertIsNone(srv.kv_get('web/.lock'))
 
 
 if __name__ == '__main__':
