@@ -66,10 +66,11 @@ static void deliver(void *owner, const struct etcd_event *e)
 	election_deliver(&b->q, b->p.ev, b->p.ctx, e);
 }
 
-static void retry_later(struct consul *b)
+/* After r failed: again in a moment, or later while r is refused (403). */
+static void retry_later(struct consul *b, const struct consul_req *r)
 {
 	if (!ev_is_active(&b->retry) && !b->closing) {
-		ev_timer_set(&b->retry, clock_ns_to_ev(b->c.retry_ns), 0.0);
+		ev_timer_set(&b->retry, clock_ns_to_ev(consul_req_retry_ns(r)), 0.0);
 		ev_timer_start(b->loop, &b->retry);
 	}
 }
@@ -120,12 +121,19 @@ static void sess_create_failed(void *owner, const char *err)
 
 	snprintf(b->sess_err, sizeof(b->sess_err), "session create failed: %s", err);
 	emit(b, EV_FAILED, 0, b->sess_err);
-	retry_later(b);
+	retry_later(b, &b->s.r);
 }
 
 static void sess_alive(void *owner, int64_t sent_ns)
 {
-	emit(owner, EV_ALIVE, sent_ns, NULL);
+	struct consul *b = owner;
+
+	/* A token that may renew the session but not read the key: for a
+	 * follower the backend stays refused (one line), not "reachable again"
+	 * on every renewal and "refused" on every read. */
+	if (!b->elected && backoff_active(&b->r_elect.refused))
+		return;
+	emit(b, EV_ALIVE, sent_ns, NULL);
 }
 
 static void sess_failed(void *owner, const char *err)
@@ -160,14 +168,13 @@ static const struct consul_session_events sess_events = {
 /* A status Consul gave instead of an answer (403 of an ACL, 400...). */
 static void refused(struct consul *b, struct consul_req *r, long status)
 {
-	char reason[200];
+	char reason[200], why[180];
 
-	snprintf(reason, sizeof(reason), "%s refused: HTTP status %ld: %.100s%s", r->what, status, r->resp,
-	         status == 403 ? " (check the ACL token)" : "");
-	reason[strcspn(reason, "\n")] = '\0';
+	consul_status_reason(r, status, why, sizeof(why));
+	snprintf(reason, sizeof(reason), "%s refused: %s", r->what, why);
 	emit(b, EV_FAILED, 0, reason);
 	b->index = 0;
-	retry_later(b);
+	retry_later(b, r);
 }
 
 static void new_index(struct consul *b, uint64_t idx)
@@ -185,7 +192,7 @@ static void release_done(struct consul_req *r, long status, const char *err)
 		return;
 	}
 	if (err != NULL || (status != 200 && status != 404)) {
-		retry_later(b);    /* a key left held would block the election */
+		retry_later(b, r);    /* a key left held would block the election */
 		return;
 	}
 	b->release_pending = false;
@@ -255,7 +262,7 @@ static void read_done(struct consul_req *r, long status, const char *err)
 	}
 	if (err != NULL) {
 		b->index = 0;
-		retry_later(b);
+		retry_later(b, r);
 		return;
 	}
 	if (status != 200 && status != 404) {
@@ -266,7 +273,7 @@ static void read_done(struct consul_req *r, long status, const char *err)
 	if (status == 200 && consul_parse_kv(r->resp, r->resp_len, &kv, perr, sizeof(perr)) < 0) {
 		consul_note_failure(r, perr);
 		b->index = 0;
-		retry_later(b);
+		retry_later(b, r);
 		return;
 	}
 	new_index(b, r->index);
@@ -291,7 +298,7 @@ static void read_done(struct consul_req *r, long status, const char *err)
 		return;
 	}
 	if (b->index == 0)
-		retry_later(b);
+		retry_later(b, r);
 	else
 		advance(b);
 }
@@ -311,7 +318,7 @@ static void acquire_done(struct consul_req *r, long status, const char *err)
 		 * renew now, its 404 tells for sure. */
 		if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL)
 			consul_session_renew(&b->s);
-		retry_later(b);    /* the next read shows whether it went through */
+		retry_later(b, r);    /* the next read shows whether it went through */
 		return;
 	}
 	if (status != 200) {
@@ -320,13 +327,13 @@ static void acquire_done(struct consul_req *r, long status, const char *err)
 	}
 	if ((ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
 		consul_note_failure(r, "malformed answer to an acquire");
-		retry_later(b);
+		retry_later(b, r);
 		return;
 	}
 	if (ok == 0) {
 		/* Taken meanwhile, or the lock-delay of a session that held it. */
 		log_debug("consul: acquire of %s refused (lock-delay or taken): retrying", b->key);
-		retry_later(b);
+		retry_later(b, r);
 		return;
 	}
 	b->held = true;    /* read the key now: its ModifyIndex is the token */
@@ -394,7 +401,10 @@ static void consul_renew(struct backend *be)
 		emit(b, EV_FAILED, 0, b->sess_err[0] ? b->sess_err : "no session");
 	else
 		consul_session_renew(&b->s);
-	advance(b);
+	/* A retry already waiting (a back-off after a refusal among them)
+	 * does the next step: the renew tick must not cut it short. */
+	if (!ev_is_active(&b->retry))
+		advance(b);
 }
 
 /* Stops reading; an acquire in flight may still take the key, so the

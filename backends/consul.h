@@ -6,6 +6,7 @@
 #define ELECT_CONSUL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
@@ -13,6 +14,14 @@
 
 #include "backends/backend.h"
 #include "backends/consul_proto.h"
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/http_endpoints.h"
+
+/* A refused ACL token (HTTP 403: "ACL not found", "Permission denied"):
+ * retries of that request slot back off from the client's retry_ns,
+ * doubling up to this, with jitter; the slot's next success resets it. */
+#define CONSUL_REFUSED_BACKOFF_MAX_NS (30 * NS_PER_SEC)
 
 struct consul_client;
 struct consul_req;
@@ -42,18 +51,18 @@ struct consul_req {
 	bool busy;
 	char errbuf[CURL_ERROR_SIZE];
 	consul_req_done_fn done;
+	struct backoff refused;    /* 403s in a row on this slot */
+	int64_t refused_wait_ns;   /* the wait drawn for the last one */
 };
 
 struct consul_client {
 	struct ev_loop *loop;
 	struct curl_ev *cev;
-	char **endpoints;          /* "host:port" */
-	int n_endpoints, cur;
+	struct http_endpoints ep;  /* the agents "host:port", the one in use */
 	const char *scheme;
 	const char *tls_ca, *tls_cert, *tls_key;
 	char *token;               /* ACL token, never logged */
 	int64_t req_timeout_ns, retry_ns;
-	bool failing;              /* logging: one line per state change */
 };
 
 /* consul.c: the URL's options (?lock-delay=DURATION, 0s to 60s); the
@@ -77,8 +86,16 @@ void consul_req_send(struct consul_req *r, const char *what, consul_req_done_fn 
 	__attribute__((format(printf, 7, 8)));
 void consul_req_cancel(struct consul_req *r);
 void consul_req_free(struct consul_req *r);
+/* The agent ("host:port") that r's last request went to, for log lines. */
+const char *consul_req_agent(const struct consul_req *r);
 /* An answer that is wrong in a way the parser found: log once, next agent. */
 void consul_note_failure(struct consul_req *r, const char *err);
+/* How long to wait before retrying what r last did: the client's retry_ns,
+ * or while r's requests are refused (403) the back-off's wait. */
+int64_t consul_req_retry_ns(const struct consul_req *r);
+/* A status that is not the answer asked for, for a log line or an event:
+ * "HTTP status 403: ACL not found (check the ACL token)"; one line. */
+void consul_status_reason(const struct consul_req *r, long status, char *buf, size_t len);
 
 #endif
 

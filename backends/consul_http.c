@@ -4,7 +4,10 @@
  *
  * A connection error, a timeout or a 5xx moves to the next agent, so one
  * dead or slow agent costs one request timeout. Failures are logged once
- * when the client goes from working to failing, and once when it recovers. */
+ * when the client goes from working to failing, and once when it recovers.
+ * A 403 (a wrong or too weak ACL token) is an answer, not a failure of the
+ * agent: the request slot backs off (consul_req_retry_ns) so that a
+ * misconfigured agent does not ask every second forever. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,67 +38,6 @@ int consul_check_timing(const struct backend_params *p, char *err, size_t errlen
 		return -1;
 	}
 	return 0;
-}
-
-static bool valid_endpoint(const char *h, size_t n, bool *has_port)
-{
-	const char *colon;
-	long port = 0;
-
-	*has_port = false;
-	if (n == 0 || memchr(h, '/', n) || memchr(h, '@', n) || memchr(h, '?', n) || memchr(h, ' ', n))
-		return false;
-	if (h[0] == '[') {
-		const char *rb = memchr(h, ']', n);
-		if (rb == NULL)
-			return false;
-		colon = (size_t)(rb - h) + 1 < n ? rb + 1 : NULL;
-		if (colon && *colon != ':')
-			return false;
-	} else {
-		colon = memchr(h, ':', n);
-		if (colon && memchr(colon + 1, ':', n - (size_t)(colon + 1 - h)))
-			return false;
-	}
-	if (colon == NULL)
-		return true;
-	if (colon == h || colon + 1 == h + n)
-		return false;
-	for (const char *p = colon + 1; p < h + n; p++) {
-		if (*p < '0' || *p > '9' || port > 65535)
-			return false;
-		port = port * 10 + (*p - '0');
-	}
-	*has_port = true;
-	return port >= 1 && port <= 65535;
-}
-
-static int parse_endpoints(struct consul_client *c, const char *hosts, char *err, size_t errlen)
-{
-	const char *h = hosts;
-
-	for (;;) {
-		const char *comma = strchr(h, ',');
-		size_t n = comma ? (size_t)(comma - h) : strlen(h);
-		bool has_port;
-		char *ep, **nv;
-
-		if (!valid_endpoint(h, n, &has_port)) {
-			snprintf(err, errlen, "consul: bad agent address '%.*s': write HOST[:PORT][,HOST[:PORT]...] "
-			         "with a port from 1 to 65535", (int)n, h);
-			return -1;
-		}
-		if (asprintf(&ep, "%.*s%s", (int)n, h, has_port ? "" : ":8500") < 0 ||
-		    (nv = realloc(c->endpoints, sizeof(*nv) * (size_t)(c->n_endpoints + 1))) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		c->endpoints = nv;
-		c->endpoints[c->n_endpoints++] = ep;
-		if (comma == NULL)
-			return 0;
-		h = comma + 1;
-	}
 }
 
 /* The token: --auth, else CONSUL_HTTP_TOKEN, else CONSUL_HTTP_TOKEN_FILE. */
@@ -133,19 +75,6 @@ static int read_token(struct consul_client *c, const char *auth, char *err, size
 	return 0;
 }
 
-static int check_files(const char *const *files, char *err, size_t errlen)
-{
-	static const char *const what[] = { "CA", "certificate", "key" };
-
-	for (size_t i = 0; i < 3; i++) {
-		if (files[i] && access(files[i], R_OK) < 0) {
-			snprintf(err, errlen, "consul: TLS %s file '%s' is not readable", what[i], files[i]);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 int consul_client_init(struct consul_client *c, const struct backend_params *p, char **path,
                        char **query, char *err, size_t errlen)
 {
@@ -160,17 +89,12 @@ int consul_client_init(struct consul_client *c, const struct backend_params *p, 
 	c->tls_cert = p->tls_cert;
 	c->tls_key = p->tls_key;
 	c->scheme = (c->tls_ca || c->tls_cert || c->tls_key) ? "https" : "http";
-	c->req_timeout_ns = p->request_timeout_ns > 0 ? p->request_timeout_ns
-	                  : (p->renew_ns < 2 * NS_PER_SEC ? p->renew_ns : 2 * NS_PER_SEC);
-	c->retry_ns = p->renew_ns < NS_PER_SEC ? p->renew_ns : NS_PER_SEC;
-	if (c->retry_ns < 100 * NS_PER_MS)
-		c->retry_ns = 100 * NS_PER_MS;
-	{
-		const char *files[] = { c->tls_ca, c->tls_cert, c->tls_key };
-		if (consul_check_timing(p, err, errlen) < 0 || check_files(files, err, errlen) < 0 ||
-		    backend_split_url(p->url, &hosts, path, err, errlen) < 0)
-			goto out;
-	}
+	c->ep.owner_logs = true;   /* the owner reports reachability (the core does) */
+	http_default_timing(p->request_timeout_ns, p->renew_ns, &c->req_timeout_ns, &c->retry_ns);
+	if (consul_check_timing(p, err, errlen) < 0 ||
+	    http_check_tls_files("consul", c->tls_ca, c->tls_cert, c->tls_key, err, errlen) < 0 ||
+	    backend_split_url(p->url, &hosts, path, err, errlen) < 0)
+		goto out;
 	if ((q = strchr(*path, '?')) != NULL) {
 		*q = '\0';
 		if ((*query = strdup(q + 1)) == NULL) {
@@ -196,7 +120,8 @@ int consul_client_init(struct consul_client *c, const struct backend_params *p, 
 		}
 		hosts[strcspn(hosts, "/")] = '\0';
 	}
-	if (parse_endpoints(c, hosts, err, errlen) < 0 || read_token(c, p->auth, err, errlen) < 0)
+	if (http_endpoints_parse(&c->ep, "consul", "agent address", hosts, "8500", err, errlen) < 0 ||
+	    read_token(c, p->auth, err, errlen) < 0)
 		goto out;
 	if ((c->cev = curl_ev_new(c->loop)) == NULL) {
 		snprintf(err, errlen, "consul: cannot set up libcurl");
@@ -215,16 +140,12 @@ out:
 
 void consul_note_failure(struct consul_req *r, const char *err)
 {
-	struct consul_client *c = r->c;
+	http_endpoints_failed(&r->c->ep, r->endpoint, r->what, err);
+}
 
-	if (c->n_endpoints > 1 && r->endpoint == c->cur)
-		c->cur = (c->cur + 1) % c->n_endpoints;
-	if (!c->failing)
-		log_info("consul: %s to %s failed: %s%s%s", r->what, c->endpoints[r->endpoint], err,
-		         c->n_endpoints > 1 ? "; now using " : "", c->n_endpoints > 1 ? c->endpoints[c->cur] : "");
-	else
-		log_debug("consul: %s to %s failed: %s", r->what, c->endpoints[r->endpoint], err);
-	c->failing = true;
+const char *consul_req_agent(const struct consul_req *r)
+{
+	return r->c->ep.list[r->endpoint];
 }
 
 void consul_req_init(struct consul_client *c, struct consul_req *r, void *owner)
@@ -240,20 +161,7 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	struct consul_req *r = arg;
 	size_t n = size * nmemb;
 
-	if (r->resp_len + n > CONSUL_MAX_ANSWER)
-		return 0;
-	if (r->resp_len + n + 1 > r->resp_cap) {
-		size_t cap = (r->resp_len + n + 1) * 2;
-		char *nb = realloc(r->resp, cap);
-		if (nb == NULL)
-			return 0;
-		r->resp = nb;
-		r->resp_cap = cap;
-	}
-	memcpy(r->resp + r->resp_len, data, n);
-	r->resp_len += n;
-	r->resp[r->resp_len] = '\0';
-	return n;
+	return http_collect(&r->resp, &r->resp_len, &r->resp_cap, data, n, CONSUL_MAX_ANSWER) == 0 ? n : 0;
 }
 
 static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
@@ -275,13 +183,36 @@ static size_t header_cb(char *data, size_t size, size_t nmemb, void *arg)
 
 static void drop_easy(struct consul_req *r)
 {
-	if (r->easy) {
-		curl_ev_remove(r->c->cev, r->easy);
-		curl_easy_cleanup(r->easy);
+	/* r->c only with a transfer: a slot never used (r_auth) has none. */
+	http_drop_transfer(r->easy ? r->c->cev : NULL, &r->easy, &r->hdrs);
+}
+
+static void note_refusal(struct consul_req *r, long status)
+{
+	if (status == 403) {
+		if (!backoff_active(&r->refused))
+			backoff_init(&r->refused, r->c->retry_ns, CONSUL_REFUSED_BACKOFF_MAX_NS,
+			             (uint64_t)clock_now_ns() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)r);
+		r->refused_wait_ns = backoff_next(&r->refused);
+		log_debug("consul: %s refused (HTTP status 403): next try in %lldms", r->what,
+		          (long long)(r->refused_wait_ns / NS_PER_MS));
+	} else if ((status >= 200 && status < 300) || status == 404) {
+		backoff_reset(&r->refused);
 	}
-	curl_slist_free_all(r->hdrs);
-	r->easy = NULL;
-	r->hdrs = NULL;
+}
+
+int64_t consul_req_retry_ns(const struct consul_req *r)
+{
+	return backoff_active(&r->refused) ? r->refused_wait_ns : r->c->retry_ns;
+}
+
+void consul_status_reason(const struct consul_req *r, long status, char *buf, size_t len)
+{
+	const char *body = r->resp ? r->resp : "";
+	int n = (int)strcspn(body, "\r\n");
+
+	snprintf(buf, len, "HTTP status %ld: %.*s%s", status, n < 120 ? n : 120, body,
+	         status == 403 ? " (check the ACL token)" : "");
 }
 
 static void req_done(CURL *easy, CURLcode rc, void *arg)
@@ -305,9 +236,8 @@ static void req_done(CURL *easy, CURLcode rc, void *arg)
 		r->done(r, 0, err);
 		return;
 	}
-	if (c->failing)
-		log_info("consul: reachable again (%s answered the %s request)", c->endpoints[r->endpoint], r->what);
-	c->failing = false;
+	http_endpoints_ok(&c->ep, r->endpoint, r->what);
+	note_refusal(r, status);
 	if (r->resp == NULL && (r->resp = malloc(1)) != NULL)
 		r->resp[0] = '\0';
 	r->done(r, status, r->resp ? NULL : "out of memory");
@@ -320,7 +250,7 @@ static int setup_easy(struct consul_req *r, long timeout_ms)
 
 	if ((r->easy = curl_easy_init()) == NULL)
 		return -1;
-	snprintf(url, sizeof(url), "%s://%s%s", c->scheme, c->endpoints[c->cur], r->path);
+	snprintf(url, sizeof(url), "%s://%s%s", c->scheme, c->ep.list[c->ep.cur], r->path);
 	r->hdrs = curl_slist_append(NULL, "Expect:");
 	if (c->token) {
 		snprintf(tok, sizeof(tok), "X-Consul-Token: %s", c->token);
@@ -340,12 +270,7 @@ static int setup_easy(struct consul_req *r, long timeout_ms)
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-	if (c->tls_ca)
-		curl_easy_setopt(r->easy, CURLOPT_CAINFO, c->tls_ca);
-	if (c->tls_cert)
-		curl_easy_setopt(r->easy, CURLOPT_SSLCERT, c->tls_cert);
-	if (c->tls_key)
-		curl_easy_setopt(r->easy, CURLOPT_SSLKEY, c->tls_key);
+	http_set_tls(r->easy, c->tls_ca, c->tls_cert, c->tls_key);
 	return 0;
 }
 
@@ -380,7 +305,7 @@ void consul_req_send(struct consul_req *r, const char *what, consul_req_done_fn 
 		log_warnx("consul: %s: out of memory", what);
 		return;    /* the caller's next trigger (timer, renew) tries again */
 	}
-	r->endpoint = c->cur;
+	r->endpoint = c->ep.cur;
 	r->busy = true;
 	r->sent_ns = clock_now_ns();
 	if (curl_ev_add(c->cev, r->easy, req_done, r) < 0) {
@@ -409,13 +334,10 @@ void consul_client_free(struct consul_client *c)
 {
 	curl_ev_free(c->cev);
 	c->cev = NULL;
-	for (int i = 0; i < c->n_endpoints; i++)
-		free(c->endpoints[i]);
-	free(c->endpoints);
+	http_endpoints_free(&c->ep);
 	if (c->token) {
 		memset(c->token, 0, strlen(c->token));
 		free(c->token);
 	}
-	c->endpoints = NULL;
 	c->token = NULL;
 }

@@ -16,8 +16,7 @@ static void create_done(struct consul_req *r, long status, const char *err)
 	char *id = NULL;
 
 	if (err == NULL && status != 200) {
-		snprintf(perr, sizeof(perr), "HTTP status %ld: %.120s", status, r->resp);
-		perr[strcspn(perr, "\n")] = '\0';
+		consul_status_reason(r, status, perr, sizeof(perr));
 		err = perr;
 	} else if (err == NULL && consul_parse_session(r->resp, r->resp_len, &id, perr, sizeof(perr)) < 0) {
 		consul_note_failure(r, perr);
@@ -29,7 +28,7 @@ static void create_done(struct consul_req *r, long status, const char *err)
 	}
 	s->id = id;
 	log_info("consul: session %s created by %s (TTL %llds, lock delay %lldms, no health checks)", id,
-	         r->c->endpoints[r->endpoint], (long long)(s->ttl_ns / NS_PER_SEC),
+	         consul_req_agent(r), (long long)(s->ttl_ns / NS_PER_SEC),
 	         (long long)(s->lock_delay_ns / NS_PER_MS));
 	s->ev->created(s->owner, r->sent_ns);
 }
@@ -45,8 +44,7 @@ static void renew_done(struct consul_req *r, long status, const char *err)
 	if (err == NULL && status == 404) {
 		alive = 0;
 	} else if (err == NULL && status != 200) {
-		snprintf(perr, sizeof(perr), "HTTP status %ld: %.120s", status, r->resp);
-		perr[strcspn(perr, "\n")] = '\0';
+		consul_status_reason(r, status, perr, sizeof(perr));
 		err = perr;
 	} else if (err == NULL && (alive = consul_parse_renew(r->resp, r->resp_len, perr, sizeof(perr))) < 0) {
 		consul_note_failure(r, perr);

@@ -397,7 +397,7 @@ static int etcd_create(struct backend **out, const struct backend_params *p, cha
 	etcd_events_init(&b->q, b->loop, deliver, etcd_free, b);
 	if (etcd_client_init(&b->c, p, &path, err, errlen) < 0)
 		goto fail;
-	b->c.owner_logs = true;      /* the core logs reachability */
+	b->c.ep.owner_logs = true;      /* the core logs reachability */
 	etcd_lease_init(&b->lease, &b->c, p->ttl_ns, &lease_events, b);
 	etcd_req_init(&b->c, &b->r_elect, b, "election", check_done);
 	etcd_watch_init(&b->watch, &b->c, watch_done, b);

@@ -17,6 +17,7 @@
 
 #include "backends/backend.h"
 #include "backends/etcd_proto.h"
+#include "common/http_endpoints.h"
 
 #define GRPC_NOT_FOUND 5
 
@@ -60,17 +61,15 @@ struct etcd_req {
 struct etcd_client {
 	struct ev_loop *loop;
 	struct curl_ev *cev;
-	/* Endpoints "host:port", the one in use, and the URL scheme. */
-	char **endpoints;
-	int n_endpoints, cur;
+	/* Endpoints "host:port", the one in use (ep.owner_logs: the owner logs
+	 * every change of reachability, as the elector core does: the client's
+	 * own line is info, not warn), and the URL scheme. */
+	struct http_endpoints ep;
 	const char *scheme;
 	const char *tls_ca, *tls_cert, *tls_key;
 	int64_t req_timeout_ns, retry_ns;
 	char *user, *password, *token;
-	bool failing;              /* logging: one line per state change */
-	bool auth_failing;         /* the same for refused credentials */
-	bool owner_logs;           /* the owner logs failures (the elector core logs
-	                              every change of reachability): info, not warn */
+	bool auth_failing;         /* logging: one line per state change of refused credentials */
 	/* Refused credentials: the next login waits auth_backoff_ns (doubling
 	 * up to AUTH_BACKOFF_MAX_NS), as every login costs etcd a bcrypt. */
 	int64_t auth_backoff_ns, auth_next_ns;

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "backends/etcd.h"
 #include "common/clock.h"
@@ -25,62 +24,6 @@
 #define ETCD_MIN_TTL_S 2        /* etcd's minimum lease TTL with default timing */
 
 static void req_start(struct etcd_req *r);
-
-/* The port after the host's last ':' (after ']' for [IPv6]): digits, 1-65535. */
-static bool valid_port(const char *h, size_t n)
-{
-	const char *colon = memrchr(h, ':', n);
-	long port = 0;
-
-	if (colon == NULL || colon == h || (size_t)(colon - h) + 1 >= n)
-		return false;
-	for (const char *p = colon + 1; p < h + n; p++) {
-		if (*p < '0' || *p > '9' || port > 65535)
-			return false;
-		port = port * 10 + (*p - '0');
-	}
-	return port >= 1 && port <= 65535;
-}
-
-static int add_endpoint(struct etcd_client *b, const char *h, size_t n, char *err, size_t errlen)
-{
-	char *ep;
-	bool has_port = n > 0 && (h[0] == '[' ? memchr(h, ']', n) != NULL && h[n - 1] != ']'
-	                                      : memchr(h, ':', n) != NULL);
-
-	if (n == 0 || memchr(h, '/', n) != NULL || memchr(h, '@', n) != NULL ||
-	    (has_port && !valid_port(h, n))) {
-		snprintf(err, errlen, "etcd: bad endpoint '%.*s' in the backend URL: write HOST[:PORT][,HOST[:PORT]...] "
-		         "with a port from 1 to 65535", (int)n, h);
-		return -1;
-	}
-	if (asprintf(&ep, "%.*s%s", (int)n, h, has_port ? "" : ":2379") < 0)
-		return -1;
-	char **nv = realloc(b->endpoints, sizeof(*nv) * (size_t)(b->n_endpoints + 1));
-	if (nv == NULL) {
-		free(ep);
-		return -1;
-	}
-	b->endpoints = nv;
-	b->endpoints[b->n_endpoints++] = ep;
-	return 0;
-}
-
-static int parse_endpoints(struct etcd_client *b, const char *hosts, char *err, size_t errlen)
-{
-	const char *h = hosts;
-
-	snprintf(err, errlen, "out of memory");
-	for (;;) {
-		const char *comma = strchr(h, ',');
-		size_t n = comma ? (size_t)(comma - h) : strlen(h);
-		if (add_endpoint(b, h, n, err, errlen) < 0)
-			return -1;
-		if (comma == NULL)
-			return 0;
-		h = comma + 1;
-	}
-}
 
 static int parse_auth(struct etcd_client *b, const char *auth, char *err, size_t errlen)
 {
@@ -118,20 +61,6 @@ int etcd_check_timing(const struct backend_params *p, char *err, size_t errlen)
 	return 0;
 }
 
-static int check_files(const struct backend_params *p, char *err, size_t errlen)
-{
-	const char *files[] = { p->tls_ca, p->tls_cert, p->tls_key };
-	const char *what[] = { "CA", "certificate", "key" };
-
-	for (size_t i = 0; i < 3; i++) {
-		if (files[i] && access(files[i], R_OK) < 0) {
-			snprintf(err, errlen, "etcd: TLS %s file '%s' is not readable", what[i], files[i]);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static void start_auth(struct etcd_client *b);
 
 static void auth_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -156,14 +85,12 @@ int etcd_client_init(struct etcd_client *b, const struct backend_params *p, char
 	b->tls_cert = p->tls_cert;
 	b->tls_key = p->tls_key;
 	b->scheme = (p->tls_ca || p->tls_cert || p->tls_key) ? "https" : "http";
-	b->req_timeout_ns = p->request_timeout_ns > 0 ? p->request_timeout_ns
-	                  : (p->renew_ns < 2 * NS_PER_SEC ? p->renew_ns : 2 * NS_PER_SEC);
-	b->retry_ns = p->renew_ns < NS_PER_SEC ? p->renew_ns : NS_PER_SEC;
-	if (b->retry_ns < 100 * NS_PER_MS)
-		b->retry_ns = 100 * NS_PER_MS;
-	if (etcd_check_timing(p, err, errlen) < 0 || check_files(p, err, errlen) < 0 ||
+	http_default_timing(p->request_timeout_ns, p->renew_ns, &b->req_timeout_ns, &b->retry_ns);
+	if (etcd_check_timing(p, err, errlen) < 0 ||
+	    http_check_tls_files("etcd", p->tls_ca, p->tls_cert, p->tls_key, err, errlen) < 0 ||
 	    backend_split_url(p->url, &hosts, path, err, errlen) < 0 ||
-	    parse_endpoints(b, hosts, err, errlen) < 0 || parse_auth(b, p->auth, err, errlen) < 0)
+	    http_endpoints_parse(&b->ep, "etcd", "endpoint", hosts, "2379", err, errlen) < 0 ||
+	    parse_auth(b, p->auth, err, errlen) < 0)
 		goto out;
 	if ((b->cev = curl_ev_new(b->loop)) == NULL) {
 		snprintf(err, errlen, "etcd: cannot set up libcurl");
@@ -181,27 +108,7 @@ out:
 
 void etcd_note_failure(struct etcd_req *r, const char *err)
 {
-	struct etcd_client *b = r->c;
-
-	if (b->n_endpoints > 1 && r->endpoint == b->cur)
-		b->cur = (b->cur + 1) % b->n_endpoints;
-	if (!b->failing)
-		log_msg(b->owner_logs ? LOG_LVL_INFO : LOG_LVL_WARN,
-		        "etcd: %s to %s failed: %s%s%s", r->what, b->endpoints[r->endpoint], err,
-		          b->n_endpoints > 1 ? "; now using " : "",
-		          b->n_endpoints > 1 ? b->endpoints[b->cur] : "");
-	else
-		log_debug("etcd: %s to %s failed: %s", r->what, b->endpoints[r->endpoint], err);
-	b->failing = true;
-}
-
-static void note_ok(struct etcd_req *r)
-{
-	struct etcd_client *b = r->c;
-
-	if (b->failing)
-		log_info("etcd: reachable again (%s answered the %s request)", b->endpoints[r->endpoint], r->what);
-	b->failing = false;
+	http_endpoints_failed(&r->c->ep, r->endpoint, r->what, err);
 }
 
 static void auth_done(struct etcd_req *r, const json_t *ans, const char *err)
@@ -217,7 +124,7 @@ static void auth_done(struct etcd_req *r, const json_t *ans, const char *err)
 	/* Refused credentials: one line until they work (etcd_note_failure
 	 * already logged a connection failure). */
 	if (err != NULL && !r->transport_error && !b->auth_failing)
-		log_msg(b->owner_logs ? LOG_LVL_INFO : LOG_LVL_WARN,
+		log_msg(b->ep.owner_logs ? LOG_LVL_INFO : LOG_LVL_WARN,
 		        "etcd: authentication as '%s' failed: %s", b->user, err);
 	else if (err != NULL)
 		log_debug("etcd: authentication as '%s' failed: %s", b->user, err);
@@ -276,30 +183,13 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 
 	if (r->stream)
 		return etcd_lines_feed(&r->lines, data, n, stream_line, r) == 0 ? n : 0;
-	if (r->resp_len + n > ETCD_MAX_ANSWER)
-		return 0;
-	if (r->resp_len + n + 1 > r->resp_cap) {
-		size_t cap = (r->resp_len + n + 1) * 2;
-		char *nb = realloc(r->resp, cap);
-		if (nb == NULL)
-			return 0;
-		r->resp = nb;
-		r->resp_cap = cap;
-	}
-	memcpy(r->resp + r->resp_len, data, n);
-	r->resp_len += n;
-	return n;
+	return http_collect(&r->resp, &r->resp_len, &r->resp_cap, data, n, ETCD_MAX_ANSWER) == 0 ? n : 0;
 }
 
 static void drop_easy(struct etcd_req *r)
 {
-	if (r->easy) {
-		curl_ev_remove(r->c->cev, r->easy);
-		curl_easy_cleanup(r->easy);
-	}
-	curl_slist_free_all(r->hdrs);
-	r->easy = NULL;
-	r->hdrs = NULL;
+	/* r->c only with a transfer: a slot never used (r_auth) has none. */
+	http_drop_transfer(r->easy ? r->c->cev : NULL, &r->easy, &r->hdrs);
 }
 
 /* A finished unary request: the answer, a server error or garbage. */
@@ -330,7 +220,7 @@ static void finish_unary(struct etcd_req *r, long http)
 		r->transport_error = true;
 		etcd_note_failure(r, err);
 	} else {
-		note_ok(r);
+		http_endpoints_ok(&b->ep, r->endpoint, r->what);
 	}
 	r->done(r, a == ETCD_OK ? ans : NULL, a == ETCD_OK ? NULL : err);
 	json_decref(ans);
@@ -378,7 +268,7 @@ static int setup_easy(struct etcd_req *r)
 
 	if ((r->easy = curl_easy_init()) == NULL)
 		return -1;
-	snprintf(url, sizeof(url), "%s://%s%s", b->scheme, b->endpoints[b->cur], r->path);
+	snprintf(url, sizeof(url), "%s://%s%s", b->scheme, b->ep.list[b->ep.cur], r->path);
 	r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	r->hdrs = curl_slist_append(r->hdrs, "Expect:");
 	if (b->token && r != &b->r_auth) {
@@ -398,12 +288,7 @@ static int setup_easy(struct etcd_req *r)
 		curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
 	else
 		curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (b->tls_ca)
-		curl_easy_setopt(r->easy, CURLOPT_CAINFO, b->tls_ca);
-	if (b->tls_cert)
-		curl_easy_setopt(r->easy, CURLOPT_SSLCERT, b->tls_cert);
-	if (b->tls_key)
-		curl_easy_setopt(r->easy, CURLOPT_SSLKEY, b->tls_key);
+	http_set_tls(r->easy, b->tls_ca, b->tls_cert, b->tls_key);
 	return 0;
 }
 
@@ -445,7 +330,7 @@ static void req_start(struct etcd_req *r)
 		log_warnx("etcd: %s: out of memory", r->what);
 		return;   /* the caller's next trigger (timer, renew) tries again */
 	}
-	r->endpoint = b->cur;
+	r->endpoint = b->ep.cur;
 	r->tries++;
 	r->sent_ns = clock_now_ns();
 	if (curl_ev_add(b->cev, r->easy, req_done, r) < 0) {
@@ -511,9 +396,7 @@ void etcd_client_free(struct etcd_client *b)
 		ev_timer_stop(b->loop, &b->auth_timer);
 	etcd_req_free(&b->r_auth);
 	curl_ev_free(b->cev);
-	for (int i = 0; i < b->n_endpoints; i++)
-		free(b->endpoints[i]);
-	free(b->endpoints);
+	http_endpoints_free(&b->ep);
 	free(b->user);
 	free(b->password);
 	free(b->token);

@@ -118,7 +118,7 @@ static void list_done(struct etcd_req *r, const json_t *ans, const char *err)
 	}
 	if (err != NULL) {
 		/* Counted here: a refused login fails without a try of r's own. */
-		if (r->transport_error && ++l->attempts < r->c->n_endpoints) {
+		if (r->transport_error && ++l->attempts < r->c->ep.n) {
 			etcd_req_resend(r);
 			list_sent(l);
 		} else {

@@ -34,7 +34,7 @@ static void grant_done(struct etcd_req *r, const json_t *ans, const char *err)
 	}
 	l->id = id;
 	log_info("etcd: lease %" PRIx64 " granted by %s (TTL %" PRId64 "s)", (uint64_t)id,
-	         r->c->endpoints[r->endpoint], ttl);
+	         r->c->ep.list[r->endpoint], ttl);
 	l->ev->granted(l->owner, r->sent_ns);
 }
 
@@ -53,7 +53,7 @@ static void keepalive_done(struct etcd_req *r, const json_t *ans, const char *er
 	if (err != NULL) {
 		l->ev->failed(l->owner, err);
 		/* Another member may answer in time: try the next one at once. */
-		if (r->transport_error && r->tries < r->c->n_endpoints)
+		if (r->transport_error && r->tries < r->c->ep.n)
 			etcd_req_resend(r);
 		return;
 	}
@@ -81,7 +81,7 @@ static void revoke_done(struct etcd_req *r, const json_t *ans, const char *err)
 	struct etcd_lease *l = r->owner;
 
 	(void)ans;
-	if (err != NULL && r->transport_error && r->tries < r->c->n_endpoints) {
+	if (err != NULL && r->transport_error && r->tries < r->c->ep.n) {
 		etcd_req_resend(r);   /* the close timer bounds the whole thing */
 		return;
 	}

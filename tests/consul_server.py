@@ -18,7 +18,15 @@ work tree that is keyed by go.sum:
 ELECT_CONSUL_BIN names a consul binary to use instead. Every server is a
 `consul agent -dev` with its own free 127.0.0.1 ports (HTTP, serf LAN/WAN,
 server RPC; DNS and gRPC off), runs in its own process group and is stopped by
-its pid, also when a test fails.
+its pid, also when a test fails (tests/server_proc.py, shared with
+etcd_server.py).
+
+TLS: ConsulServer(base_dir, tls=dict(cert=, key=, ca=, verify_incoming=False,
+client_cert=, client_key=)) serves only https (Consul 1.13's `tls` stanza,
+`ports { https = P }`, plain HTTP off) on the port that would have been HTTP;
+ca signed cert and is what request() and env() trust; with verify_incoming
+Consul requires client certificates signed by ca, and client_cert/client_key
+are what this module presents.
 """
 
 import base64
@@ -27,30 +35,18 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import socket
+import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
+from server_proc import ServerGroup, ServerProc, free_port as _free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE_DIR = os.path.join(HERE, 'consul')
 GO = shutil.which('go') or '/usr/local/go/bin/go'
-
-
-def _free_port():
-    try:
-        from harness import free_port   # shares the set of ports handed out
-        return free_port()
-    except ImportError:
-        s = socket.socket()
-        s.bind(('127.0.0.1', 0))
-        p = s.getsockname()[1]
-        s.close()
-        return p
 
 
 def cache_dir():
@@ -103,22 +99,20 @@ def build_consul(log=sys.stderr):
     return path
 
 
-class ConsulServer:
+class ConsulServer(ServerProc):
     """One `consul agent -dev` server on loopback."""
 
-    def __init__(self, base_dir=None, name='consul0', extra_args=(), cluster=None):
-        self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-test-')
-        self.name = name
+    kind = 'consul'
+
+    def __init__(self, base_dir=None, name='consul0', extra_args=(), cluster=None, tls=None):
+        super().__init__(base_dir, name, 'consul-test-')
         self.http_port = _free_port()
         self.ports = [_free_port() for _ in range(3)]   # serf LAN, serf WAN, server RPC
-        self.log_path = os.path.join(self.base_dir, name + '.log')
         self.extra_args = list(extra_args)
         self.cluster = cluster      # None: -dev; else the ConsulCluster it is in
         self.data_dir = os.path.join(self.base_dir, name + '.data')
+        self.tls = dict(tls) if tls else None
         self.token = None
-        self.popen = None
-        self._logf = None
 
     @property
     def endpoint(self):
@@ -126,7 +120,7 @@ class ConsulServer:
 
     @property
     def http_addr(self):
-        return 'http://' + self.endpoint
+        return ('https://' if self.tls else 'http://') + self.endpoint
 
     def argv(self):
         if self.cluster is None:
@@ -138,10 +132,29 @@ class ConsulServer:
                 if m is not self:
                     mode += ['-retry-join', '127.0.0.1:%d' % m.ports[0]]
         return [consul_bin(), 'agent'] + mode + ['-node', self.name, '-bind', '127.0.0.1',
-                '-client', '127.0.0.1', '-http-port', str(self.http_port), '-dns-port', '-1',
+                '-client', '127.0.0.1', '-http-port', str(-1 if self.tls else self.http_port),
+                '-dns-port', '-1',
                 '-grpc-port', '-1', '-serf-lan-port', str(self.ports[0]),
                 '-serf-wan-port', str(self.ports[1]), '-server-port', str(self.ports[2]),
-                '-log-level', 'info'] + self.extra_args
+                '-log-level', 'info'] + self._tls_args() + self.extra_args
+
+    def _tls_args(self):
+        t = self.tls
+        if not t:
+            return []
+        hcl = ('ports { https = %d } tls { defaults { ca_file = %s cert_file = %s key_file = %s } '
+               'https { verify_incoming = %s } }'
+               % (self.http_port, json.dumps(t['ca']), json.dumps(t['cert']), json.dumps(t['key']),
+                  'true' if t.get('verify_incoming') else 'false'))
+        return ['-hcl', hcl]     # with -http-port -1: the test port speaks only TLS
+
+    def _ssl_context(self):
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self.tls['ca'])
+        if self.tls.get('client_cert'):
+            ctx.load_cert_chain(self.tls['client_cert'], self.tls['client_key'])
+        return ctx
 
     def env(self, extra=None):
         """Environment for the consul CLI against this server."""
@@ -149,6 +162,11 @@ class ConsulServer:
         e['CONSUL_HTTP_ADDR'] = self.http_addr
         if self.token:
             e['CONSUL_HTTP_TOKEN'] = self.token
+        t = self.tls or {}
+        for var, key in (('CONSUL_CACERT', 'ca'), ('CONSUL_CLIENT_CERT', 'client_cert'),
+                         ('CONSUL_CLIENT_KEY', 'client_key')):
+            if t.get(key):
+                e[var] = t[key]
         e.update(extra or {})
         return e
 
@@ -160,9 +178,7 @@ class ConsulServer:
         if self.alive():
             return
         build_consul()
-        self._logf = open(self.log_path, 'ab')
-        self.popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._logf,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.spawn()
         if not wait:
             return
         try:
@@ -171,9 +187,6 @@ class ConsulServer:
             self.stop()
             raise
 
-    def alive(self):
-        return self.popen is not None and self.popen.poll() is None
-
     def request(self, method, path, body=None, timeout=5):
         """(status, parsed JSON or text, headers)."""
         req = urllib.request.Request(self.http_addr + path, method=method,
@@ -181,7 +194,7 @@ class ConsulServer:
         if self.token:
             req.add_header('X-Consul-Token', self.token)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl_context()) as r:
                 data, status, hdrs = r.read().decode(), r.status, r.headers
         except urllib.error.HTTPError as e:
             data, status, hdrs = e.read().decode(), e.code, e.headers
@@ -198,16 +211,7 @@ class ConsulServer:
             return False
 
     def wait_ready(self, timeout=60):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if not self.alive():
-                raise RuntimeError('consul %s exited (%s); log:\n%s'
-                                   % (self.name, self.popen.returncode, self.log()[-3000:]))
-            if self.ready():
-                return
-            time.sleep(0.1)
-        raise RuntimeError('consul %s has no leader after %.0fs; log:\n%s'
-                           % (self.name, timeout, self.log()[-3000:]))
+        self.wait_until(self.ready, timeout, 'has no leader')
 
     def kv_get(self, key):
         """The entry as a dict (Value decoded to str, Flags from the raw text), or None."""
@@ -225,56 +229,15 @@ class ConsulServer:
         status, data, _ = self.request('GET', '/v1/session/list')
         return data if status == 200 and isinstance(data, list) else []
 
-    def log(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
 
-    def kill(self, sig=signal.SIGKILL):
-        if self.alive():
-            try:
-                os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-            if sig in (signal.SIGKILL, signal.SIGTERM):
-                self.popen.wait()
-        self._close_log()
-
-    def stop(self, timeout=10):
-        """SIGTERM, SIGKILL after timeout; removes an own temp dir."""
-        if self.alive():
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._close_log()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def _close_log(self):
-        if self._logf is not None:
-            self._logf.close()
-            self._logf = None
-
-
-class ConsulCluster:
+class ConsulCluster(ServerGroup):
     """n servers on loopback (-server -bootstrap-expect n, data dirs under
     base_dir), started together; ready when each sees a Raft leader."""
 
     def __init__(self, base_dir=None, n=3):
-        self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix='consul-cluster-')
-        self.members = []
+        super().__init__(base_dir, 'consul-cluster-')
         for i in range(n):
             self.members.append(ConsulServer(self.base_dir, 's%d' % i, cluster=self))
-
-    @property
-    def endpoints(self):
-        return [m.endpoint for m in self.members]
 
     def start(self, timeout=90):
         try:
@@ -285,12 +248,6 @@ class ConsulCluster:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self):
-        for m in self.members:
-            m.stop()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 if __name__ == '__main__':

@@ -24,19 +24,18 @@
 
 Every server gets its own data dir and free 127.0.0.1 ports, runs in its
 own process group, and is stopped by its pid (never by name). base_dir None
-makes a temp dir that stop() removes.
+makes a temp dir that stop() removes. The process handling is
+tests/server_proc.py's, shared with consul_server.py.
 """
 
 import json
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import tempfile
-import time
 import urllib.request
+
+from server_proc import ServerGroup, ServerProc, free_port as _free_port
 
 ETCD = shutil.which('etcd') or '/usr/bin/etcd'
 ETCDCTL = shutil.which('etcdctl') or '/usr/bin/etcdctl'
@@ -44,18 +43,6 @@ ETCDCTL = shutil.which('etcdctl') or '/usr/bin/etcdctl'
 
 def have_etcd():
     return os.access(ETCD, os.X_OK) and os.access(ETCDCTL, os.X_OK)
-
-
-def _free_port():
-    try:
-        from harness import free_port   # shares the set of ports handed out
-        return free_port()
-    except ImportError:
-        s = socket.socket()
-        s.bind(('127.0.0.1', 0))
-        p = s.getsockname()[1]
-        s.close()
-        return p
 
 
 def etcdctl(endpoints, *args, timeout=15, input=None):
@@ -66,25 +53,22 @@ def etcdctl(endpoints, *args, timeout=15, input=None):
                           capture_output=True, text=True, timeout=timeout, input=input)
 
 
-class EtcdServer:
+class EtcdServer(ServerProc):
     """One etcd member. Several share a cluster through `initial_cluster`."""
+
+    kind = 'etcd'
 
     def __init__(self, base_dir=None, name='etcd0', client_port=None, peer_port=None,
                  initial_cluster=None, extra_args=(), cluster_token=None, tls=None):
-        self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix='etcd-test-')
-        self.name = name
+        super().__init__(base_dir, name, 'etcd-test-')
         self.client_port = client_port or _free_port()
         self.peer_port = peer_port or _free_port()
         self.data_dir = os.path.join(self.base_dir, name + '.data')
-        self.log_path = os.path.join(self.base_dir, name + '.log')
         self.initial_cluster = initial_cluster or '%s=%s' % (name, self.peer_url)
         self.extra_args = list(extra_args)
         self.cluster_token = cluster_token or 'elect-test-%d' % self.peer_port
         self.tls = dict(tls) if tls else None
         self.auth = None            # 'user:password' for ctl(), once auth is enabled
-        self.popen = None
-        self._logf = None
 
     @property
     def endpoint(self):
@@ -147,14 +131,9 @@ class EtcdServer:
         """Starts (or restarts with the same data dir and ports)."""
         if self.alive():
             return
-        self._logf = open(self.log_path, 'ab')
-        self.popen = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=self._logf,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.spawn()
         if wait:
             self.wait_healthy(timeout)
-
-    def alive(self):
-        return self.popen is not None and self.popen.poll() is None
 
     def healthy(self):
         try:
@@ -165,80 +144,25 @@ class EtcdServer:
             return False
 
     def wait_healthy(self, timeout=20):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if not self.alive():
-                raise RuntimeError('etcd %s exited (%s); log:\n%s'
-                                   % (self.name, self.popen.returncode, self.log()[-3000:]))
-            if self.healthy():
-                return
-            time.sleep(0.05)
-        raise RuntimeError('etcd %s not healthy after %.0fs; log:\n%s'
-                           % (self.name, timeout, self.log()[-3000:]))
-
-    def log(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
-
-    def kill(self, sig=signal.SIGKILL):
-        if self.alive():
-            try:
-                os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
-            if sig in (signal.SIGKILL, signal.SIGTERM):
-                self.popen.wait()
-        self._close_log()
-
-    def stop(self, timeout=10):
-        """SIGTERM, SIGKILL after timeout; removes an own temp dir."""
-        if self.alive():
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
-        self._close_log()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def _close_log(self):
-        if self._logf is not None:
-            self._logf.close()
-            self._logf = None
+        self.wait_until(self.healthy, timeout, 'not healthy', interval=0.05)
 
 
-class EtcdCluster:
+class EtcdCluster(ServerGroup):
     """n members on loopback, started together."""
 
     def __init__(self, base_dir=None, n=3):
-        self._own_dir = base_dir is None
-        self.base_dir = base_dir or tempfile.mkdtemp(prefix='etcd-cluster-')
+        super().__init__(base_dir, 'etcd-cluster-')
         ports = [(_free_port(), _free_port()) for _ in range(n)]
         initial = ','.join('m%d=http://127.0.0.1:%d' % (i, pp) for i, (_, pp) in enumerate(ports))
         token = 'elect-cluster-%d' % ports[0][1]
         self.members = [EtcdServer(self.base_dir, 'm%d' % i, cp, pp, initial, cluster_token=token)
                         for i, (cp, pp) in enumerate(ports)]
 
-    @property
-    def endpoints(self):
-        return [m.endpoint for m in self.members]
-
     def start(self, timeout=30):
         for m in self.members:
             m.start(wait=False)
         for m in self.members:
             m.wait_healthy(timeout)
-
-    def stop(self):
-        for m in self.members:
-            m.stop()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
 if __name__ == '__main__':

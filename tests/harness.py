@@ -113,6 +113,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
+from server_proc import read_log  # noqa: E402
 
 VALGRIND = os.environ.get('ELECT_VALGRIND') == '1'
 ASAN = os.environ.get('ELECT_ASAN') == '1'
@@ -290,11 +291,7 @@ class Proc:
         return self.returncode is None
 
     def log(self):
-        try:
-            with open(self.log_path, 'rb') as f:
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
+        return read_log(self.log_path)
 
     def kill(self, sig=signal.SIGKILL):
         if self.popen.poll() is None:
@@ -609,6 +606,14 @@ class ElectTestCase(unittest.TestCase):
                     return i
             return None
         return wait_for(f, timeout, interval=0.005, msg='a new leader term in ' + log)
+
+    def assert_never_leads(self, a, seconds):
+        """Agent a stays alive and never leads for seconds (scaled)."""
+        end = time.monotonic() + seconds * scale()
+        while time.monotonic() < end:
+            self.assertTrue(a.alive(), 'agent %s exited:\n%s' % (a.id, a.log()[-3000:]))
+            self.assertFalse(a.is_leader(), 'agent %s leads:\n%s' % (a.id, a.log()[-3000:]))
+            time.sleep(0.1)
 
     def check_intervals(self, *logs, **kw):
         rep = checker.check(list(logs), **kw)

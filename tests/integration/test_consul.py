@@ -9,7 +9,6 @@ checker reads: no overlap, tokens strictly increasing. Bounds are generous;
 timing figures belong to `make bench`.
 """
 
-import json
 import os
 import signal
 import sys
@@ -60,8 +59,8 @@ class ConsulTestCase(ElectTestCase):
         for s in reversed(self._servers):
             s.stop()
 
-    def consul(self, extra_args=()):
-        s = ConsulServer(self.tmp, 'consul%d' % len(self._servers), extra_args=extra_args)
+    def consul(self, extra_args=(), tls=None):
+        s = ConsulServer(self.tmp, 'consul%d' % len(self._servers), extra_args=extra_args, tls=tls)
         self._servers.append(s)
         s.start()
         return s
@@ -286,44 +285,6 @@ class ConsulFaults(ConsulTestCase):
         wait_for(lambda: len(self.leaders(agents)) == 1, 2 * ttl_ns(t) / 1e9 + 30)
         self.one_holder(log, 30)
         self.check_intervals(log, t_end=now_ns())
-
-
-class ConsulAcl(ConsulTestCase):
-
-    def test_acl_token_from_env_and_a_wrong_one(self):
-        root = 'b1a2c3d4-0000-4000-8000-00000000root'[:36]
-        srv = self.consul(['-hcl', 'acl { enabled = true default_policy = "deny" '
-                           'tokens { initial_management = "%s" } }' % root])
-        srv.token = root
-        rules = 'key_prefix "web/" { policy = "write" } session_prefix "" { policy = "write" }'
-        st, pol, _ = srv.request('PUT', '/v1/acl/policy', '{"Name":"web","Rules":%s}'
-                                 % json.dumps(rules))
-        self.assertEqual(st, 200, pol)
-        st, tok, _ = srv.request('PUT', '/v1/acl/token', '{"Policies":[{"Name":"web"}]}')
-        self.assertEqual(st, 200, tok)
-        secret = tok['SecretID']
-        log = self.path('iv.log')
-        url = 'consul://%s/web' % srv.endpoint
-        # Consul's own variable; elect removes it from its children's environment.
-        good = self.agents(url, log, ['g0'], env={'CONSUL_HTTP_TOKEN': secret})[0]
-        good.wait_state('leader', 20)
-        self.assertEqual(srv.kv_get('web/.lock')['Value'], 'g0')
-        # A wrong token: refused, said once and clearly, never logged.
-        wrong = 'deadbeef-dead-4bad-beef-00000000bad0'
-        bad = self.agent(mode='sidecar', id='w0', name='web', backend=url, args=('--auth', wrong),
-                         **timing())
-        wait_for(lambda: '403' in bad.log() or 'ACL' in bad.log(), 20, msg='refusal logged')
-        time.sleep(3)
-        self.assertTrue(bad.alive())
-        self.assertNotEqual(bad.status()['state'], 'leader')
-        for a in (good, bad):
-            self.assertNotIn(secret, a.log())
-            self.assertNotIn(wrong, a.log())
-        refusals = [ln for ln in bad.log().splitlines()
-                    if ('403' in ln or 'ACL' in ln) and ' debug ' not in ln]
-        self.assertEqual(len(refusals), 1, refusals)
-        self.assertIn('ACL not found', refusals[0])
-        self.assertTrue(good.is_leader())
 
 
 class ConsulInterop(ConsulTestCase):

@@ -15,17 +15,14 @@ between requests is renewed without losing leadership; neither the logs nor
 
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, scale, valgrind_ok, wait_for  # noqa: E402
+from certs import OPENSSL, make_certs, warn_lines  # noqa: E402
 from etcd_server import EtcdServer, have_etcd  # noqa: E402
-
-OPENSSL = shutil.which('openssl')
 
 
 def timing():
@@ -34,49 +31,9 @@ def timing():
         return dict(ttl='10s', renew='2s', kill_grace='500ms')
     return dict(ttl='4s', renew='1s', kill_grace='300ms')
 
+
 PASSWORD = 'Pw-7c1e9d-secret'
 WRONG_PASSWORD = 'Pw-wrong-44b0aa'
-
-
-def _openssl(cwd, *args):
-    r = subprocess.run([OPENSSL] + list(args), cwd=cwd, capture_output=True, text=True,
-                       timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError('openssl %s failed:\n%s' % (' '.join(args), r.stderr))
-
-
-def make_certs(d):
-    """CA, server (SAN IP:127.0.0.1), client, and an unrelated CA, in d.
-    EC P-256 keys: quick to generate. Returns a dict of paths."""
-    os.makedirs(d, exist_ok=True)
-    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-    p = {k: os.path.join(d, k) for k in (
-        'ca.crt', 'ca.key', 'other-ca.crt', 'other-ca.key', 'server.crt', 'server.key',
-        'client.crt', 'client.key')}
-    for ca, cn in (('ca', 'elect test CA'), ('other-ca', 'elect unrelated CA')):
-        _openssl(d, 'req', '-x509', *ec, '-keyout', p[ca + '.key'], '-out', p[ca + '.crt'],
-                 '-days', '2', '-subj', '/CN=' + cn)
-    # etcd's JSON gateway dials etcd's own gRPC port with the server
-    # certificate: with --client-cert-auth it must be a client one too.
-    exts = {'server': 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n',
-            'client': 'extendedKeyUsage=clientAuth\n'}
-    for i, who in enumerate(('server', 'client')):
-        ext = os.path.join(d, who + '.ext')
-        with open(ext, 'w') as f:
-            f.write(exts[who])
-        csr = os.path.join(d, who + '.csr')
-        _openssl(d, 'req', *ec, '-keyout', p[who + '.key'], '-out', csr,
-                 '-subj', '/CN=elect-' + who)
-        _openssl(d, 'x509', '-req', '-in', csr, '-CA', p['ca.crt'], '-CAkey', p['ca.key'],
-                 '-set_serial', str(1000 + i), '-days', '2', '-extfile', ext,
-                 '-out', p[who + '.crt'])
-    return p
-
-
-def warn_lines(log, pattern):
-    """Lines at level warn or error (not debug, not info) matching pattern."""
-    return [ln for ln in log.splitlines()
-            if re.search(r'\] (warn|error) ', ln) and re.search(pattern, ln)]
 
 
 @unittest.skipUnless(have_etcd(), 'etcd-server and etcd-client are not installed')
@@ -110,13 +67,6 @@ class EtcdSecurityCase(ElectTestCase):
         extra = ['--request-timeout', '6s'] if scale() >= 5 else []
         return self.agent(mode='sidecar', id=id, name='web', backend='etcd://%s/web' % srv.endpoint,
                           args=extra + list(args), env=env, **kw)
-
-    def assert_never_leads(self, a, seconds):
-        end = time.monotonic() + seconds * scale()
-        while time.monotonic() < end:
-            self.assertTrue(a.alive(), 'agent %s exited:\n%s' % (a.id, a.log()[-3000:]))
-            self.assertFalse(a.is_leader(), 'agent %s leads:\n%s' % (a.id, a.log()[-3000:]))
-            time.sleep(0.1)
 
     def keys(self, srv, prefix='web/'):
         r = srv.ctl('get', '--prefix', prefix)

@@ -1,0 +1,2 @@
+# common/backoff.c alone: doubling, the cap, jitter, reset.
+test_backoff_OBJ = common/backoff.o
