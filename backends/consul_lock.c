@@ -94,7 +94,7 @@ void consul_hold_free(struct lock_hold *h)
 static void hold_retry_later(struct lock_hold *h)
 {
 	if (!ev_is_active(&h->retry)) {
-		ev_timer_set(&h->retry, clock_ns_to_ev(h->s->c.retry_ns), 0.0);
+		ev_timer_set(&h->retry, clock_ns_to_ev(consul_req_retry_ns(&h->r)), 0.0);
 		ev_timer_start(h->s->loop, &h->retry);
 	}
 }
@@ -128,10 +128,10 @@ static void hold_refused(struct lock_hold *h, long status)
 {
 	char reason[200];
 
-	snprintf(reason, sizeof(reason), "lock %s: %s refused: HTTP status %ld: %.100s%s", h->name,
-	         h->r.what, status, h->r.resp, status == 403 ? " (check the ACL token)" : "");
-	reason[strcspn(reason, "\n")] = '\0';
-	log_warnx("consul: %s", reason);
+	consul_status_reason(&h->r, status, reason, sizeof(reason));
+	if (!h->refusal_logged)
+		log_warnx("consul: lock %s: %s refused: %s", h->name, h->r.what, reason);
+	h->refusal_logged = true;   /* one line until an answer comes through */
 	h->index = 0;
 	hold_retry_later(h);
 }
@@ -542,6 +542,7 @@ static void list_done(struct consul_req *r, long status, const char *err)
 	}
 	/* Consul: an index that went backwards (a restored snapshot) starts over. */
 	h->index = r->index < h->index ? 0 : r->index;
+	h->refusal_logged = false;
 	decide(h, kvs, n);
 	consul_kv_list_free(kvs, n);
 }

@@ -54,7 +54,8 @@ struct lock_hold {
 	bool refused;              /* the last acquire was refused (lock-delay?) */
 	bool queued_sent;
 	bool conflict_logged;      /* .lock is of the other kind: said once */
-	bool holds_lock_key;       /* semaphore release: a left-behind lock we took over is ours */
+	bool holds_lock_key;
+	bool refusal_logged;       /* a refused request (403...) was logged: once */       /* semaphore release: a left-behind lock we took over is ours */
 	uint64_t index;            /* of the blocking query; 0 = read now */
 	uint64_t token;
 	uint64_t lock_mod;         /* semaphore: .lock's ModifyIndex in the last read */
