@@ -91,7 +91,7 @@ void consul_hold_free(struct lock_hold *h)
 	free(h);
 }
 
-static void hold_retry_later(struct lock_hold *h)
+void consul_hold_retry_later(struct lock_hold *h)
 {
 	if (!ev_is_active(&h->retry)) {
 		ev_timer_set(&h->retry, clock_ns_to_ev(consul_req_retry_ns(&h->r)), 0.0);
@@ -133,7 +133,7 @@ static void hold_refused(struct lock_hold *h, long status)
 		log_warnx("consul: lock %s: %s refused: %s", h->name, h->r.what, reason);
 	h->refusal_logged = true;   /* one line until an answer comes through */
 	h->index = 0;
-	hold_retry_later(h);
+	consul_hold_retry_later(h);
 }
 
 static uint64_t flag_of(const struct lock_hold *h)
@@ -142,6 +142,31 @@ static uint64_t flag_of(const struct lock_hold *h)
 }
 
 /* ---- the contender key ---- */
+
+/* The answer to a PUT ?acquire (true/false): 1 or 0; -1 when it did not
+ * come (a retry is set up; the next read shows whether it went through). */
+static int acquire_answer(struct lock_hold *h, struct consul_req *r, long status, const char *err)
+{
+	int ok;
+
+	if (err != NULL) {
+		/* Consul answers 500 "invalid session" for a session it ended:
+		 * renew it now, its 404 tells for sure. */
+		if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL && hold_session(h))
+			consul_session_renew(hold_session(h));
+		consul_hold_retry_later(h);
+		return -1;
+	}
+	if (status != 200) {
+		hold_refused(h, status);
+		return -1;
+	}
+	if ((ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
+		consul_note_failure(r, "malformed answer to an acquire");
+		consul_hold_retry_later(h);
+	}
+	return ok;
+}
 
 static void contend_done(struct consul_req *r, long status, const char *err)
 {
@@ -153,23 +178,10 @@ static void contend_done(struct consul_req *r, long status, const char *err)
 		return;
 	}
 	h->state = H_PENDING;
-	if (err != NULL) {
-		if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL && hold_session(h))
-			consul_session_renew(hold_session(h));   /* its 404 tells for sure */
-		hold_retry_later(h);
+	if ((ok = acquire_answer(h, r, status, err)) < 0)
 		return;
-	}
-	if (status != 200) {
-		hold_refused(h, status);
-		return;
-	}
-	if ((ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
-		consul_note_failure(r, "malformed answer to an acquire");
-		hold_retry_later(h);
-		return;
-	}
 	if (ok == 0) {   /* our own key: only a lock-delay refuses it */
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	h->state = H_WAIT;
@@ -186,7 +198,7 @@ static void send_contender(struct lock_hold *h)
 		if (esc == NULL)
 			free(key);
 		h->state = H_PENDING;
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	free(h->contender);
@@ -198,7 +210,7 @@ static void send_contender(struct lock_hold *h)
 	free(esc);
 }
 
-static char *delete_op(const char *key)
+char *consul_txn_delete(const char *key)
 {
 	return consul_txn_op("delete", key, NULL, NULL, NULL, NULL);
 }
@@ -210,12 +222,6 @@ static void wait_more(struct lock_hold *h);
 static void lock_acquire_done(struct consul_req *r, long status, const char *err);
 static void sem_acquire_done(struct consul_req *r, long status, const char *err);
 
-/* The entries of one name in a read of P/NAME/. */
-struct name_view {
-	const struct consul_kv *lock;      /* P/NAME/.lock, or NULL */
-	const struct consul_kv *kvs;
-	size_t n;
-};
 
 static bool is_contender(const struct lock_hold *h, const struct consul_kv *kv, uint64_t flags)
 {
@@ -225,7 +231,7 @@ static bool is_contender(const struct lock_hold *h, const struct consul_kv *kv, 
 	       strcmp(kv->key + d, ".lock") != 0 && strchr(kv->key + d, '/') == NULL;
 }
 
-static const struct consul_kv *find_key(const struct name_view *v, const char *key)
+const struct consul_kv *consul_kv_find(const struct name_view *v, const char *key)
 {
 	for (size_t i = 0; i < v->n; i++)
 		if (key != NULL && strcmp(v->kvs[i].key, key) == 0)
@@ -252,7 +258,7 @@ static unsigned older_waiters(const struct lock_hold *h, const struct name_view 
 	return n;
 }
 
-static void send_txn(struct lock_hold *h, const char *what, consul_req_done_fn done, char *op1, char *op2,
+void consul_hold_send_txn(struct lock_hold *h, const char *what, consul_req_done_fn done, char *op1, char *op2,
                      char *op3)
 {
 	char *body = NULL;
@@ -265,7 +271,7 @@ static void send_txn(struct lock_hold *h, const char *what, consul_req_done_fn d
 	free(op2);
 	free(op3);
 	if (body == NULL) {
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	consul_req_send(&h->r, what, done, "PUT", body, 0, "/v1/txn");
@@ -281,14 +287,14 @@ static void wait_more(struct lock_hold *h)
 	if (h->state == H_GRANTED)
 		return;   /* no query open: each renewal checks it (consul_lock_verify.c) */
 	if (h->index == 0)
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 	else
 		consul_hold_step(h);
 }
 
 /* Drops the holders whose session has no key under the name any more, as
  * consul lock -n does. */
-static void sem_prune(struct consul_sem *sem, const struct name_view *v)
+void consul_sem_prune(struct consul_sem *sem, const struct name_view *v)
 {
 	for (size_t i = 0; i < sem->n; i++) {
 		bool alive = false;
@@ -339,7 +345,7 @@ static void takeover_done(struct consul_req *r, long status, const char *err)
 	if (err == NULL && status == 200)
 		consul_hold_step(h);
 	else
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 }
 
 static void takeover_acquired(struct consul_req *r, long status, const char *err)
@@ -353,11 +359,11 @@ static void takeover_acquired(struct consul_req *r, long status, const char *err
 	}
 	if (err != NULL || status != 200 || consul_parse_bool(r->resp, r->resp_len) != 1 || sid == NULL) {
 		h->index = 0;
-		hold_retry_later(h);   /* the lock-delay, or taken meanwhile */
+		consul_hold_retry_later(h);   /* the lock-delay, or taken meanwhile */
 		return;
 	}
-	send_txn(h, "take over", takeover_done, consul_txn_op("check-session", h->lock_key, NULL, NULL, sid, NULL),
-	         delete_op(h->lock_key), NULL);
+	consul_hold_send_txn(h, "take over", takeover_done, consul_txn_op("check-session", h->lock_key, NULL, NULL, sid, NULL),
+	         consul_txn_delete(h->lock_key), NULL);
 }
 
 static void decide_lock(struct lock_hold *h, const struct name_view *v, const struct consul_kv *mine)
@@ -371,7 +377,7 @@ static void decide_lock(struct lock_hold *h, const struct name_view *v, const st
 		} else if (lk->flags == CONSUL_SEM_FLAG && sem_unheld(v, lk)) {
 			/* A semaphore nobody holds, left behind: take the name over. */
 			uint64_t index = lk->modify_index;
-			send_txn(h, "take over", takeover_done,
+			consul_hold_send_txn(h, "take over", takeover_done,
 			         consul_txn_op("delete-cas", h->lock_key, NULL, NULL, NULL, &index), NULL, NULL);
 		} else {
 			foreign_key(h, lk);
@@ -399,7 +405,7 @@ static void decide_lock(struct lock_hold *h, const struct name_view *v, const st
 		/* Free but refused: the lock-delay of the session that held it. */
 		h->refused = false;
 		h->index = 0;
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	/* Not a txn "lock": only the KV endpoint honours a lock-delay, which
@@ -448,7 +454,7 @@ static void decide_sem(struct lock_hold *h, const struct name_view *v, const str
 		consul_hold_lose(h, perr);
 		return;
 	}
-	sem_prune(&sem, v);
+	consul_sem_prune(&sem, v);
 	consul_sem_free(&h->sem);
 	h->sem = sem;
 	h->lock_mod = lk ? lk->modify_index : 0;
@@ -478,7 +484,7 @@ static void decide_sem(struct lock_hold *h, const struct name_view *v, const str
 	{
 		char **hs = realloc(h->sem.holders, (h->sem.n + 1) * sizeof(char *));
 		if (hs == NULL) {
-			hold_retry_later(h);
+			consul_hold_retry_later(h);
 			return;
 		}
 		h->sem.holders = hs;
@@ -487,7 +493,7 @@ static void decide_sem(struct lock_hold *h, const struct name_view *v, const str
 		hs[--h->sem.n] = NULL;
 	}
 	index = h->lock_mod;
-	send_txn(h, "acquire", sem_acquire_done,
+	consul_hold_send_txn(h, "acquire", sem_acquire_done,
 	         json ? consul_txn_op("cas", h->lock_key, json, &flags, NULL, &index) : NULL,
 	         consul_txn_op("lock", h->contender, h->s->id, &flags, sid, NULL), NULL);
 	free(json);
@@ -498,8 +504,8 @@ static void decide(struct lock_hold *h, const struct consul_kv *kvs, size_t n)
 	struct name_view v = { .kvs = kvs, .n = n };
 	const struct consul_kv *mine;
 
-	v.lock = find_key(&v, h->lock_key);
-	mine = find_key(&v, h->contender);
+	v.lock = consul_kv_find(&v, h->lock_key);
+	mine = consul_kv_find(&v, h->contender);
 	if (mine == NULL || mine->session == NULL || strcmp(mine->session, consul_hold_sid(h)) != 0) {
 		if (h->state == H_GRANTED) {
 			consul_hold_lose(h, "its contender key was deleted");
@@ -527,7 +533,7 @@ static void list_done(struct consul_req *r, long status, const char *err)
 	}
 	if (err != NULL) {
 		h->index = 0;
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	if (status != 200 && status != 404) {
@@ -537,7 +543,7 @@ static void list_done(struct consul_req *r, long status, const char *err)
 	if (status == 200 && consul_parse_kv_list(r->resp, r->resp_len, &kvs, &n, perr, sizeof(perr)) < 0) {
 		consul_note_failure(r, perr);
 		h->index = 0;
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	/* Consul: an index that went backwards (a restored snapshot) starts over. */
@@ -556,13 +562,6 @@ static bool acquire_released(struct lock_hold *h)
 	return true;
 }
 
-static void acquire_failed(struct lock_hold *h, struct consul_req *r, const char *err)
-{
-	(void)err;
-	if (strstr(r->resp ? r->resp : "", "nvalid session") != NULL && hold_session(h))
-		consul_session_renew(hold_session(h));   /* its 404 tells for sure */
-	hold_retry_later(h);   /* the next read shows whether it went through */
-}
 
 /* PUT ?acquire of .lock: true = ours, the read that follows (its
  * ModifyIndex, as the election's token) grants; false = taken meanwhile or
@@ -575,19 +574,8 @@ static void lock_acquire_done(struct consul_req *r, long status, const char *err
 	if (acquire_released(h))
 		return;
 	h->index = 0;
-	if (err != NULL) {
-		acquire_failed(h, r, err);
+	if ((ok = acquire_answer(h, r, status, err)) < 0)
 		return;
-	}
-	if (status != 200) {
-		hold_refused(h, status);
-		return;
-	}
-	if ((ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
-		consul_note_failure(r, "malformed answer to an acquire");
-		hold_retry_later(h);
-		return;
-	}
 	h->refused = ok == 0;
 	consul_hold_step(h);
 }
@@ -603,7 +591,7 @@ static void sem_acquire_done(struct consul_req *r, long status, const char *err)
 		return;
 	h->index = 0;
 	if (err != NULL) {
-		acquire_failed(h, r, err);
+		acquire_answer(h, r, 0, err);
 		return;
 	}
 	if (status == 409) {
@@ -616,7 +604,7 @@ static void sem_acquire_done(struct consul_req *r, long status, const char *err)
 	}
 	if (consul_parse_txn_index(r->resp, r->resp_len, &token, perr, sizeof(perr)) < 0) {
 		consul_note_failure(r, perr);
-		hold_retry_later(h);
+		consul_hold_retry_later(h);
 		return;
 	}
 	/* .lock now holds what we wrote: the release's cas starts from it. */
@@ -630,124 +618,6 @@ static void sem_acquire_done(struct consul_req *r, long status, const char *err)
 		h->lock_mod = token;
 	}
 	grant(h, token);
-}
-
-/* ---- release ---- */
-
-static void release_done(struct consul_req *r, long status, const char *err)
-{
-	struct lock_hold *h = r->owner;
-
-	if (err == NULL && (status == 200 || status == 404)) {
-		consul_hold_free(h);
-		return;
-	}
-	if (err == NULL && status == 409 && h->rel_step != REL_CONTENDER) {
-		/* lock: not ours; semaphore: .lock changed since we read it. */
-		h->rel_step = h->limit == 1 ? REL_CONTENDER : REL_REREAD;
-		h->holds_lock_key = false;
-		consul_hold_step(h);
-		return;
-	}
-	if (consul_hold_sid(h) == NULL) {
-		consul_hold_free(h);   /* the session, and its keys, are gone */
-		return;
-	}
-	hold_retry_later(h);   /* a key left behind blocks the name until the session ends */
-}
-
-static void reread_done(struct consul_req *r, long status, const char *err)
-{
-	struct lock_hold *h = r->owner;
-	struct consul_kv *kvs = NULL;
-	size_t n = 0;
-	char perr[200];
-
-	if (err != NULL || (status != 200 && status != 404) ||
-	    (status == 200 && consul_parse_kv_list(r->resp, r->resp_len, &kvs, &n, perr, sizeof(perr)) < 0)) {
-		release_done(r, 500, "read failed");
-		return;
-	}
-	{
-		struct name_view v = { .kvs = kvs, .n = n };
-		const struct consul_kv *lk = find_key(&v, h->lock_key);
-		const char *sid = consul_hold_sid(h);
-		consul_sem_free(&h->sem);
-		h->lock_mod = 0;
-		/* A left-behind lock we took over and did not delete yet. */
-		h->holds_lock_key = lk && lk->session && sid && strcmp(lk->session, sid) == 0;
-		if (lk && lk->flags == CONSUL_SEM_FLAG &&
-		    consul_sem_decode(lk->value, lk->value_len, &h->sem, perr, sizeof(perr)) == 0) {
-			h->lock_mod = lk->modify_index;
-			sem_prune(&h->sem, &v);
-		}
-	}
-	consul_kv_list_free(kvs, n);
-	h->rel_step = REL_READ;
-	consul_hold_step(h);
-}
-
-
-/* Whatever we knew, the release ends with nothing of ours under the name:
- * an acquire whose answer was lost may have gone through. */
-static void send_release(struct lock_hold *h)
-{
-	const char *sid = consul_hold_sid(h);
-	uint64_t flags = CONSUL_SEM_FLAG;
-	char *json;
-
-	if (sid == NULL || !h->contended) {
-		consul_hold_free(h);
-		return;
-	}
-	if (h->rel_step == REL_REREAD) {
-		consul_req_send(&h->r, "release read", reread_done, "GET", NULL, 0, "/v1/kv/%s?recurse&consistent",
-		                h->dir_esc);
-		return;
-	}
-	if (h->rel_step == REL_CONTENDER) {
-		send_txn(h, "release", release_done, delete_op(h->contender), NULL, NULL);
-		return;
-	}
-	if (h->limit == 1 || h->holds_lock_key) {
-		/* Fails (409) unless our session holds .lock: then the contender alone. */
-		send_txn(h, "release", release_done,
-		         consul_txn_op("check-session", h->lock_key, NULL, NULL, sid, NULL),
-		         delete_op(h->lock_key), delete_op(h->contender));
-		return;
-	}
-	if (h->lock_mod == 0 || !consul_sem_has(&h->sem, sid)) {
-		if (h->rel_step == REL_MAIN) {
-			h->rel_step = REL_REREAD;   /* not known for sure: read first */
-			send_release(h);
-		} else {
-			send_txn(h, "release", release_done, delete_op(h->contender), NULL, NULL);
-		}
-		return;
-	}
-	for (size_t i = 0; i < h->sem.n; i++)
-		if (h->sem.holders[i] && strcmp(h->sem.holders[i], sid) == 0) {
-			free(h->sem.holders[i]);
-			h->sem.holders[i] = NULL;
-		}
-	{
-		bool others = false;
-		for (size_t i = 0; i < h->sem.n; i++)
-			others |= h->sem.holders[i] != NULL;
-		if (!others) {
-			/* The last holder: the semaphore goes, as consul lock -n's
-			 * Destroy does, so that the name may be a lock next. */
-			send_txn(h, "release", release_done,
-			         consul_txn_op("delete-cas", h->lock_key, NULL, NULL, NULL, &h->lock_mod),
-			         delete_op(h->contender), NULL);
-			return;
-		}
-	}
-	json = consul_sem_encode(&h->sem);
-	send_txn(h, "release", release_done,
-	         json ? consul_txn_op("cas", h->lock_key, json, &flags, NULL, &h->lock_mod) : NULL,
-	         delete_op(h->contender), NULL);
-	free(json);
 }
 
 /* The next step of a hold, if nothing is in flight. */
@@ -777,7 +647,7 @@ void consul_hold_step(struct lock_hold *h)
 			                (long long)(s->wait_ns / NS_PER_SEC));
 		break;
 	case H_RELEASING:
-		send_release(h);
+		consul_hold_send_release(h);
 		break;
 	default:
 		break;

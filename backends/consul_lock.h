@@ -9,8 +9,6 @@
 #include "backends/etcd.h"         /* the event queue */
 #include "backends/lock.h"
 
-enum lock_event_kind { LK_ALIVE, LK_FAILED, LK_LOST, LK_GRANTED, LK_HOLD_LOST, LK_CLOSED, LK_QUEUED };
-
 enum hold_state {
 	H_PENDING,     /* waits for its session */
 	H_CONTEND,     /* writing its contender key */
@@ -93,6 +91,13 @@ struct lock_session {
 	size_t n_verifying;
 };
 
+/* The entries of one name in a read of P/NAME/. */
+struct name_view {
+	const struct consul_kv *lock;      /* P/NAME/.lock, or NULL */
+	const struct consul_kv *kvs;
+	size_t n;
+};
+
 /* consul_lock_session.c */
 void consul_lock_emit(struct lock_session *s, int kind, int64_t num, const char *str, struct lock_hold *h);
 void consul_lock_ensure_session(struct lock_session *s, unsigned idx);
@@ -108,6 +113,17 @@ struct lock_hold *consul_lock_acquire(struct lock_session *s, const char *name, 
                                       void *hold_ctx);
 void consul_lock_release(struct lock_hold *h);
 void *consul_lock_hold_ctx(const struct lock_hold *h);
+void consul_hold_retry_later(struct lock_hold *h);
+/* PUT /v1/txn of op1 [, op2 [, op3]] (each malloc'd, freed here; a NULL
+ * one: out of memory, retried later). */
+void consul_hold_send_txn(struct lock_hold *h, const char *what, consul_req_done_fn done, char *op1,
+                          char *op2, char *op3);
+char *consul_txn_delete(const char *key);
+const struct consul_kv *consul_kv_find(const struct name_view *v, const char *key);
+void consul_sem_prune(struct consul_sem *sem, const struct name_view *v);
+
+/* consul_lock_release.c */
+void consul_hold_send_release(struct lock_hold *h);
 
 /* consul_lock_verify.c: the check of granted holds at each renewal. */
 void consul_lock_verify(struct lock_session *s);

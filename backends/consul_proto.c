@@ -220,27 +220,35 @@ oom:
 	return -1;
 }
 
-/* The array of a KV read, its Flags read into flags[] (max of them). */
-static json_t *load_kv_array(const char *body, size_t len, char **textp, uint64_t *flags, bool *has,
-                             size_t max, char *err, size_t errlen)
+/* body parsed after its Flags were read into flags[] (max of them, see
+ * scrub()) and blanked out, so that jansson accepts values above 2^63. */
+static json_t *load_scrubbed(const char *body, size_t len, uint64_t *flags, bool *has, size_t max,
+                             bool any_depth, char *err, size_t errlen)
 {
 	char *text = malloc(len + 1);
-	json_t *a;
+	json_t *a = NULL;
 
-	*textp = text;
 	if (text == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
 	memcpy(text, body, len);
 	text[len] = '\0';
-	if (scrub(text, len, flags, has, max, false) < 0) {
+	if (scrub(text, len, flags, has, max, any_depth) < 0)
 		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
-		return NULL;
-	}
-	if ((a = load(text, len, err, errlen)) == NULL)
-		return NULL;
-	if (!json_is_array(a)) {
+	else
+		a = load(text, len, err, errlen);
+	free(text);
+	return a;
+}
+
+/* The array of a KV read, its Flags read into flags[] (max of them). */
+static json_t *load_kv_array(const char *body, size_t len, uint64_t *flags, bool *has, size_t max,
+                             char *err, size_t errlen)
+{
+	json_t *a = load_scrubbed(body, len, flags, has, max, false, err, errlen);
+
+	if (a != NULL && !json_is_array(a)) {
 		snprintf(err, errlen, "malformed answer from Consul: a KV read is not an array");
 		json_decref(a);
 		return NULL;
@@ -250,17 +258,15 @@ static json_t *load_kv_array(const char *body, size_t len, char **textp, uint64_
 
 int consul_parse_kv(const char *body, size_t len, struct consul_kv *kv, char *err, size_t errlen)
 {
-	char *text;
 	uint64_t flags;
 	bool has;
-	json_t *a = load_kv_array(body, len, &text, &flags, &has, 1, err, errlen);
+	json_t *a = load_kv_array(body, len, &flags, &has, 1, err, errlen);
 	int rc = -1;
 
 	memset(kv, 0, sizeof(*kv));
 	if (a != NULL)
 		rc = json_array_size(a) == 0 ? 0 : kv_entry(json_array_get(a, 0), has ? flags : 0, kv, err, errlen);
 	json_decref(a);
-	free(text);
 	return rc;
 }
 
@@ -270,7 +276,6 @@ int consul_parse_kv_list(const char *body, size_t len, struct consul_kv **kvs, s
 	size_t max = len / 8 + 1;   /* an entry takes more than 8 bytes of text */
 	uint64_t *flags = calloc(max, sizeof(*flags));
 	bool *has = calloc(max, sizeof(*has));
-	char *text = NULL;
 	json_t *a = NULL;
 	int rc = -1;
 
@@ -280,7 +285,7 @@ int consul_parse_kv_list(const char *body, size_t len, struct consul_kv **kvs, s
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	if ((a = load_kv_array(body, len, &text, flags, has, max, err, errlen)) == NULL)
+	if ((a = load_kv_array(body, len, flags, has, max, err, errlen)) == NULL)
 		goto out;
 	if (json_array_size(a) > 0 && (*kvs = calloc(json_array_size(a), sizeof(**kvs))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -299,7 +304,6 @@ out:
 		*n = 0;
 	}
 	json_decref(a);
-	free(text);
 	free(flags);
 	free(has);
 	return rc;
@@ -322,33 +326,19 @@ void consul_kv_list_free(struct consul_kv *kvs, size_t n)
 
 int consul_parse_txn_index(const char *body, size_t len, uint64_t *index, char *err, size_t errlen)
 {
-	char *text = malloc(len + 1);
-	json_t *a = NULL, *kv;
+	json_t *a = load_scrubbed(body, len, NULL, NULL, 0, true, err, errlen), *kv;
 	int rc = -1;
 
 	*index = 0;
-	if (text == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (a == NULL)
 		return -1;
-	}
-	memcpy(text, body, len);
-	text[len] = '\0';
-	if (scrub(text, len, NULL, NULL, 0, true) < 0) {
-		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
-		goto out;
-	}
-	if ((a = load(text, len, err, errlen)) == NULL)
-		goto out;
 	kv = json_object_get(json_array_get(json_object_get(a, "Results"), 0), "KV");
-	if (!json_is_object(kv) || get_u64(kv, "ModifyIndex", index) < 0 || *index == 0) {
+	if (!json_is_object(kv) || get_u64(kv, "ModifyIndex", index) < 0 || *index == 0)
 		snprintf(err, errlen, "malformed answer from Consul: a transaction's first result has no "
 		         "ModifyIndex");
-		goto out;
-	}
-	rc = 0;
-out:
+	else
+		rc = 0;
 	json_decref(a);
-	free(text);
 	return rc;
 }
 
@@ -494,24 +484,13 @@ char *consul_escape_key(const char *key)
 int consul_parse_txn_kvs(const char *body, size_t len, struct consul_kv **kvs, size_t *n, char *err,
                          size_t errlen)
 {
-	char *text = malloc(len + 1);
-	json_t *a = NULL, *results;
+	json_t *a = load_scrubbed(body, len, NULL, NULL, 0, true, err, errlen), *results;
 	int rc = -1;
 
 	*kvs = NULL;
 	*n = 0;
-	if (text == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (a == NULL)
 		return -1;
-	}
-	memcpy(text, body, len);
-	text[len] = '\0';
-	if (scrub(text, len, NULL, NULL, 0, true) < 0) {
-		snprintf(err, errlen, "malformed answer from Consul: Flags is not an unsigned 64-bit integer");
-		goto out;
-	}
-	if ((a = load(text, len, err, errlen)) == NULL)
-		goto out;
 	results = json_object_get(a, "Results");
 	if (!json_is_array(results)) {
 		snprintf(err, errlen, "malformed answer from Consul: a transaction's answer has no Results");
@@ -534,7 +513,6 @@ out:
 		*n = 0;
 	}
 	json_decref(a);
-	free(text);
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 
 #include "backends/backend.h"
 #include "backends/etcd_proto.h"
+#include "backends/lock.h"
 #include "common/http_endpoints.h"
 
 #define GRPC_NOT_FOUND 5
@@ -168,6 +169,12 @@ enum election_event { EV_ALIVE, EV_FAILED, EV_ELECTED, EV_LOST, EV_LEADER, EV_CL
  * closed. */
 void election_deliver(const struct etcd_events *q, const struct backend_events *ev, void *ctx,
                       const struct etcd_event *e);
+/* The events of a lock backend (etcd_lock.c, consul_lock*.c) for lockd. */
+enum lock_event_kind { LK_ALIVE, LK_FAILED, LK_LOST, LK_GRANTED, LK_HOLD_LOST, LK_CLOSED, LK_QUEUED };
+/* Delivers one, except a hold's queued before the session was lost or
+ * closed (e->gen != q->gen). */
+void lock_deliver(const struct etcd_events *q, const struct lock_events *ev, void *ctx,
+                  const struct etcd_event *e);
 /* Queues EV_LEADER if id (NULL: none) differs from *leader, which is
  * updated (*known: a leader was reported at all). */
 void election_report_leader(struct etcd_events *q, char **leader, bool *known, const char *id);

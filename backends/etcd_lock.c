@@ -40,7 +40,6 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-enum lock_event_kind { LK_ALIVE, LK_FAILED, LK_LOST, LK_GRANTED, LK_HOLD_LOST, LK_CLOSED, LK_QUEUED };
 
 static void hold_step(struct lock_hold *h);
 static void session_gone(struct lock_session *s, const char *reason);
@@ -56,22 +55,8 @@ static void emit(struct lock_session *s, enum lock_event_kind kind, int64_t num,
 static void deliver(void *owner, const struct etcd_event *e)
 {
 	struct lock_session *s = owner;
-	const struct lock_events *ev = s->ev;
 
-	if (e->hold != NULL && e->gen != s->q.gen)
-		return;   /* queued before the session was lost or closed */
-	switch ((enum lock_event_kind)e->kind) {
-	case LK_ALIVE:     ev->session_alive(s->ctx, e->num); break;
-	case LK_FAILED:    ev->session_failed(s->ctx, e->str); break;
-	case LK_LOST:      ev->session_lost(s->ctx, e->str); break;
-	case LK_GRANTED:   ev->granted(s->ctx, e->hold, (uint64_t)e->num); break;
-	case LK_HOLD_LOST: ev->hold_lost(s->ctx, e->hold, e->str); break;
-	case LK_CLOSED:    ev->closed(s->ctx); break;
-	case LK_QUEUED:
-		if (ev->queued)
-			ev->queued(s->ctx, e->hold);
-		break;
-	}
+	lock_deliver(&s->q, s->ev, s->ctx, e);
 }
 
 /* ---- holds ---- */

@@ -220,6 +220,25 @@ void election_deliver(const struct etcd_events *q, const struct backend_events *
 	}
 }
 
+void lock_deliver(const struct etcd_events *q, const struct lock_events *ev, void *ctx,
+                  const struct etcd_event *e)
+{
+	if (e->hold != NULL && e->gen != q->gen)
+		return;
+	switch ((enum lock_event_kind)e->kind) {
+	case LK_ALIVE:     ev->session_alive(ctx, e->num); break;
+	case LK_FAILED:    ev->session_failed(ctx, e->str); break;
+	case LK_LOST:      ev->session_lost(ctx, e->str); break;
+	case LK_GRANTED:   ev->granted(ctx, e->hold, (uint64_t)e->num); break;
+	case LK_HOLD_LOST: ev->hold_lost(ctx, e->hold, e->str); break;
+	case LK_CLOSED:    ev->closed(ctx); break;
+	case LK_QUEUED:
+		if (ev->queued)
+			ev->queued(ctx, e->hold);
+		break;
+	}
+}
+
 void election_report_leader(struct etcd_events *q, char **leader, bool *known, const char *id)
 {
 	if (*known && (*leader == id || (*leader && id && strcmp(*leader, id) == 0)))

@@ -252,6 +252,70 @@ class LockdCases:
         return wait_for(lambda: len(self.holders(log)) == 1 and self.holders(log)[0], timeout,
                         msg='exactly one running holder command in ' + log)
 
+    def native_cli_exclusion(self, name, spawn, tag):
+        """lockd and the backend's own lock CLI exclude each other on `name`,
+        their tokens in one order. spawn(name, log, holder, hold_s) starts the
+        CLI holding the lock for hold_s running leadercmd on log (holder ids
+        start with `tag`); the caller checks what is left in the backend."""
+        d = self.lockd('x')
+        log = self.path('%s.iv' % name)
+        ilog = IntervalLog(log)
+        errors = []
+
+        def lockd_client(holder):
+            conn = HoldConn(d)
+            try:
+                for _ in range(4):
+                    st, body = conn.acquire(name, wait='60s')
+                    if st != 200:
+                        errors.append((holder, st, body))
+                        return
+                    pid = ilog.next_pid()
+                    ilog.line('start', holder, body['token'], pid)
+                    time.sleep(0.15)
+                    ilog.line('stop', holder, body['token'], pid)
+                    conn.release(body['hold'])
+            finally:
+                conn.close()
+
+        def native(holder, hold_s):
+            p = spawn(name, log, holder, hold_s)
+            self.addCleanup(lambda: p.poll() is None and os.killpg(p.pid, signal.SIGKILL))
+            return p
+
+        # lockd holds: the CLI must wait until lockd releases.
+        first = HoldConn(d)
+        st, held = first.acquire(name, wait='0')
+        self.assertEqual(st, 200, held)
+        p = native(tag + '0', 0.1)
+        time.sleep(1.5)
+        self.assertIsNone(p.poll(), 'the lock CLI ran while lockd held the lock')
+        self.assertEqual(self.holders(log), [])
+        first.release(held['hold'])
+        first.close()
+        self.assertEqual(p.wait(30 * scale()), 0, p.stderr.read())
+        # The CLI holds: lockd's try-once is refused, its waiter gets it after.
+        p = native(tag + '1', 1.5)
+        wait_for(lambda: len(self.holders(log)) == 1, 15, msg='the lock CLI holding')
+        st, body = d.acquire(name, wait='0')
+        self.assertEqual(st, 408, body)
+        # Both kinds of clients at once, several rounds.
+        threads = [threading.Thread(target=lockd_client, args=('c%d' % i,), daemon=True)
+                   for i in range(3)]
+        for t in threads:
+            t.start()
+        procs = [p] + [native('%s%d' % (tag, i + 2), 0.15) for i in range(4)]
+        for t in threads:
+            t.join(90 * scale())
+        for q in procs:
+            self.assertEqual(q.wait(90 * scale()), 0, q.stderr.read())
+        ilog.close()
+        self.assertEqual(errors, [])
+        self.check_intervals(log)
+        ids = {i.id for i in self.intervals(log)}
+        self.assertEqual(len([i for i in ids if i.startswith(tag)]), 6, ids)
+        self.assertEqual(len([i for i in ids if i.startswith('c')]), 3, ids)
+
     # --- mutual exclusion
     def _client_loop(self, lockd, name, limit, ilog, holder, quota, errors, counter):
         conn = HoldConn(lockd)

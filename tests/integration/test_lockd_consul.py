@@ -109,62 +109,7 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
 
     # --- Consul only
     def test_consul_lock_and_lockd_exclude_each_other(self):
-        d = self.lockd('x')
-        log = self.path('ex.iv')
-        ilog = IntervalLog(log)
-        errors = []
-
-        def lockd_client(holder):
-            conn = HoldConn(d)
-            try:
-                for _ in range(4):
-                    st, body = conn.acquire('ex', wait='60s')
-                    if st != 200:
-                        errors.append((holder, st, body))
-                        return
-                    pid = ilog.next_pid()
-                    ilog.line('start', holder, body['token'], pid)
-                    time.sleep(0.15)
-                    ilog.line('stop', holder, body['token'], pid)
-                    conn.release(body['hold'])
-            finally:
-                conn.close()
-
-        # lockd holds: consul lock must wait until lockd releases.
-        first = HoldConn(d)
-        st, held = first.acquire('ex', wait='0')
-        self.assertEqual(st, 200, held)
-        kv = self.kvs(PREFIX + '/ex/')['%s/ex/.lock' % PREFIX]
-        self.assertEqual((kv['Flags'], kv['Value']), (LOCK_FLAG, 'x'))
-        self.assertEqual(held['token'], kv['ModifyIndex'])
-        p = self.consul_lock('ex', log, 'k0', 0.1)
-        time.sleep(1.5)
-        self.assertIsNone(p.poll(), 'consul lock ran while lockd held the lock')
-        self.assertEqual(self.holders(log), [])
-        first.release(held['hold'])
-        first.close()
-        self.assertEqual(p.wait(30 * scale()), 0, p.stderr.read())
-        # consul lock holds: lockd's try-once is refused, its waiter gets it after.
-        p = self.consul_lock('ex', log, 'k1', 1.5)
-        wait_for(lambda: len(self.holders(log)) == 1, 15, msg='consul lock holding')
-        st, body = d.acquire('ex', wait='0')
-        self.assertEqual(st, 408, body)
-        # Both kinds of clients at once, several rounds.
-        threads = [threading.Thread(target=lockd_client, args=('c%d' % i,), daemon=True)
-                   for i in range(3)]
-        for t in threads:
-            t.start()
-        procs = [p] + [self.consul_lock('ex', log, 'k%d' % (i + 2), 0.15) for i in range(4)]
-        for t in threads:
-            t.join(90 * scale())
-        for q in procs:
-            self.assertEqual(q.wait(90 * scale()), 0, q.stderr.read())
-        ilog.close()
-        self.assertEqual(errors, [])
-        self.check_intervals(log)
-        ids = {i.id for i in self.intervals(log)}
-        self.assertEqual(len([i for i in ids if i.startswith('k')]), 6, ids)
-        self.assertEqual(len([i for i in ids if i.startswith('c')]), 3, ids)
+        self.native_cli_exclusion('ex', self.consul_lock, 'k')
         wait_for(lambda: self.kvs(PREFIX + '/ex/') == {}, 10, msg='every key gone')
 
     def test_consul_lock_n_and_lockd_share_a_semaphore(self):
