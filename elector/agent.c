@@ -130,8 +130,7 @@ static void act_changed(void *ctx)
 	elector_status(a->e, &st);
 	if (st.is_leader != a->was_leading) {
 		a->was_leading = st.is_leader;
-		if (st.is_leader)
-			health_grace(a->health);
+		health_leading(a->health, st.is_leader);
 	}
 
 	if (a->api && !ev_is_active(&a->publish)) {
@@ -299,6 +298,7 @@ int agent_run(struct elect_opts *o)
 			.cmd = o->health_cmd, .url = o->health_url, .interval_ns = o->health_interval,
 			.timeout_ns = o->health_timeout, .grace_ns = o->health_grace,
 			.fails = o->health_fails, .passes = o->health_passes,
+			.leader_only = o->health_scope && strcmp(o->health_scope, "leader") == 0,
 		};
 		a.health = health_new(a.loop, &hc, on_health, &a, err, sizeof(err));
 		if (a.health == NULL) {
@@ -311,6 +311,9 @@ int agent_run(struct elect_opts *o)
 	a.timer.data = &a;
 	ev_timer_init(&a.publish, on_publish, 0., 0.);
 	a.publish.data = &a;
+	if (a.health && o->health_scope && strcmp(o->health_scope, "leader") == 0)
+		/* Checks of the leader command: a candidate until it leads and they fail. */
+		elector_set_health(a.e, true, health_info(a.health)->reason);
 	start_signals(&a);
 	log_info("starting: id %s, backend %s, ttl %" PRId64 "ms, renew %" PRId64 "ms",
 	         o->id, o->backend, o->ttl / NS_PER_MS, o->renew / NS_PER_MS);

@@ -16,6 +16,7 @@ struct elect_opts {
 	char *health_cmd, *health_url;
 	int64_t health_interval, health_timeout, health_grace;
 	int health_fails, health_passes;
+	const char *health_scope;    /* "always" (NULL) or "leader" */
 	int verbose;
 	bool once, check_config, http_allow_write;
 	/* Not options: resolved by main. */

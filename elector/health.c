@@ -32,6 +32,9 @@ struct health {
 	struct proc *proc;
 	bool cmd_pending, url_pending, running, timed_out;
 	bool cmd_ok, url_ok;
+	bool body_done;           /* the answer's first line is in text */
+	bool leading;
+	ev_timer holdoff_w;       /* leader_only: after an unhealthy step-down */
 	char cmd_detail[64], url_detail[CURL_ERROR_SIZE + 32];
 	char curl_err[CURL_ERROR_SIZE];
 	int64_t started_ns, grace_until_ns;
@@ -51,7 +54,10 @@ static void add_text(struct health *h, const char *s, size_t n)
 	}
 	if (n > room)
 		n = room;
-	memcpy(h->text + h->text_len, s, n);
+	/* Printable ASCII only: the status is JSON (valid UTF-8, whatever the
+	 * check printed or where a byte limit cut it) and logs are one line. */
+	for (size_t i = 0; i < n; i++)
+		h->text[h->text_len + i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
 	h->text_len += n;
 	h->text[h->text_len] = '\0';
 }
@@ -64,10 +70,15 @@ static void on_cmd_line(const char *line, void *data)
 static size_t on_body(char *buf, size_t size, size_t n, void *data)
 {
 	struct health *h = data;
-	size_t len = size * n;
+	size_t len = size * n, line = 0;
 
-	add_text(h, buf, strcspn(buf, "\r\n") < len ? strcspn(buf, "\r\n") : len);
-	return len;     /* the rest is read and dropped */
+	if (h->body_done)
+		return len;     /* past the first line: read and dropped */
+	while (line < len && buf[line] != '\n' && buf[line] != '\r')
+		line++;         /* libcurl's buffer has no terminating NUL */
+	add_text(h, buf, line);
+	h->body_done = line < len;
+	return len;
 }
 
 /* ---- counting ---- */
@@ -118,6 +129,9 @@ static void count(struct health *h, bool ok, const char *detail)
 static void schedule_next(struct health *h)
 {
 	int64_t now = clock_now_ns(), at = h->started_ns + h->cfg.interval_ns;
+
+	if (h->cfg.leader_only && !h->leading)
+		return;
 
 	ev_timer_stop(h->loop, &h->next_w);
 	ev_timer_set(&h->next_w, clock_ns_to_ev(at > now ? at - now : 0), 0.);
@@ -210,6 +224,7 @@ static void start_url(struct health *h)
 		curl_easy_cleanup(h->easy);
 	h->easy = curl_easy_init();
 	h->url_ok = false;
+	h->body_done = false;
 	h->curl_err[0] = '\0';
 	if (h->easy == NULL || h->cev == NULL) {
 		snprintf(h->url_detail, sizeof(h->url_detail), "libcurl could not be loaded");
@@ -226,6 +241,8 @@ static void start_url(struct health *h)
 	curl_easy_setopt(h->easy, CURLOPT_WRITEDATA, h);
 	curl_easy_setopt(h->easy, CURLOPT_PROTOCOLS_STR, "http");
 	curl_easy_setopt(h->easy, CURLOPT_USERAGENT, "elect-health/1");
+	curl_easy_setopt(h->easy, CURLOPT_NOPROXY, "*");        /* a local service, never a proxy */
+	curl_easy_setopt(h->easy, CURLOPT_FORBID_REUSE, 1L);    /* a new connection each round */
 	if (curl_ev_add(h->cev, h->easy, on_url_done, h) < 0) {
 		snprintf(h->url_detail, sizeof(h->url_detail), "libcurl refused the request");
 		return;
@@ -256,7 +273,7 @@ static void on_next(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (!h->running)
+	if (!h->running && (!h->cfg.leader_only || h->leading))
 		start_round(h);
 }
 
@@ -282,6 +299,18 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 		snprintf(h->url_detail, sizeof(h->url_detail), "timed out after %s", limit);
 	}
 	finish_round(h);
+}
+
+/* leader_only: the hold-off after an unhealthy step-down is over; its
+ * checks cannot run before it leads again. */
+static void on_holdoff(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct health *h = w->data;
+
+	(void)loop;
+	(void)revents;
+	h->info.fails_in_row = h->info.passes_in_row = 0;
+	set_state(h, HEALTH_HEALTHY, "hold-off over; checks run only while leading");
 }
 
 /* ---- life cycle ---- */
@@ -319,14 +348,62 @@ struct health *health_new(struct ev_loop *loop, const struct health_config *c,
 		health_free(h);
 		return NULL;
 	}
+	ev_timer_init(&h->holdoff_w, on_holdoff, 0., 0.);
+	h->holdoff_w.data = h;
+	if (c->leader_only) {
+		/* Nothing to check before leading: the owner reads the state. */
+		h->info.state = HEALTH_HEALTHY;
+		snprintf(h->info.reason, sizeof(h->info.reason), "checks run only while leading");
+		return h;
+	}
 	ev_timer_start(loop, &h->next_w);
 	return h;
 }
 
-void health_grace(struct health *h)
+/* Ends a running round without counting it (leader_only, leadership over). */
+static void cancel_round(struct health *h)
 {
-	if (h && h->cfg.grace_ns > 0)
-		h->grace_until_ns = clock_now_ns() + h->cfg.grace_ns;
+	ev_timer_stop(h->loop, &h->next_w);
+	ev_timer_stop(h->loop, &h->timeout_w);
+	if (h->proc) {
+		proc_abandon(h->proc);   /* kills its group; libev reaps it */
+		h->proc = NULL;
+	}
+	if (h->url_pending) {
+		curl_ev_remove(h->cev, h->easy);
+		h->url_pending = false;
+	}
+	h->cmd_pending = false;
+	h->running = false;
+}
+
+void health_leading(struct health *h, bool leading)
+{
+	if (h == NULL || leading == h->leading)
+		return;
+	h->leading = leading;
+	if (leading) {
+		h->info.fails_in_row = h->info.passes_in_row = 0;   /* earlier failures do not count */
+		if (h->cfg.grace_ns > 0)
+			h->grace_until_ns = clock_now_ns() + h->cfg.grace_ns;
+		if (h->cfg.leader_only) {
+			ev_timer_stop(h->loop, &h->holdoff_w);
+			if (!h->running) {
+				ev_timer_stop(h->loop, &h->next_w);
+				ev_timer_set(&h->next_w, 0., 0.);
+				ev_timer_start(h->loop, &h->next_w);
+			}
+		}
+		return;
+	}
+	if (!h->cfg.leader_only)
+		return;
+	cancel_round(h);
+	if (h->info.state == HEALTH_UNHEALTHY) {
+		int64_t hold = h->cfg.grace_ns + h->cfg.fails * h->cfg.interval_ns;
+		ev_timer_set(&h->holdoff_w, clock_ns_to_ev(hold), 0.);
+		ev_timer_start(h->loop, &h->holdoff_w);
+	}
 }
 
 const struct health_info *health_info(const struct health *h)
@@ -341,6 +418,7 @@ void health_free(struct health *h)
 	if (h->loop) {
 		ev_timer_stop(h->loop, &h->next_w);
 		ev_timer_stop(h->loop, &h->timeout_w);
+		ev_timer_stop(h->loop, &h->holdoff_w);
 	}
 	if (h->proc)
 		proc_abandon(h->proc);

@@ -11,7 +11,7 @@
  *
  * fails failures in a row make it unhealthy, passes passes in a row healthy
  * again. Before the first result the state is "unknown": one pass makes it
- * healthy, fails failures unhealthy. During a grace (health_grace(), a new
+ * healthy, fails failures unhealthy. During a grace (health_leading(), a new
  * leader's start-up) failures do not count. The owner hears of changes only,
  * through the callback; every round's result is in health_info. */
 #ifndef ELECT_HEALTH_H
@@ -31,6 +31,11 @@ struct health_config {
 	const char *url;          /* NULL: none; checked by health_parse_url() */
 	int64_t interval_ns, timeout_ns, grace_ns;
 	int fails, passes;
+	/* Checks of the leader command itself (it runs only on the leader):
+	 * rounds run only while leading; a candidate counts as healthy, except
+	 * for a hold-off (grace + fails x interval) after it stepped down as
+	 * unhealthy, so that the others go first. */
+	bool leader_only;
 };
 
 /* What the API shows; updated in place after every round. */
@@ -66,8 +71,9 @@ const char *health_state_name(enum health_state s);
 /* Starts the first round at once. loop must be ev_default_loop(). */
 struct health *health_new(struct ev_loop *loop, const struct health_config *c,
                           health_changed_fn cb, void *data, char *err, size_t errlen);
-/* Failures do not count until now + the configured grace. */
-void health_grace(struct health *h);
+/* Leadership began (ready) or ended. Failures do not count until now + the
+ * configured grace after it began; leader_only: rounds start and stop. */
+void health_leading(struct health *h, bool leading);
 const struct health_info *health_info(const struct health *h);
 /* Kills a running round; no callback after it. */
 void health_free(struct health *h);

@@ -59,6 +59,7 @@ static const struct opt_def elect_options[] = {
 	OPT("health-fails", 0, OPT_NUMBER, health_fails, "N", "failures in a row that make it unhealthy (default 3)"),
 	OPT("health-passes", 0, OPT_NUMBER, health_passes, "N", "passes in a row that make it healthy again (default 2)"),
 	OPT("health-grace", 0, OPT_DURATION, health_grace, "DURATION", "a new leader's failures do not count for this long (default 0s)"),
+	OPT("health-scope", 0, OPT_STRING, health_scope, "always|leader", "leader: checks run only while leading (for checks of the leader command; default always)"),
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
 	OPTS_BACKEND_ACCESS(OPT),
 	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this; watch: stop after this"),
@@ -173,7 +174,7 @@ static void check_health(struct elect_opts *o)
 	struct health_url url;
 	char err[512];
 	bool tuned = o->health_interval || o->health_timeout || o->health_grace ||
-	             o->health_fails || o->health_passes;
+	             o->health_fails || o->health_passes || o->health_scope;
 
 	if (o->health_cmd == NULL && o->health_url == NULL && !tuned)
 		return;
@@ -189,6 +190,10 @@ static void check_health(struct elect_opts *o)
 	                             .interval_ns = o->health_interval, .timeout_ns = o->health_timeout,
 	                             .grace_ns = o->health_grace, .fails = o->health_fails,
 	                             .passes = o->health_passes };
+	if (o->health_scope && strcmp(o->health_scope, "always") != 0 && strcmp(o->health_scope, "leader") != 0)
+		log_fatalx(USAGE_EXIT, "--health-scope '%s': use 'always' (checks run on every candidate) or "
+		           "'leader' (only while leading, for checks of the leader command)", o->health_scope);
+	hc.leader_only = o->health_scope && strcmp(o->health_scope, "leader") == 0;
 	if (health_check_config(&hc, err, sizeof(err)) < 0)
 		log_fatalx(USAGE_EXIT, "%s", err);
 	if (o->health_url) {

@@ -135,6 +135,46 @@ class HealthCases(HealthHelpers):
         self.check_intervals(log)
 
 
+class LeaderScopeCases(HealthHelpers):
+    """--health-scope leader: the check looks at the leader command itself
+    (here: the file its wrapper writes while it runs, and no sick.ID), so it
+    can only pass on the leader. Candidates campaign without a pass; a
+    leader whose command turns sick steps down and holds off
+    (grace + fails x interval) while another leads."""
+
+    def scoped_agent(self, id, log):
+        alive = self.path('alive.' + id)
+        cmd = ['sh', '-c', 'touch %s; trap "rm -f %s" EXIT; "$@"' % (alive, alive), 'sh'] + \
+            self.leader_cmd(log)
+        check = 'test -f %s && ! test -f %s' % (alive, self.path('sick.' + id))
+        args = list(self.timing_args()) + HEALTH + [
+            '--health-scope', 'leader', '--health-grace', '300ms', '--health-cmd', check]
+        return self.agent(id=id, name='web', backend=self.backend_url(), cmd=cmd, args=args,
+                          **self.agent_timing())
+
+    def test_leader_scope_checks_the_leader_command(self):
+        log = self.path('iv.log')
+        agents = [self.scoped_agent(i, log) for i in IDS]
+        first = self.one_holder(log, 15)      # nobody had to pass a check first
+        leader = self.by_id(agents, first.id)
+        wait_for(lambda: leader.status()['health']['checks'] >= 3, 10, msg='checks on the leader')
+        self.assertEqual(leader.status()['health']['status'], 'healthy')
+        for a in agents:
+            if a is not leader:
+                self.assertEqual(a.status()['health']['checks'], 0, 'a follower ran checks')
+        # The leader's command turns sick: a clean handover to another.
+        t0 = time.monotonic_ns()
+        open(self.path('sick.' + first.id), 'w').close()
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id=first.id, timeout=15)
+        self.assertNotEqual(nxt.id, first.id)
+        self.assertRegex(leader.log(), r'to=stepping-down reason=unhealthy')
+        # It holds off, then is a candidate again (healthy assumed).
+        wait_for(lambda: leader.status()['health']['status'] == 'healthy', 15,
+                 msg='the old leader back as a candidate after its hold-off')
+        self.assertEqual(leader.status()['state'], 'candidate')
+        self.check_intervals(log, t_end=time.monotonic_ns())
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         mode = self.server.modes.get(self.path.strip('/'), 'down')
@@ -302,7 +342,7 @@ class HangingCheck(ElectTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
-class HealthFile(HealthCases, ElectTestCase):
+class HealthFile(HealthCases, LeaderScopeCases, ElectTestCase):
 
     def backend_url(self):
         return self.file_backend('web')
@@ -403,7 +443,7 @@ class Watch(HealthHelpers, ElectTestCase):
 
 
 @unittest.skipUnless(have_etcd(), 'etcd-server and etcd-client are not installed')
-class HealthEtcd(HealthCases, ElectTestCase):
+class HealthEtcd(HealthCases, LeaderScopeCases, ElectTestCase):
 
     def setUp(self):
         self._etcd = None
@@ -428,7 +468,7 @@ class HealthEtcd(HealthCases, ElectTestCase):
         return dict(ttl='2s', renew='500ms', kill_grace='300ms')
 
 
-class HealthZk(HealthCases, ElectTestCase):
+class HealthZk(HealthCases, LeaderScopeCases, ElectTestCase):
 
     def setUp(self):
         self._zk = []
