@@ -277,8 +277,8 @@ static void on_next(struct ev_loop *loop, ev_timer *w, int revents)
 		start_round(h);
 }
 
-/* A hanging check: kill its whole group (sh and what it started) and wait
- * for the exit, which ends the round as a failure. */
+/* A hanging check: kill its whole group (sh and what it started); the round
+ * ends as a failure. */
 static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct health *h = w->data;
@@ -289,8 +289,14 @@ static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	h->timed_out = true;
 	duration_format(h->cfg.timeout_ns, limit, sizeof(limit));
 	if (h->proc) {
+		/* SIGKILL to its group, and the round ends now: a check stuck
+		 * where SIGKILL cannot reach it (a dead NFS mount) must not freeze
+		 * the health state. libev reaps it whenever it goes. */
 		snprintf(h->cmd_detail, sizeof(h->cmd_detail), "killed: timed out after %s", limit);
-		proc_stop(h->proc, SIGKILL, 0);
+		proc_abandon(h->proc);
+		h->proc = NULL;
+		h->cmd_pending = false;
+		h->cmd_ok = false;
 	}
 	if (h->url_pending) {
 		curl_ev_remove(h->cev, h->easy);
