@@ -71,7 +71,6 @@ static void reread_done(struct consul_req *r, long status, const char *err)
 	consul_hold_step(h);
 }
 
-
 /* Whatever we knew, the release ends with nothing of ours under the name:
  * an acquire whose answer was lost may have gone through. */
 void consul_hold_send_release(struct lock_hold *h)
