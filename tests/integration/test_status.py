@@ -159,6 +159,9 @@ class Consistency(ElectTestCase):
     def test_long_poll_snapshots_are_consistent(self):
         agents = [self.agent(id=i, mode='sidecar', renew='1s') for i in ('a', 'b')]
         wait_for(lambda: sum(x.is_leader() for x in agents) == 1, 10, msg='one leader')
+        # Both answering before the long-polls start: under valgrind the
+        # second may not have made its socket yet when the first leads.
+        wait_for(lambda: all(x.try_status() for x in agents), 10, msg='both agents answering')
         snaps = {x.id: [] for x in agents}
         stop = threading.Event()
         threads = [threading.Thread(target=self.follow, args=(x, snaps[x.id], stop))
