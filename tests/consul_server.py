@@ -243,8 +243,29 @@ class ConsulCluster(ServerGroup):
         try:
             for m in self.members:
                 m.start(wait=False)
-            for m in self.members:
-                m.wait_ready(timeout)
+            end = time.monotonic() + timeout
+            restarts = 0
+            while True:
+                for m in self.members:
+                    if m.alive():
+                        continue
+                    # Exited at start: a port taken between picking it and
+                    # binding it (serf needs UDP too). New ports, again; it
+                    # joins the others through its own -retry-join.
+                    if restarts >= 3:
+                        raise RuntimeError('consul %s exited (%s); log:\n%s'
+                                           % (m.name, m.popen.returncode, m.log()[-3000:]))
+                    restarts += 1
+                    m._close_log()
+                    m.http_port = _free_port()
+                    m.ports = [_free_port() for _ in range(3)]
+                    m.start(wait=False)
+                if all(m.ready() for m in self.members):
+                    return
+                if time.monotonic() > end:
+                    raise RuntimeError('consul cluster has no leader after %.0fs; logs:\n%s' % (
+                        timeout, '\n'.join('== %s\n%s' % (m.name, m.log()[-1500:]) for m in self.members)))
+                time.sleep(0.2)
         except BaseException:
             self.stop()
             raise
