@@ -13,10 +13,14 @@
  *     core computes the leader's deadline as sent_ns + ttl - margin. Report it
  *     for the session's creation and every successful renewal. Reporting the
  *     time the answer arrived instead would be unsafe.
- *   - elected(token): we now lead. Call session_alive first (the core refuses
- *     to lead without a known alive time). The token strictly increases across
- *     all holders of this election (etcd: create revision of our key; zk:
- *     sequence number; file: counter kept in the file).
+ *   - elected(token, handover): we now lead. Call session_alive first (the
+ *     core refuses to lead without a known alive time). The token strictly
+ *     increases across all holders of this election (etcd: create revision of
+ *     our key; zk: sequence number; file: counter kept in the file).
+ *     handover: the handover record (common/handover.h) found next to the
+ *     election in the same consistent read that made us leader, or NULL. The
+ *     core may answer at once with resign() (the record names another
+ *     candidate: we stand aside) or clear_handover() (we lead; it is done).
  *   - lost(reason): the session or our key is definitely gone (lease expired,
  *     key deleted, ZooKeeper session expired, lock file replaced). The core
  *     steps down at once if it leads, then calls campaign() again.
@@ -39,6 +43,15 @@
  *   flight, the backend may skip sending another.
  * resign(): leave the election (delete our key/node, unlock), keep the session
  *   if it has one. Nothing more is reported until the next campaign().
+ * handover(record): resign, leaving record (a string of up to HANDOVER_MAX
+ *   bytes) for the next candidates: written before, or atomically with, the
+ *   release of our key/lock, so that any candidate elected after the release
+ *   reads it. A backend that found a record when elected and resigns keeps
+ *   that record in place in resign() (a candidate standing aside must not
+ *   erase it).
+ * clear_handover(record): remove record if it is still the one in force
+ *   (leader that took over, or the old leader after the timeout); a no-op
+ *   where the record went with our acquisition or cannot be removed now.
  * close(): resign and end the session (revoke lease, close ZooKeeper session),
  *   then report closed(). Must report closed() within the request timeout even
  *   if the server does not answer.
@@ -57,7 +70,7 @@ struct backend;
 struct backend_events {
 	void (*session_alive)(void *ctx, int64_t sent_ns);
 	void (*session_failed)(void *ctx, const char *reason);
-	void (*elected)(void *ctx, uint64_t token);
+	void (*elected)(void *ctx, uint64_t token, const char *handover);
 	void (*lost)(void *ctx, const char *reason);
 	void (*leader)(void *ctx, const char *leader_id);
 	void (*closed)(void *ctx);
@@ -88,6 +101,8 @@ struct backend_ops {
 	void (*campaign)(struct backend *b);
 	void (*renew)(struct backend *b);
 	void (*resign)(struct backend *b);
+	void (*handover)(struct backend *b, const char *record);
+	void (*clear_handover)(struct backend *b, const char *record);
 	void (*close)(struct backend *b);
 	void (*destroy)(struct backend *b);
 	/* Optional: extra static check of timing (e.g. etcd's 2 s minimum TTL, ZooKeeper's

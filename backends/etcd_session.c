@@ -213,7 +213,7 @@ void election_deliver(const struct etcd_events *q, const struct backend_events *
 	switch ((enum election_event)e->kind) {
 	case EV_ALIVE:   ev->session_alive(ctx, e->num); break;
 	case EV_FAILED:  ev->session_failed(ctx, e->str); break;
-	case EV_ELECTED: ev->elected(ctx, (uint64_t)e->num); break;
+	case EV_ELECTED: ev->elected(ctx, (uint64_t)e->num, e->str); break;
 	case EV_LOST:    ev->lost(ctx, e->str); break;
 	case EV_LEADER:  ev->leader(ctx, e->str); break;
 	case EV_CLOSED:  ev->closed(ctx); break;

@@ -5,7 +5,11 @@
  * open and watch it with inotify: the holder's close (clean release or death)
  * raises IN_CLOSE_WRITE, which wakes them at once; a slow timer covers shared
  * volumes where inotify sees nothing. The file holds the holder's id and its
- * token ("token=N\nholder=ID\n"), written only under the lock.
+ * token ("token=N\nholder=ID\n"), written only under the lock, and the
+ * handover record a leader that resigned in favour of another candidate left
+ * ("handover=RECORD\n", common/handover.h): a new holder keeps it in the
+ * file until the core clears it (clear_handover), so that a candidate that
+ * stands aside (resign) does not erase it.
  *
  * The token counter lives apart, in NAME.token next to NAME.lock
  * (file_common.h), with the inode of the lock file its last holder locked. A
@@ -36,6 +40,7 @@
 #include "backends/file_common.h"
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/handover.h"
 #include "common/log.h"
 
 /* Re-check interval where inotify cannot see other hosts (NFS). */
@@ -56,6 +61,7 @@ struct backend {
 	uint64_t seen_token;         /* highest token seen in the lock file: never go below */
 	int token_errno;             /* last error taking a token (logged once per kind) */
 	char leader[256];            /* last reported leader ("" = none) */
+	char handover[HANDOVER_MAX]; /* the record found in the file we hold ("" = none) */
 
 	ev_io ino_watcher;
 	ev_timer poll_timer;
@@ -66,6 +72,7 @@ struct backend {
 	bool ev_alive, ev_elected, ev_leader, ev_lost, ev_closed, ev_failed;
 	int64_t alive_sent_ns;
 	char lost_reason[128], fail_reason[PATH_MAX + 64];
+	char elected_handover[HANDOVER_MAX]; /* with ev_elected */
 };
 
 static void queue_kick(struct backend *b)
@@ -82,6 +89,7 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 	const struct backend_events *ev = b->p.ev;
 	void *ctx = b->p.ctx;
 	char leader[sizeof(b->leader)], reason[sizeof(b->lost_reason)], fail[sizeof(b->fail_reason)];
+	char handover[sizeof(b->elected_handover)];
 	bool failed = b->ev_failed, alive = b->ev_alive, elected = b->ev_elected, leader_changed = b->ev_leader;
 	bool lost = b->ev_lost, closed = b->ev_closed;
 	uint64_t token = b->token;
@@ -93,13 +101,14 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 	memcpy(leader, b->leader, sizeof(leader));
 	memcpy(reason, b->lost_reason, sizeof(reason));
 	memcpy(fail, b->fail_reason, sizeof(fail));
+	memcpy(handover, b->elected_handover, sizeof(handover));
 	b->ev_failed = b->ev_alive = b->ev_elected = b->ev_leader = b->ev_lost = b->ev_closed = false;
 	if (failed)
 		ev->session_failed(ctx, fail);
 	if (alive)
 		ev->session_alive(ctx, sent);
 	if (elected)
-		ev->elected(ctx, token);
+		ev->elected(ctx, token, handover[0] ? handover : NULL);
 	if (leader_changed)
 		ev->leader(ctx, leader[0] ? leader : NULL);
 	if (lost)
@@ -193,9 +202,11 @@ static void lead(struct backend *b, int64_t sent)
 	b->holding = true;
 	/* The holder's id and token, for followers and listings, and a floor
 	 * for the next token should the counter be lost. */
-	if (file_write_content(b->fd, b->token, b->p.id, true) < 0)
+	file_read_handover(b->fd, b->handover, sizeof(b->handover));
+	if (file_write_content(b->fd, b->token, b->p.id, b->handover, true) < 0)
 		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
 	report_alive(b, sent);
+	memcpy(b->elected_handover, b->handover, sizeof(b->handover));
 	b->ev_elected = true;
 	report_leader(b, b->p.id);
 	queue_kick(b);
@@ -435,13 +446,37 @@ static void file_renew(struct backend *b)
 		report_alive(b, sent);
 }
 
-static void file_resign(struct backend *b)
+/* Leaves the file with no holder and `handover` (NULL: the record found). */
+static void release(struct backend *b, const char *handover)
 {
 	b->campaigning = false;
 	ev_timer_stop(b->p.loop, &b->poll_timer);
-	if (b->holding && !b->settling)
-		file_write_content(b->fd, b->token, "", true);
+	if (b->holding && !b->settling &&
+	    file_write_content(b->fd, b->token, "", handover ? handover : b->handover, true) < 0)
+		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
+	b->handover[0] = '\0';
 	close_file(b);
+}
+
+static void file_resign(struct backend *b)
+{
+	release(b, NULL);
+}
+
+static void file_handover(struct backend *b, const char *record)
+{
+	release(b, record);
+}
+
+/* Only a holder may write the file: the record stays otherwise, and the
+ * next holder clears it (the core clears what it finds when it leads). */
+static void file_clear_handover(struct backend *b, const char *record)
+{
+	if (!b->holding || b->settling || strcmp(b->handover, record) != 0)
+		return;
+	b->handover[0] = '\0';
+	if (file_write_content(b->fd, b->token, b->p.id, NULL, true) < 0)
+		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
 }
 
 static int file_leader_fd(struct backend *b)
@@ -477,6 +512,8 @@ const struct backend_ops file_backend_ops = {
 	.campaign = file_campaign,
 	.renew = file_renew,
 	.resign = file_resign,
+	.handover = file_handover,
+	.clear_handover = file_clear_handover,
 	.close = file_close,
 	.destroy = file_destroy,
 	.leader_fd = file_leader_fd,

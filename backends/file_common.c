@@ -72,31 +72,47 @@ int file_make_parents(const char *path)
 	return 0;
 }
 
-#define CONTENT_MAX 512
+#define CONTENT_MAX 2048
 
-int file_read_content(int fd, uint64_t *token, char *holder, size_t holder_len)
+static int read_lines(int fd, uint64_t *token, char *holder, size_t holder_len,
+                      char *handover, size_t handover_len)
 {
 	char buf[CONTENT_MAX + 1], *line, *save = NULL;
 	ssize_t n = pread(fd, buf, CONTENT_MAX, 0);
 
-	*token = 0;
-	holder[0] = '\0';
 	if (n < 0)
 		return -1;
 	buf[n] = '\0';
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		if (strncmp(line, "token=", 6) == 0)
+		if (token && strncmp(line, "token=", 6) == 0)
 			*token = strtoull(line + 6, NULL, 10);
-		else if (strncmp(line, "holder=", 7) == 0)
+		else if (holder && strncmp(line, "holder=", 7) == 0)
 			snprintf(holder, holder_len, "%s", line + 7);
+		else if (handover && strncmp(line, "handover=", 9) == 0 && strlen(line + 9) < handover_len)
+			snprintf(handover, handover_len, "%s", line + 9);
 	}
 	return 0;
 }
 
-int file_write_content(int fd, uint64_t token, const char *holder, bool sync)
+int file_read_content(int fd, uint64_t *token, char *holder, size_t holder_len)
+{
+	*token = 0;
+	holder[0] = '\0';
+	return read_lines(fd, token, holder, holder_len, NULL, 0);
+}
+
+int file_read_handover(int fd, char *record, size_t len)
+{
+	record[0] = '\0';
+	return read_lines(fd, NULL, NULL, 0, record, len);
+}
+
+int file_write_content(int fd, uint64_t token, const char *holder, const char *handover, bool sync)
 {
 	char buf[CONTENT_MAX];
-	int len = snprintf(buf, sizeof(buf), "token=%" PRIu64 "\nholder=%s\n", token, holder);
+	int len = snprintf(buf, sizeof(buf), "token=%" PRIu64 "\nholder=%s\n%s%s%s", token, holder,
+	                   handover && *handover ? "handover=" : "", handover ? handover : "",
+	                   handover && *handover ? "\n" : "");
 
 	if (len < 0 || (size_t)len >= sizeof(buf)) {
 		errno = ENAMETOOLONG;

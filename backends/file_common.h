@@ -18,11 +18,15 @@ int file_lock_fd(int fd, short type);
 bool file_lock_free(int fd);
 /* fd still names the file at path (nobody removed or replaced it). */
 bool file_same(int fd, const char *path);
-/* A lock file's content: "token=N\nholder=ID\n", written only under its
- * lock. Reads what is there (0 and "" when empty). -1 with errno. */
+/* A lock file's content: "token=N\nholder=ID\n", and for an election a
+ * handover record (common/handover.h) as "handover=RECORD\n", written only
+ * under its lock. Reads what is there (0 and "" when empty). -1 with errno. */
 int file_read_content(int fd, uint64_t *token, char *holder, size_t holder_len);
-/* Replaces the content; synced when sync is set. -1 with errno. */
-int file_write_content(int fd, uint64_t token, const char *holder, bool sync);
+/* The handover record in the content ("" if none). -1 with errno. */
+int file_read_handover(int fd, char *record, size_t len);
+/* Replaces the content (handover NULL or "": none); synced when sync is
+ * set. -1 with errno. */
+int file_write_content(int fd, uint64_t token, const char *holder, const char *handover, bool sync);
 /* The fencing-token counter of a lock file lives in a file of its own next
  * to it, so that removing or replacing the lock file never resets it:
  * "DIR/NAME.token" for "DIR/NAME.lock" (".token" appended to any other

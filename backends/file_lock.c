@@ -212,7 +212,7 @@ static int next_token(struct lock_hold *h, unsigned slot, int fd, bool *replaced
 static void grant(struct lock_hold *h)
 {
 	/* For listings only: a failure costs nothing but the holder's name. */
-	if (file_write_content(h->fd, h->token, h->s->id, false) < 0)
+	if (file_write_content(h->fd, h->token, h->s->id, NULL, false) < 0)
 		log_debug("file: cannot write %s: %s", h->path, strerror(errno));
 	h->settle_until_ns = 0;
 	h->state = FL_HELD;

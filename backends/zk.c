@@ -35,7 +35,7 @@ static void deliver(void *owner, const struct zk_event *e)
 	switch (e->kind) {
 	case ZE_ALIVE:   ev->session_alive(b->p.ctx, e->num); break;
 	case ZE_FAILED:  ev->session_failed(b->p.ctx, e->str ? e->str : "error"); break;
-	case ZE_ELECTED: ev->elected(b->p.ctx, (uint64_t)e->num); break;
+	case ZE_ELECTED: ev->elected(b->p.ctx, (uint64_t)e->num, e->str); break;
 	case ZE_LOST:    ev->lost(b->p.ctx, e->str ? e->str : "lost"); break;
 	case ZE_LEADER:  ev->leader(b->p.ctx, e->str); break;
 	case ZE_CLOSED:  ev->closed(b->p.ctx); break;

@@ -227,6 +227,7 @@ static void fill_config(const struct elect_opts *o, struct elector_config *cfg)
 	cfg->kill_grace_ns = o->kill_grace;
 	cfg->hook_timeout_ns = o->hook_timeout;
 	cfg->backoff_ns = o->renew;
+	cfg->handover_timeout_ns = o->handover_timeout;
 	cfg->campaign_timeout_ns = o->command ? o->campaign_timeout : 0;
 	cfg->has_command = o->command != NULL;
 	cfg->once = o->once;

@@ -13,6 +13,8 @@ struct elect_opts {
 	char *tls_ca, *tls_cert, *tls_key, *auth;
 	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
 	int64_t campaign_timeout;  /* wrapper mode; 0 = no limit */
+	int64_t handover_timeout;  /* resign --to: how long the others stand aside */
+	char *to;                  /* resign --to ID */
 	char *health_cmd, *health_url;
 	int64_t health_interval, health_timeout, health_grace;
 	int health_fails, health_passes;

@@ -227,12 +227,39 @@ static void handle_status(struct api *a, struct http_request *req)
 
 /* ---- other endpoints */
 
+/* POST /v1/resign: step down. ?to=ID[&timeout=D]: hand over to candidate
+ * ID (the others stand aside for D, default --handover-timeout); the
+ * caller follows the leader in the status to see whether ID took over. */
 static void handle_resign(struct api *a, struct http_request *req)
 {
-	if (elector_resign(a->e) == 0)
-		reply_json(req, 200, json_pack("{s:b}", "resigned", 1));
+	char to[256], timeout_arg[64], msg[320];
+	bool has_to = httpd_query_param(req, "to", to, sizeof to) == 0;
+	int64_t timeout_ns = 0;
+	int rc;
+
+	if (!has_to) {
+		if (elector_resign(a->e) == 0)
+			reply_json(req, 200, json_pack("{s:b}", "resigned", 1));
+		else
+			httpd_respond_error(req, 409, "not leader");
+		return;
+	}
+	if (httpd_query_param(req, "timeout", timeout_arg, sizeof timeout_arg) == 0 &&
+	    (duration_parse(timeout_arg, &timeout_ns) < 0 || timeout_ns <= 0)) {
+		snprintf(msg, sizeof msg, "bad timeout \"%s\": want a positive duration such as 10s",
+		         timeout_arg);
+		httpd_respond_error(req, 400, msg);
+		return;
+	}
+	if (*to == '\0') {
+		httpd_respond_error(req, 400, "empty to: name the candidate id to hand over to");
+		return;
+	}
+	rc = elector_resign_to(a->e, to, timeout_ns, msg, sizeof msg);
+	if (rc == 0)
+		reply_json(req, 200, json_pack("{s:b, s:s}", "resigned", 1, "to", to));
 	else
-		httpd_respond_error(req, 409, "not leader");
+		httpd_respond_error(req, rc == -1 ? 409 : 400, msg);
 }
 
 /* Liveness: the agent's loop answers. Deliberately 200 also while the

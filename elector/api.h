@@ -51,6 +51,9 @@ void api_free(struct api *a);
  * prints a one-line error on stderr when the agent cannot be reached. */
 int client_status(const char *socket_path);
 int client_resign(const char *socket_path);
+/* elect resign --to ID: hand over to ID and follow the agent's view of the
+ * leader until ID leads (0), another leads or the timeout passes (1). */
+int client_resign_to(const char *socket_path, const char *to, long long timeout_ns);
 /* Blocks until the agent leads and is ready (0), the timeout passes (1; timeout_ns < 0 =
  * forever), or the agent cannot be reached (2). */
 int client_wait_leader(const char *socket_path, long long timeout_ns);

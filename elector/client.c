@@ -1,5 +1,6 @@
 /* `elect status|resign|wait-leader|watch`: blocking requests to a running agent
  * over its Unix socket (libcurl easy, CURLOPT_UNIX_SOCKET_PATH). */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -246,6 +247,117 @@ int client_watch(const char *socket_path, long long timeout_ns)
 		free(r.body);
 	}
 	free(last);
+	curl_global_cleanup();
+	return status;
+}
+
+/* ---- elect resign --to ---- */
+
+/* After the timeout, how long to wait for whoever leads next, to name it. */
+#define HANDOVER_REPORT_NS (5 * NS_PER_SEC)
+
+static void print_handover(const char *to, const char *leader, int64_t elapsed_ns)
+{
+	json_t *line = json_pack("{s:b, s:s, s:s?, s:I}", "handed_over",
+	                         leader && strcmp(leader, to) == 0, "to", to, "leader", leader,
+	                         "elapsed_ms", (json_int_t)(elapsed_ns / NS_PER_MS));
+
+	if (line) {
+		json_dumpf(line, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		fflush(stdout);
+		json_decref(line);
+	}
+}
+
+/* Asks the agent to hand over to `to`, then follows its view of the leader:
+ * 0 when `to` leads; 1 when `to` did not take over within the timeout
+ * (naming who leads then, or within HANDOVER_REPORT_NS after); 2 when the
+ * agent cannot be reached. */
+int client_resign_to(const char *socket_path, const char *to, long long timeout_ns)
+{
+	int64_t start = clock_now_ns(), deadline = start + timeout_ns;
+	char esc[3 * 256 + 1], target[900];
+	struct uclient_reply r;
+	uint64_t index = 0;
+	int status = 1;
+	size_t n = 0;
+
+	/* Percent-encoded: main checked the id's characters, but not every
+	 * caller need have. */
+	for (const unsigned char *p = (const unsigned char *)to; *p && n + 4 < sizeof esc; p++) {
+		if (isalnum(*p) || strchr("._-~", *p))
+			esc[n++] = (char)*p;
+		else
+			n += (size_t)snprintf(esc + n, sizeof esc - n, "%%%02X", *p);
+	}
+	esc[n] = '\0';
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	snprintf(target, sizeof target, "/v1/resign?to=%s&timeout=%lldms", esc,
+	         timeout_ns / NS_PER_MS > 0 ? timeout_ns / NS_PER_MS : 1);
+	if (request(socket_path, "POST", target, CLIENT_TIMEOUT_MS, &r) < 0) {
+		curl_global_cleanup();
+		return 2;
+	}
+	if (r.code != 200) {
+		if (r.code == 409)
+			fprintf(stderr, "elect: not leader\n");
+		else
+			print_unexpected(socket_path, &r);
+		free(r.body);
+		curl_global_cleanup();
+		return 1;
+	}
+	free(r.body);
+	for (bool first = true;; first = false) {
+		int64_t now = clock_now_ns(), wait_ns = deadline - now;
+		const char *leader;
+		json_t *doc;
+
+		if (now >= deadline)
+			wait_ns = deadline + HANDOVER_REPORT_NS - now;
+		if (wait_ns <= 0) {
+			fprintf(stderr, "elect: %s did not take over within %lld ms, and no other "
+			        "candidate leads yet\n", to, timeout_ns / NS_PER_MS);
+			print_handover(to, NULL, now - start);
+			break;
+		}
+		if (first)
+			snprintf(target, sizeof target, "/v1/status");
+		else
+			snprintf(target, sizeof target, "/v1/status?wait=%lldms&index=%" PRIu64,
+			         (long long)(wait_ns / NS_PER_MS) + 1, index);
+		if (request(socket_path, "GET", target,
+		            CLIENT_TIMEOUT_MS + (first ? 0 : (long)(wait_ns / NS_PER_MS)), &r) < 0) {
+			status = 2;
+			break;
+		}
+		if (r.code != 200 || parse_leader(&r, &doc, &leader, &index) < 0) {
+			if (r.code == 200)
+				fprintf(stderr, "elect: the agent at %s sent a status without leader/index\n",
+				        socket_path);
+			else
+				print_unexpected(socket_path, &r);
+			free(r.body);
+			status = 2;
+			break;
+		}
+		now = clock_now_ns();
+		if (leader && strcmp(leader, to) == 0) {
+			print_handover(to, leader, now - start);
+			status = 0;
+		} else if (leader && now >= deadline) {
+			/* Before the deadline another leader can be one standing
+			 * aside a moment, or a peer that ignores handovers: wait. */
+			fprintf(stderr, "elect: %s did not take over within %lld ms (is it a healthy "
+			        "candidate?); %s leads\n", to, timeout_ns / NS_PER_MS, leader);
+			print_handover(to, leader, now - start);
+		}
+		json_decref(doc);
+		free(r.body);
+		if (status == 0 || (leader && now >= deadline))
+			break;
+	}
 	curl_global_cleanup();
 	return status;
 }

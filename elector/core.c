@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/handover.h"
 #include "common/log.h"
 #include "elector/core.h"
 #include "elector/lease.h"
@@ -21,6 +22,10 @@
 #define CLOSE_TIMEOUT_NS (10 * NS_PER_SEC)
 /* Shortest retry after a failed renewal. */
 #define MIN_RETRY_NS (50 * NS_PER_MS)
+/* Standing aside for a handover to another candidate: campaign again after
+ * this (by then the named one normally leads; if not, we stand aside again
+ * until the record's timeout has passed on our clock). */
+#define HANDOVER_RETRY_NS (100 * NS_PER_MS)
 
 struct elector {
 	struct elector_config cfg;
@@ -49,6 +54,16 @@ struct elector {
 	bool out_of_election;        /* left it for health: the backend reports no leader
 	                              * any more, so the last report is stale */
 	char health_reason[160];
+
+	/* Handover (elect resign --to): the record we leave when our step-down
+	 * ends (pending), or left and clear at clear_at (-1: none); the last
+	 * record we saw and when we first saw it (its timeout runs from then). */
+	char *handover_record;
+	bool handover_pending;
+	int64_t handover_clear_at_ns;
+	struct handover seen;
+	bool seen_any;
+	int64_t seen_first_ns;
 
 	enum backend_reach backend;  /* as last heard: answers (up) and failures (down) */
 	char last_error[192];
@@ -160,6 +175,8 @@ static void reschedule(struct elector *e)
 #define EARLIER(t) do { if ((t) >= 0 && (at < 0 || (t) < at)) at = (t); } while (0)
 	if (!e->closing)
 		EARLIER(e->next_renew_ns);
+	if (!e->closing && !e->handover_pending)
+		EARLIER(e->handover_clear_at_ns);
 	if (leading(e))
 		EARLIER(step_down_at_ns(e));
 	if (e->state == ST_FOLLOWER && !e->shutting_down)
@@ -333,7 +350,19 @@ static void step_down_done(struct elector *e)
 	bool done_with_command = e->cfg.has_command &&
 	                         (e->command_exited_self || (e->cfg.once && e->command_ran));
 
-	e->ops->resign(e->be);
+	bool handed_over = e->handover_pending;
+
+	if (handed_over) {
+		e->handover_pending = false;
+		e->ops->handover(e->be, e->handover_record);
+		/* We stand aside too: the record is in force for us from now. */
+		handover_decode(e->handover_record, &e->seen);
+		e->seen_any = true;
+		e->seen_first_ns = clock_now_ns();
+		e->handover_clear_at_ns = e->seen_first_ns + e->seen.timeout_ns;
+	} else {
+		e->ops->resign(e->be);
+	}
 	e->demoted_started = e->demoted_done = e->skip_demoted = false;
 	set_state(e, ST_FOLLOWER, e->reason);
 	if (done_with_command)
@@ -345,7 +374,8 @@ static void step_down_done(struct elector *e)
 	/* Unhealthy: stay out until the checks pass (elector_set_health). */
 	e->out_of_election = !e->healthy;
 	e->campaign_at_ns = !e->healthy ? -1 :
-	                    clock_now_ns() + (e->backoff_after_step_down ? e->cfg.backoff_ns : 0);
+	                    clock_now_ns() + (handed_over ? HANDOVER_RETRY_NS :
+	                                      e->backoff_after_step_down ? e->cfg.backoff_ns : 0);
 	e->backoff_after_step_down = false;
 }
 
@@ -447,7 +477,50 @@ static void on_session_failed(void *ctx, const char *reason)
 	input_done(e);
 }
 
-static void on_elected(void *ctx, uint64_t token)
+/* A handover record came with our election: stand aside if it names
+ * another candidate and is still in force on our clock. true if we did. */
+static bool stand_aside(struct elector *e, const char *record, int64_t now)
+{
+	struct handover h;
+	char reason[sizeof(e->reason)];
+
+	if (record == NULL || handover_decode(record, &h) < 0)
+		return false;
+	if (!e->seen_any || !handover_same(&h, &e->seen)) {
+		e->seen = h;
+		e->seen_any = true;
+		e->seen_first_ns = now;
+	}
+	if (is_own_id(e, h.to) || now - e->seen_first_ns >= h.timeout_ns)
+		return false;
+	/* Out of the queue, so that the named candidate comes first. Reports
+	 * of our own id that follow are stale. */
+	e->left_lead_ns = now;
+	e->ops->resign(e->be);
+	e->out_of_election = true;
+	snprintf(reason, sizeof(reason), "standing aside: %.60s hands over to %.60s", h.from, h.to);
+	set_state(e, ST_FOLLOWER, reason);
+	e->campaign_at_ns = now + HANDOVER_RETRY_NS;
+	return true;
+}
+
+/* Leading with a handover record in the backend: it is done (we are the
+ * named candidate) or over (its timeout passed): remove it. */
+static void end_handover(struct elector *e, const char *record)
+{
+	struct handover h;
+
+	if (record == NULL || handover_decode(record, &h) < 0)
+		return;
+	if (is_own_id(e, h.to))
+		log_info("took over from %s by handover", h.from);
+	else
+		log_warnx("leading although %s handed over to %s: %s did not take over in time",
+		          h.from, h.to, h.to);
+	e->ops->clear_handover(e->be, record);
+}
+
+static void on_elected(void *ctx, uint64_t token, const char *record)
 {
 	struct elector *e = ctx;
 	int64_t now = clock_now_ns();
@@ -469,8 +542,13 @@ static void on_elected(void *ctx, uint64_t token)
 		input_done(e);
 		return;
 	}
+	if (stand_aside(e, record, now)) {
+		input_done(e);
+		return;
+	}
 	e->token = token;
 	set_state(e, ST_LEADER, "elected");
+	end_handover(e, record);
 	if (now >= step_down_at_ns(e)) {
 		begin_step_down(e, "elected with a session too old to lead safely", false);
 	} else if (e->cfg.hook[HOOK_ELECTED]) {
@@ -549,6 +627,13 @@ void elector_on_timer(struct elector *e)
 		return;
 	}
 	check_deadline(e, now);
+	if (!e->closing && !e->handover_pending && e->handover_clear_at_ns >= 0 &&
+	    now >= e->handover_clear_at_ns) {
+		/* The named candidate did not take over in time (or did and
+		 * removed it already: then this is a no-op). */
+		e->handover_clear_at_ns = -1;
+		e->ops->clear_handover(e->be, e->handover_record);
+	}
 	if (!e->closing && e->next_renew_ns >= 0 && now >= e->next_renew_ns) {
 		e->next_renew_ns = now + e->cfg.renew_ns;
 		e->ops->renew(e->be);
@@ -692,6 +777,52 @@ int elector_resign(struct elector *e)
 	return 0;
 }
 
+int elector_resign_to(struct elector *e, const char *to, int64_t timeout_ns, char *err, size_t errlen)
+{
+	struct handover h = { .token = e->token };
+	char record[HANDOVER_MAX], reason[sizeof(e->reason)];
+
+	if (timeout_ns == 0)
+		timeout_ns = e->cfg.handover_timeout_ns;
+	h.timeout_ns = timeout_ns;
+
+	if (!leading(e) || e->state == ST_STEPPING_DOWN) {
+		snprintf(err, errlen, "not leader");
+		return -1;
+	}
+	if (is_own_id(e, to)) {
+		snprintf(err, errlen, "%s is this agent, which leads already: name another candidate", to);
+		return -2;
+	}
+	if (e->ops->handover == NULL || e->ops->clear_handover == NULL) {
+		snprintf(err, errlen, "the %s backend cannot hand over to a named candidate yet; "
+		         "use resign without --to", e->ops->scheme);
+		return -2;
+	}
+	if (timeout_ns <= 0 || strlen(to) >= sizeof(h.to) || strlen(e->cfg.id) >= sizeof(h.from)) {
+		snprintf(err, errlen, "bad handover: the id must be shorter than %zu bytes and the "
+		         "timeout positive", sizeof(h.to));
+		return -2;
+	}
+	snprintf(h.to, sizeof(h.to), "%s", to);
+	snprintf(h.from, sizeof(h.from), "%s", e->cfg.id);
+	if (handover_encode(&h, record, sizeof(record)) < 0) {
+		snprintf(err, errlen, "bad handover: the ids are too long");
+		return -2;
+	}
+	free(e->handover_record);
+	if ((e->handover_record = strdup(record)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -2;
+	}
+	e->handover_pending = true;
+	e->handover_clear_at_ns = -1;
+	snprintf(reason, sizeof(reason), "resigned on request: handing over to %s", to);
+	begin_step_down(e, reason, true);
+	input_done(e);
+	return 0;
+}
+
 void elector_shutdown(struct elector *e, int sig)
 {
 	if (e->shutting_down) {
@@ -758,6 +889,7 @@ struct elector *elector_new(const struct elector_config *cfg, const struct backe
 	e->since_wall_ms = clock_wall_ms();
 	e->next_renew_ns = e->campaign_at_ns = e->close_by_ns = -1;
 	e->left_lead_ns = e->campaign_deadline_ns = -1;
+	e->handover_clear_at_ns = -1;
 	e->healthy = !cfg->health_gated;
 	snprintf(e->health_reason, sizeof(e->health_reason), "waiting for the first check");
 	e->ev = (struct backend_events){
@@ -786,5 +918,6 @@ void elector_free(struct elector *e)
 	e->ops->destroy(e->be);
 	free(e->leader);
 	free(e->reported);
+	free(e->handover_record);
 	free(e);
 }

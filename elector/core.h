@@ -34,6 +34,7 @@ struct elector_config {
 	bool hook[HOOK_N];          /* which hooks are configured */
 	bool health_gated;          /* health checks decide whether we may campaign
 	                             * (elector_set_health); until the first verdict we do not */
+	int64_t handover_timeout_ns; /* elector_resign_to without a timeout */
 };
 
 /* What the core asks of its surroundings (elector/agent.c in the program,
@@ -124,6 +125,14 @@ void elector_hook_done(struct elector *e, enum hook_event ev, int ok);
 void elector_set_health(struct elector *e, bool healthy, const char *reason);
 /* Resign leadership (socket API). 0 if stepping down, -1 if not leading. */
 int elector_resign(struct elector *e);
+/* Resign in favour of the candidate `to` (elect resign --to): step down as
+ * elector_resign does, then leave a handover record (common/handover.h) as
+ * the key is released. Candidates other than `to` that are elected within
+ * timeout_ns of first seeing it stand aside; the named one takes over and
+ * removes it; the old leader removes it after timeout_ns. 0 if stepping
+ * down; -1 not leading; -2 refused (to is our own id, bad arguments), with
+ * the reason in err. timeout_ns 0: the configured handover_timeout_ns. */
+int elector_resign_to(struct elector *e, const char *to, int64_t timeout_ns, char *err, size_t errlen);
 /* SIGTERM/SIGINT: step down (forwarding sig to the command), leave the
  * election, close the backend, then actions->exit(). */
 void elector_shutdown(struct elector *e, int sig);

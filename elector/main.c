@@ -63,6 +63,9 @@ static const struct opt_def elect_options[] = {
 	OPT("check-config", 0, OPT_BOOL, check_config, "", "validate the configuration and exit"),
 	OPTS_BACKEND_ACCESS(OPT),
 	OPT("timeout", 't', OPT_DURATION, timeout, "DURATION", "wait-leader: give up after this; watch: stop after this"),
+	OPT("to", 0, OPT_STRING, to, "ID", "resign: hand leadership to this candidate"),
+	OPT("handover-timeout", 0, OPT_DURATION_POSITIVE, handover_timeout, "DURATION",
+	    "resign --to: the others stand aside this long for ID (default 10s)"),
 	{ NULL, 0, 0, 0, NULL, NULL },
 };
 
@@ -72,6 +75,7 @@ static void usage(void)
 	       "       elect run [options]                 sidecar: campaign, run hooks, serve the socket\n"
 	       "       elect status [--socket PATH]        print the agent's status JSON\n"
 	       "       elect resign [--socket PATH]        make the agent step down\n"
+	       "       elect resign --to ID                hand leadership to candidate ID\n"
 	       "       elect wait-leader [--timeout D]     block until the agent leads (exit 0)\n"
 	       "       elect watch [--timeout D]           print each leader change as a JSON line\n\n"
 	       "options (flag > environment > config file):\n");
@@ -256,6 +260,7 @@ static void default_durations(struct elect_opts *o)
 	o->kill_grace = 3 * NS_PER_SEC;
 	o->hook_timeout = 2 * NS_PER_SEC;
 	o->timeout = -1;
+	o->handover_timeout = 10 * NS_PER_SEC;
 }
 
 static void free_opts(struct elect_opts *o)
@@ -305,6 +310,11 @@ int main(int argc, char **argv)
 		           "or give a command to run after '--' (elect [options] -- CMD [ARGS...])",
 		           res.rest[0]);
 	}
+	if (o.to && (sub == NULL || strcmp(sub, "resign") != 0))
+		log_fatalx(USAGE_EXIT, "--to names the candidate to hand over to: use it with 'elect resign --to ID'");
+	if (o.to && !options_valid_token(o.to, "._-:@", 200))
+		log_fatalx(USAGE_EXIT, "--to '%s': a candidate id is 1-200 letters, digits, '.', '_', '-', ':' or '@'",
+		           o.to);
 	if (sub && strcmp(sub, "run") != 0) {
 		if (res.n_rest > 0)
 			log_fatalx(USAGE_EXIT, "'elect %s' takes no command (unexpected '%s')", sub, res.rest[0]);
@@ -313,6 +323,8 @@ int main(int argc, char **argv)
 			log_fatalx(USAGE_EXIT, "'elect %s' needs the agent's socket: give --socket PATH", sub);
 		if (!strcmp(sub, "status"))
 			rc = client_status(o.socket);
+		else if (!strcmp(sub, "resign") && o.to)
+			rc = client_resign_to(o.socket, o.to, o.handover_timeout);
 		else if (!strcmp(sub, "resign"))
 			rc = client_resign(o.socket);
 		else if (!strcmp(sub, "watch"))

@@ -239,7 +239,7 @@ static void win(struct elector *e, uint64_t token)
 {
 	elector_start(e);
 	the_backend->ev->session_alive(the_backend->ctx, fake_now);
-	the_backend->ev->elected(the_backend->ctx, token);
+	the_backend->ev->elected(the_backend->ctx, token, NULL);
 }
 
 /* Time as the loop sees it: a timer already due fires now, never in the past. */

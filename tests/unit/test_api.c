@@ -33,10 +33,14 @@ static char last_warning[512];
 static struct elector_status fake;
 static struct elector_metrics fake_metrics;
 static int fake_resign_rc;
+static char fake_to[256];
+static int64_t fake_to_timeout;
 
 void __wrap_log_msg(enum log_level lvl, const char *fmt, ...);
 void __wrap_elector_status(const struct elector *e, struct elector_status *st);
 int __wrap_elector_resign(struct elector *e);
+int __wrap_elector_resign_to(struct elector *e, const char *to, int64_t timeout_ns, char *err,
+                             size_t errlen);
 const char *__wrap_elector_state_name(enum elector_state s);
 
 void __wrap_log_msg(enum log_level lvl, const char *fmt, ...)
@@ -58,6 +62,19 @@ void __wrap_elector_status(const struct elector *e, struct elector_status *st)
 int __wrap_elector_resign(struct elector *e)
 {
 	(void)e;
+	return fake_resign_rc;
+}
+
+int __wrap_elector_resign_to(struct elector *e, const char *to, int64_t timeout_ns, char *err,
+                             size_t errlen)
+{
+	(void)e;
+	snprintf(fake_to, sizeof fake_to, "%s", to);
+	fake_to_timeout = timeout_ns;
+	if (fake_resign_rc == -2)
+		snprintf(err, errlen, "%s is this agent", to);
+	else if (fake_resign_rc == -1)
+		snprintf(err, errlen, "not leader");
 	return fake_resign_rc;
 }
 
@@ -391,6 +408,39 @@ static void test_resign(void **state)
 	assert_non_null(strstr(r, "{\"resigned\":true}"));
 }
 
+/* ?to=ID hands over; the timeout is optional (0: the agent's default) and
+ * checked; a refusal is a 400 with the core's reason. */
+static void test_resign_to(void **state)
+{
+	struct fx *f = *state;
+	char *r;
+
+	r = get(f, "POST", "/v1/resign?to=b%2D2");
+	assert_status_line(r, "HTTP/1.1 409 Conflict\r\n");
+	fake_resign_rc = 0;
+	r = get(f, "POST", "/v1/resign?to=b%2D2");
+	assert_status_line(r, "HTTP/1.1 200 OK\r\n");
+	assert_non_null(strstr(r, "\"to\":\"b-2\""));
+	assert_string_equal(fake_to, "b-2");
+	assert_int_equal(fake_to_timeout, 0);
+	r = get(f, "POST", "/v1/resign?to=c&timeout=1500ms");
+	assert_status_line(r, "HTTP/1.1 200 OK\r\n");
+	assert_int_equal(fake_to_timeout, 1500 * NS_PER_MS);
+	fake_to[0] = '\0';
+	r = get(f, "POST", "/v1/resign?to=c&timeout=soon");
+	assert_status_line(r, "HTTP/1.1 400 ");
+	assert_non_null(strstr(r, "bad timeout"));
+	r = get(f, "POST", "/v1/resign?to=c&timeout=0s");
+	assert_status_line(r, "HTTP/1.1 400 ");
+	r = get(f, "POST", "/v1/resign?to=");
+	assert_status_line(r, "HTTP/1.1 400 ");
+	assert_string_equal(fake_to, "");
+	fake_resign_rc = -2;
+	r = get(f, "POST", "/v1/resign?to=me");
+	assert_status_line(r, "HTTP/1.1 400 ");
+	assert_non_null(strstr(r, "me is this agent"));
+}
+
 static void test_metrics(void **state)
 {
 	struct fx *f = *state;
@@ -552,6 +602,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_query_400, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resign, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resign_to, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_status_and_resign, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_client_wait_leader, setup, teardown),

@@ -4,4 +4,4 @@
 test_api_OBJ  = elector/api.o elector/client.o elector/health_conf.o common/httpd.o common/httpd_listen.o \
                 common/duration.o common/clock.o common/curl_dl.o \
                 common/httpd_json.o common/uclient.o
-test_api_WRAP = log_msg elector_status elector_resign elector_state_name
+test_api_WRAP = log_msg elector_status elector_resign elector_resign_to elector_state_name

@@ -18,7 +18,7 @@ static void test_acquisition(void **state)
 	elector_status(e, &st);
 	assert_string_equal(st.leader, "other");
 	the_backend->ev->session_alive(the_backend->ctx, fake_now);
-	the_backend->ev->elected(the_backend->ctx, 42);
+	the_backend->ev->elected(the_backend->ctx, 42, NULL);
 	elector_status(e, &st);
 	assert_string_equal(st.state, "leader");
 	assert_true(st.is_leader);
@@ -301,7 +301,7 @@ static void test_elected_without_alive_is_refused(void **state)
 	struct elector *e = make(f);
 
 	elector_start(e);
-	the_backend->ev->elected(the_backend->ctx, 1);
+	the_backend->ev->elected(the_backend->ctx, 1, NULL);
 	assert_string_equal(state_of(e), "follower");
 	assert_int_equal(fk.starts, 0);
 	assert_int_equal(the_backend->resigns, 1);

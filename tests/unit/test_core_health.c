@@ -58,7 +58,7 @@ static void test_unhealthy_candidate_leaves_election(void **state)
 	assert_int_equal(the_backend->campaigns, 1);
 	/* A win that was on its way is given back at once. */
 	the_backend->ev->session_alive(the_backend->ctx, fake_now);
-	the_backend->ev->elected(the_backend->ctx, 5);
+	the_backend->ev->elected(the_backend->ctx, 5, NULL);
 	assert_string_equal(state_of(e), "follower");
 	assert_int_equal(the_backend->resigns, 2);
 	assert_int_equal(fk.starts, 0);
@@ -98,7 +98,7 @@ static void test_unhealthy_leader_steps_down_and_stays_out(void **state)
 	assert_int_equal(the_backend->campaigns, 2);
 	/* Healthy again while still stepping down: campaigns once it is done. */
 	the_backend->ev->session_alive(the_backend->ctx, fake_now);
-	the_backend->ev->elected(the_backend->ctx, 8);
+	the_backend->ev->elected(the_backend->ctx, 8, NULL);
 	elector_set_health(e, false, "bad");
 	elector_set_health(e, true, "ok");
 	assert_string_equal(state_of(e), "stepping-down");

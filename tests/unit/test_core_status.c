@@ -52,7 +52,7 @@ static void test_failing_elected_hook_never_ready(void **state)
 	elector_start(e);
 	for (int round = 0; round < 5; round++) {
 		the_backend->ev->session_alive(the_backend->ctx, fake_now);
-		the_backend->ev->elected(the_backend->ctx, 10 + (uint64_t)round);
+		the_backend->ev->elected(the_backend->ctx, 10 + (uint64_t)round, NULL);
 		elector_status(e, &st);
 		assert_false(st.ready);
 		elector_hook_done(e, HOOK_ELECTED, 0);
@@ -96,7 +96,7 @@ static void test_one_consistent_publish_per_input(void **state)
 	the_backend->ev->leader(the_backend->ctx, "other");
 	the_backend->ev->session_alive(the_backend->ctx, fake_now);
 	before = fk.changes;
-	the_backend->ev->elected(the_backend->ctx, 3);
+	the_backend->ev->elected(the_backend->ctx, 3, NULL);
 	assert_int_equal(fk.changes, before + 1);
 	elector_status(e, &st);
 	assert_string_equal(st.leader, "node-1");
