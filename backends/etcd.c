@@ -10,6 +10,12 @@
  *   wait      no predecessor: we lead, token = our create revision; else
  *             watch only the predecessor for deletion (no herd effect)
  *
+ * handover  resign in favour of a named candidate: one txn puts the record
+ *           (common/handover.h) at "<prefix minus '/'>.handover", outside
+ *           the election's range, with our lease, and deletes our key; the
+ *           check reads it in its own txn, so the view that makes a
+ *           candidate leader includes the record left with the release
+ *
  * The check also runs on every renew(): it refreshes the observed leader for
  * followers (whose predecessor is not always the leader), catches a deleted
  * key of ours, and backs up a watch stream that died silently. A DELETE event
@@ -35,6 +41,9 @@ struct etcd {
 	struct etcd_lease lease;
 	/* The election: keys "<prefix>/<lease hex>" (prefix ends in '/'). */
 	char *prefix, *my_key;
+	char *ho_key;              /* the handover record's key */
+	char *ho_record;           /* to leave with the pending delete (handover()) */
+	struct etcd_req r_ho;      /* clear_handover */
 	int64_t my_rev;
 	bool campaigning, elected, closing, delete_pending;
 	char *leader;              /* last leader() reported; NULL = none */
@@ -175,6 +184,8 @@ static void delete_done(struct etcd_req *r, const json_t *ans, const char *err)
 		return;
 	}
 	b->delete_pending = false;
+	free(b->ho_record);
+	b->ho_record = NULL;
 	advance(b);
 }
 
@@ -230,7 +241,7 @@ static void apply_check(struct etcd *b, const struct etcd_check *c)
 			b->elected = true;
 			etcd_watch_stop(&b->watch);
 			log_info("etcd: key %s is the oldest: leading, token %" PRId64, b->my_key, b->my_rev);
-			emit(b, EV_ELECTED, b->my_rev, NULL);
+			emit(b, EV_ELECTED, b->my_rev, c->handover);
 		}
 	} else if (b->elected) {
 		lose(b, "an older key appeared in the election");
@@ -255,7 +266,7 @@ static void check_done(struct etcd_req *r, const json_t *ans, const char *err)
 		retry_later(b);
 		return;
 	}
-	if (etcd_parse_check(ans, &c, perr, sizeof(perr)) < 0) {
+	if (etcd_parse_check(ans, true, &c, perr, sizeof(perr)) < 0) {
 		etcd_note_failure(r, perr);
 		retry_later(b);
 		return;
@@ -274,6 +285,9 @@ static void advance(struct etcd *b)
 	if (b->delete_pending) {
 		if (b->lease.id == 0 || b->my_key == NULL)
 			b->delete_pending = false;   /* the lease took the key with it */
+		else if (b->ho_record)
+			etcd_req_call(&b->r_elect, "handover", delete_done, "/v3/kv/txn",
+			              etcd_body_handover(b->ho_key, b->ho_record, b->lease.id, b->my_key));
 		else
 			etcd_req_call(&b->r_elect, "delete", delete_done, "/v3/kv/deleterange", etcd_body_delete(b->my_key));
 		if (b->delete_pending)
@@ -288,7 +302,7 @@ static void advance(struct etcd *b)
 		     etcd_body_campaign(b->my_key, b->p.id, b->lease.id));
 	} else {
 		etcd_req_call(&b->r_elect, "election check", check_done, "/v3/kv/txn",
-		     etcd_body_check(b->prefix, b->my_key, b->my_rev));
+		     etcd_body_check(b->prefix, b->my_key, b->my_rev, b->ho_key));
 	}
 }
 
@@ -340,6 +354,43 @@ static void etcd_resign(struct backend *be)
 	advance(b);
 }
 
+static void etcd_handover(struct backend *be, const char *record)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b->closing)
+		return;
+	/* Read by advance() when it sends the delete that resign() plans. */
+	free(b->ho_record);
+	b->ho_record = b->lease.id != 0 ? strdup(record) : NULL;
+	etcd_resign(be);
+	if (!b->delete_pending) {
+		/* No key to release: nobody would read a record left now. */
+		free(b->ho_record);
+		b->ho_record = NULL;
+	}
+}
+
+static void ho_clear_done(struct etcd_req *r, const json_t *ans, const char *err)
+{
+	(void)r;
+	(void)ans;
+	if (err != NULL)
+		log_debug("etcd: could not clear the handover record: %s", err);
+}
+
+static void etcd_clear_handover(struct backend *be, const char *record)
+{
+	struct etcd *b = (struct etcd *)be;
+
+	if (b->closing)
+		return;
+	if (b->r_ho.busy)
+		etcd_req_cancel(&b->r_ho);
+	etcd_req_call(&b->r_ho, "handover clear", ho_clear_done, "/v3/kv/txn",
+	              etcd_body_handover_clear(b->ho_key, record));
+}
+
 static void etcd_close(struct backend *be)
 {
 	struct etcd *b = (struct etcd *)be;
@@ -364,10 +415,13 @@ static void etcd_free(void *owner)
 	etcd_events_free(&b->q);
 	etcd_lease_free(&b->lease);
 	etcd_req_free(&b->r_elect);
+	etcd_req_free(&b->r_ho);
 	etcd_watch_free(&b->watch);
 	etcd_client_free(&b->c);   /* after the requests: cleans up the multi handle */
 	free(b->prefix);
 	free(b->my_key);
+	free(b->ho_key);
+	free(b->ho_record);
 	free(b->leader);
 	free(b);
 }
@@ -400,9 +454,16 @@ static int etcd_create(struct backend **out, const struct backend_params *p, cha
 	b->c.ep.owner_logs = true;      /* the core logs reachability */
 	etcd_lease_init(&b->lease, &b->c, p->ttl_ns, &lease_events, b);
 	etcd_req_init(&b->c, &b->r_elect, b, "election", check_done);
+	etcd_req_init(&b->c, &b->r_ho, b, "handover", ho_clear_done);
 	etcd_watch_init(&b->watch, &b->c, watch_done, b);
 	if ((b->prefix = etcd_key_prefix(path, p->name)) == NULL) {
 		snprintf(err, errlen, "etcd: no election prefix: write etcd://HOST:PORT/PREFIX or give a name");
+		goto fail;
+	}
+	/* "a/b/" -> "a/b.handover": a sibling of the range "a/b/". */
+	if (asprintf(&b->ho_key, "%.*s.handover", (int)strlen(b->prefix) - 1, b->prefix) < 0) {
+		b->ho_key = NULL;
+		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	free(path);
@@ -420,6 +481,8 @@ const struct backend_ops etcd_backend_ops = {
 	.campaign = etcd_campaign,
 	.renew = etcd_renew,
 	.resign = etcd_resign,
+	.handover = etcd_handover,
+	.clear_handover = etcd_clear_handover,
 	.close = etcd_close,
 	.destroy = etcd_destroy,
 	.check_timing = etcd_check_timing,

@@ -255,11 +255,13 @@ int etcd_parse_campaign(const json_t *a, int64_t *create_rev, char *err, size_t 
 	return 0;
 }
 
-int etcd_parse_check(const json_t *a, struct etcd_check *c, char *err, size_t errlen)
+int etcd_parse_check(const json_t *a, bool with_handover, struct etcd_check *c, char *err,
+                     size_t errlen)
 {
 	const json_t *own = etcd_txn_response(a, 0, "response_range");
 	const json_t *lead = etcd_txn_response(a, 1, "response_range");
-	const json_t *kv;
+	const json_t *kv, *ho = NULL;
+	size_t n = json_array_size(json_object_get(a, "responses"));
 	int bad = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -274,7 +276,15 @@ int etcd_parse_check(const json_t *a, struct etcd_check *c, char *err, size_t er
 	}
 	if ((kv = first_kv(lead, &bad)) != NULL && (c->leader_id = b64_field(kv, "value")) == NULL)
 		goto malformed;
-	const json_t *pred = etcd_txn_response(a, 2, "response_range");
+	if (with_handover) {
+		/* The handover range comes last, after the optional predecessor. */
+		if (n < 3 || (ho = etcd_txn_response(a, n - 1, "response_range")) == NULL)
+			goto malformed;
+		if ((kv = first_kv(ho, &bad)) != NULL && (c->handover = b64_field(kv, "value")) == NULL)
+			goto malformed;
+		n--;
+	}
+	const json_t *pred = n > 2 ? etcd_txn_response(a, 2, "response_range") : NULL;
 	if (pred && (kv = first_kv(pred, &bad)) != NULL) {
 		if ((c->pred_key = b64_field(kv, "key")) == NULL || c->pred_key[0] == '\0' ||
 		    etcd_json_int64(kv, "create_revision", 0, &c->pred_rev) < 0 || c->pred_rev <= 0)
@@ -293,7 +303,8 @@ void etcd_check_free(struct etcd_check *c)
 {
 	free(c->leader_id);
 	free(c->pred_key);
-	c->leader_id = c->pred_key = NULL;
+	free(c->handover);
+	c->leader_id = c->pred_key = c->handover = NULL;
 }
 
 /* The create revision of the single key a range answer holds; 0 if none. */
@@ -507,7 +518,7 @@ static json_t *range_sorted(const char *prefix, const char *end, const char *ord
 	return json_pack("{s:o}", "request_range", r);
 }
 
-char *etcd_body_check(const char *prefix, const char *key, int64_t my_rev)
+char *etcd_body_check(const char *prefix, const char *key, int64_t my_rev, const char *handover_key)
 {
 	char *end = etcd_prefix_end(prefix);
 	json_t *ops;
@@ -518,6 +529,8 @@ char *etcd_body_check(const char *prefix, const char *key, int64_t my_rev)
 	                range_sorted(prefix, end, "ASCEND", 0, 1, false));
 	if (ops && my_rev > 1)
 		json_array_append_new(ops, range_sorted(prefix, end, "DESCEND", my_rev - 1, 1, false));
+	if (ops && handover_key)
+		json_array_append_new(ops, json_pack("{s:{s:o}}", "request_range", "key", b64_json(handover_key)));
 	free(end);
 	return dump(json_pack("{s:o}", "success", ops));
 }
@@ -647,6 +660,23 @@ char *etcd_body_watch_keys(const char *const *keys, size_t n, int64_t start_rev)
 		free(one);
 	}
 	return out;
+}
+
+char *etcd_body_handover(const char *record_key, const char *record, int64_t lease_id,
+                         const char *my_key)
+{
+	return dump(json_pack("{s:[{s:{s:o,s:o,s:o}},{s:{s:o}}]}", "success",
+		"request_put", "key", b64_json(record_key), "value", b64_json(record),
+		               "lease", i64_json(lease_id),
+		"request_delete_range", "key", b64_json(my_key)));
+}
+
+char *etcd_body_handover_clear(const char *record_key, const char *record)
+{
+	return dump(json_pack("{s:[{s:o,s:s,s:s,s:o}],s:[{s:{s:o}}]}",
+		"compare", "key", b64_json(record_key), "target", "VALUE", "result", "EQUAL",
+		           "value", b64_json(record),
+		"success", "request_delete_range", "key", b64_json(record_key)));
 }
 
 char *etcd_body_delete(const char *key)

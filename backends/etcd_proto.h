@@ -63,8 +63,11 @@ struct etcd_check {
 	char *leader_id;       /* value of the lowest key, NULL if none (malloc'd) */
 	char *pred_key;        /* our predecessor's key, NULL if we are first (malloc'd) */
 	int64_t pred_rev;      /* its create revision */
+	char *handover;        /* the handover record's value, NULL if none (malloc'd) */
 };
-int etcd_parse_check(const json_t *a, struct etcd_check *c, char *err, size_t errlen);
+/* with_handover: the body asked for the handover record (last range). */
+int etcd_parse_check(const json_t *a, bool with_handover, struct etcd_check *c, char *err,
+                     size_t errlen);
 void etcd_check_free(struct etcd_check *c);
 
 /* The lock create txn (see etcd_body_lock_create): our key's create
@@ -148,8 +151,9 @@ char *etcd_body_lease(int64_t lease_id);   /* keepalive and revoke: {"ID":"..."}
  * lease, else get it: concurrency.Election.Campaign's txn. */
 char *etcd_body_campaign(const char *key, const char *value, int64_t lease_id);
 /* One txn, one consistent view: [our key, the lowest key under prefix, the
- * highest key created before my_rev]. my_rev 0 leaves the last one out. */
-char *etcd_body_check(const char *prefix, const char *key, int64_t my_rev);
+ * highest key created before my_rev, the handover record handover_key].
+ * my_rev 0 leaves the third out, handover_key NULL the last. */
+char *etcd_body_check(const char *prefix, const char *key, int64_t my_rev, const char *handover_key);
 /* The campaign txn, each branch also reading the `limit` oldest keys under
  * prefix (names and revisions): concurrency.Mutex's tryAcquire. */
 char *etcd_body_lock_create(const char *prefix, const char *key, const char *value, int64_t lease_id,
@@ -173,6 +177,12 @@ char *etcd_body_list_names(const char *prefix, const char *const *names, size_t 
 char *etcd_body_watch(const char *key, int64_t start_rev);
 /* The same for n keys on one stream: one create request per line. */
 char *etcd_body_watch_keys(const char *const *keys, size_t n, int64_t start_rev);
+/* Resign leaving a handover record (common/handover.h): one txn that puts
+ * record_key = record with our lease and deletes our key. */
+char *etcd_body_handover(const char *record_key, const char *record, int64_t lease_id,
+                         const char *my_key);
+/* Delete record_key if its value is still record. */
+char *etcd_body_handover_clear(const char *record_key, const char *record);
 char *etcd_body_delete(const char *key);
 char *etcd_body_auth(const char *user, const char *password);
 

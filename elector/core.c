@@ -23,8 +23,9 @@
 /* Shortest retry after a failed renewal. */
 #define MIN_RETRY_NS (50 * NS_PER_MS)
 /* Standing aside for a handover to another candidate: campaign again after
- * this (by then the named one normally leads; if not, we stand aside again
- * until the record's timeout has passed on our clock). */
+ * this (by then the named one normally leads; if not, we stand aside again,
+ * twice as long each time, until the record's timeout has passed on our
+ * clock). */
 #define HANDOVER_RETRY_NS (100 * NS_PER_MS)
 
 struct elector {
@@ -64,6 +65,7 @@ struct elector {
 	struct handover seen;
 	bool seen_any;
 	int64_t seen_first_ns;
+	unsigned seen_asides;        /* times we stood aside for it */
 
 	enum backend_reach backend;  /* as last heard: answers (up) and failures (down) */
 	char last_error[192];
@@ -359,6 +361,7 @@ static void step_down_done(struct elector *e)
 		handover_decode(e->handover_record, &e->seen);
 		e->seen_any = true;
 		e->seen_first_ns = clock_now_ns();
+		e->seen_asides = 0;
 		e->handover_clear_at_ns = e->seen_first_ns + e->seen.timeout_ns;
 	} else {
 		e->ops->resign(e->be);
@@ -483,6 +486,7 @@ static bool stand_aside(struct elector *e, const char *record, int64_t now)
 {
 	struct handover h;
 	char reason[sizeof(e->reason)];
+	int64_t retry, left;
 
 	if (record == NULL || handover_decode(record, &h) < 0)
 		return false;
@@ -490,9 +494,13 @@ static bool stand_aside(struct elector *e, const char *record, int64_t now)
 		e->seen = h;
 		e->seen_any = true;
 		e->seen_first_ns = now;
+		e->seen_asides = 0;
 	}
-	if (is_own_id(e, h.to) || now - e->seen_first_ns >= h.timeout_ns)
+	left = e->seen_first_ns + h.timeout_ns - now;
+	if (is_own_id(e, h.to) || left <= 0)
 		return false;
+	retry = HANDOVER_RETRY_NS << (e->seen_asides < 6 ? e->seen_asides : 6);
+	e->seen_asides++;
 	/* Out of the queue, so that the named candidate comes first. Reports
 	 * of our own id that follow are stale. */
 	e->left_lead_ns = now;
@@ -500,7 +508,7 @@ static bool stand_aside(struct elector *e, const char *record, int64_t now)
 	e->out_of_election = true;
 	snprintf(reason, sizeof(reason), "standing aside: %.60s hands over to %.60s", h.from, h.to);
 	set_state(e, ST_FOLLOWER, reason);
-	e->campaign_at_ns = now + HANDOVER_RETRY_NS;
+	e->campaign_at_ns = now + (retry < left ? retry : left);
 	return true;
 }
 

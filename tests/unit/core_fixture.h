@@ -66,6 +66,9 @@ struct backend {
 	const struct backend_events *ev;
 	void *ctx;
 	int campaigns, renews, resigns, closes;
+	int handovers, clears;
+	char record[1024];           /* the last handover()'s record */
+	char cleared[1024];          /* the last clear_handover()'s record */
 };
 
 static struct backend *the_backend;
@@ -84,12 +87,23 @@ static void sb_campaign(struct backend *b) { b->campaigns++; }
 static void sb_renew(struct backend *b) { b->renews++; }
 static void sb_resign(struct backend *b) { b->resigns++; }
 static void sb_close(struct backend *b) { b->closes++; }
+static void sb_handover(struct backend *b, const char *r)
+{
+	b->handovers++;
+	snprintf(b->record, sizeof(b->record), "%s", r);
+}
+static void sb_clear(struct backend *b, const char *r)
+{
+	b->clears++;
+	snprintf(b->cleared, sizeof(b->cleared), "%s", r);
+}
 static void sb_destroy(struct backend *b) { free(b); the_backend = NULL; }
 static int sb_leader_fd(struct backend *b) { (void)b; return 7; }
 
 static const struct backend_ops scripted_ops = {
 	.scheme = "scripted", .create = sb_create, .campaign = sb_campaign, .renew = sb_renew,
 	.resign = sb_resign, .close = sb_close, .destroy = sb_destroy, .leader_fd = sb_leader_fd,
+	.handover = sb_handover, .clear_handover = sb_clear,
 };
 
 /* ---- fake actions ---------------------------------------------------- */

@@ -212,10 +212,38 @@ static int check(const char *body, struct etcd_check *c)
 {
 	char err[200];
 	json_t *a = answer(body, ETCD_OK, 0);
-	int rc = etcd_parse_check(a, c, err, sizeof(err));
+	int rc = etcd_parse_check(a, false, c, err, sizeof(err));
 
 	json_decref(a);
 	return rc;
+}
+
+#define HO   "{\"response_range\":{\"kvs\":[{\"key\":\"d2ViLmhhbmRvdmVy\",\"create_revision\":\"8\",\"value\":\"e30=\"}]}}"
+
+/* The handover record is the last range, after the optional predecessor. */
+static void test_check_handover(void **state)
+{
+	struct etcd_check c;
+	char err[200];
+	json_t *a;
+
+	(void)state;
+	a = answer("{\"header\":{\"revision\":\"10\"},\"responses\":[" OWN "," LEAD "," PRED "," HO "]}", ETCD_OK, 0);
+	assert_int_equal(etcd_parse_check(a, true, &c, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_string_equal(c.pred_key, "web/p");
+	assert_string_equal(c.handover, "{}");
+	etcd_check_free(&c);
+	a = answer("{\"header\":{\"revision\":\"10\"},\"responses\":[" OWN "," OWN "," NONE "]}", ETCD_OK, 0);
+	assert_int_equal(etcd_parse_check(a, true, &c, err, sizeof(err)), 0);
+	json_decref(a);
+	assert_null(c.pred_key);
+	assert_null(c.handover);
+	etcd_check_free(&c);
+	/* Asked for, not there: malformed. */
+	a = answer("{\"header\":{\"revision\":\"10\"},\"responses\":[" OWN "," LEAD "]}", ETCD_OK, 0);
+	assert_int_equal(etcd_parse_check(a, true, &c, err, sizeof(err)), -1);
+	json_decref(a);
 }
 
 static void test_check(void **state)
@@ -355,12 +383,12 @@ static void test_bodies(void **state)
 	json_decref(j);
 	free(s);
 	/* my_rev 1: nothing can be older, so no predecessor range. */
-	s = etcd_body_check("web/", "web/1f", 1);
+	s = etcd_body_check("web/", "web/1f", 1, NULL);
 	j = json_loads(s, 0, NULL);
 	assert_int_equal(json_array_size(json_object_get(j, "success")), 2);
 	json_decref(j);
 	free(s);
-	s = etcd_body_check("web/", "web/1f", 9);
+	s = etcd_body_check("web/", "web/1f", 9, NULL);
 	assert_non_null(strstr(s, "\"max_create_revision\":\"8\""));
 	assert_non_null(strstr(s, "\"range_end\":\"d2ViMA==\""));
 	free(s);
@@ -754,6 +782,7 @@ int main(void)
 		cmocka_unit_test(test_grant),
 		cmocka_unit_test(test_campaign),
 		cmocka_unit_test(test_check),
+		cmocka_unit_test(test_check_handover),
 		cmocka_unit_test(test_check_malformed),
 		cmocka_unit_test(test_watch_lines),
 		cmocka_unit_test(test_lines_across_chunks),
