@@ -8,6 +8,11 @@ Figures:
   graceful handover  leader's elect gets SIGTERM -> the next leader's command
                      has started (its "start" line, CLOCK_MONOTONIC)
   crash failover     kill -9 of the leader's elect -> next leader's command
+  resign --to        POST /v1/resign?to=ID (what `elect resign --to ID` sends)
+                     -> the named candidate's command has started
+  unhealthy          a leader's --health-cmd starts failing (checks every
+                     200 ms, 2 failures make it unhealthy) -> the next
+                     leader's command has started
   idle RSS           VmRSS of an idle leader and an idle follower agent
   idle CPU           utime+stime of those agents over --idle-seconds
   idle requests      requests per minute that an idle leader / follower sends
@@ -198,6 +203,68 @@ def counted_pair(ctx, be, run):
     return leader, follower, {leader.pid: lc, follower.pid: fc}
 
 
+def handover_rows(ctx, be, name, n, rows):
+    """Issue 14's figures: `resign --to` (POST /v1/resign?to=ID, the API
+    call the command makes) to the named candidate's command started, and a
+    leader's health check turning bad (checks every 200 ms, 2 failures) to
+    the next leader's command started. Three health-gated candidates on an
+    election of their own."""
+    log = ctx.path('iv-ho.log')
+    ids = ['h0', 'h1', 'h2']
+    ok = {i: ctx.path('ok.' + i) for i in ids}
+    for f in ok.values():
+        open(f, 'w').close()
+    agents = {}
+    for i in ids:
+        kw = dict(be.agent_args)
+        kw['args'] = list(kw.get('args', [])) + [
+            '--health-cmd', 'test -f ' + ok[i], '--health-interval', '200ms',
+            '--health-fails', '2', '--health-passes', '1']
+        agents[i] = ctx.agent(id=i, name='bench-ho', backend=be.url(ctx, 'bench-ho'),
+                              cmd=ctx.leader_cmd(log), verbose=False, **kw)
+
+    def holder():
+        return wait_for(lambda: (lambda h: len(h) == 1 and h[0])(ctx.holders(log)), 30,
+                        interval=0.002, msg='one leader')
+
+    def candidates_ready(lead):
+        for i in ids:
+            if i != lead:
+                wait_for(lambda i=i: (agents[i].try_status() or {}).get('state') == 'candidate',
+                         30, interval=0.005, msg='%s campaigning' % i)
+
+    to_xs, sick_xs = [], []
+    for k in range(n):
+        h = holder()
+        candidates_ready(h.id)
+        to = [i for i in ids if i != h.id][k % 2]
+        t0 = now_ns()
+        code, _, body = agents[h.id].request('POST', '/v1/resign?to=%s&timeout=10s' % to)
+        if code != 200:
+            raise AssertionError('resign --to %s: %d %s' % (to, code, body))
+        nxt = ctx.wait_new_term(log, after_ns=t0, exclude_id=h.id, timeout=30)
+        if nxt.id != to:
+            raise AssertionError('resign --to %s: %s led instead' % (to, nxt.id))
+        to_xs.append((nxt.start - t0) / 1e6)
+    for k in range(n):
+        h = holder()
+        candidates_ready(h.id)
+        t0 = now_ns()
+        os.unlink(ok[h.id])
+        nxt = ctx.wait_new_term(log, after_ns=t0, exclude_id=h.id, timeout=30)
+        sick_xs.append((nxt.start - t0) / 1e6)
+        open(ok[h.id], 'w').close()
+    for label, xs in (('resign --to: named leader started (ms)', to_xs),
+                      ('unhealthy (200ms x2) -> next leader (ms)', sick_xs)):
+        rows.append((name, label, len(xs), statistics.median(xs), pct(xs, 99), max(xs)))
+    for ag in agents.values():
+        ag.stop()
+    rep = checker.check([log])
+    if rep.overlaps or rep.token_violations:
+        print('bench: %s: SAFETY VIOLATIONS during resign --to / health handovers:\n%s'
+              % (name, rep.table()), file=sys.stderr)
+
+
 def bench_backend(name, cls, a, rows):
     be = cls()
     why = be.available()
@@ -228,6 +295,8 @@ def bench_backend(name, cls, a, rows):
                   % (name, rep.table()), file=sys.stderr)
         rows.append((name, 'terms (overlaps, token errors)', rep.terms,
                      '%d, %d' % (len(rep.overlaps), len(rep.token_violations)), None, None))
+        if a.handover_rounds > 0:
+            handover_rows(ctx, be, name, a.handover_rounds, rows)
 
         # Idle footprint: the current leader and one follower.
         counters = {}
@@ -288,6 +357,8 @@ def main():
     ap.add_argument('--handovers', type=int, default=50)
     ap.add_argument('--crashes', type=int, default=30)
     ap.add_argument('--idle-seconds', type=float, default=30)
+    ap.add_argument('--handover-rounds', type=int, default=10,
+                    help='rounds of resign --to and of a leader turning unhealthy (default 10)')
     ap.add_argument('-v', '--verbose', action='store_true')
     a, _ = ap.parse_known_args()
     if a.backend:
