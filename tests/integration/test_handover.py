@@ -36,8 +36,9 @@ class HandoverCases:
         for i in IDS:
             agents[i] = self.agent(id=i, name='web', backend=self.backend_url(),
                                    cmd=self.leader_cmd(log), **self.agent_timing())
-            # In this order, so that the queue (etcd, ZooKeeper) is c0 c1 c2.
-            wait_for(lambda: agents[i].status()['state'] in ('candidate', 'leader'), 10)
+            # One after the other (it knows the leader once it is in the
+            # election), so that the queue (etcd, ZooKeeper) is c0 c1 c2.
+            wait_for(lambda: agents[i].status()['leader'] is not None, 15)
         return agents
 
     def one_holder(self, log, timeout=15):
@@ -124,9 +125,9 @@ class HandoverFile(HandoverCases, ElectTestCase):
         log = self.path('iv.log')
         a = self.agent(id='x0', name='web', backend=self.backend_url(), cmd=self.leader_cmd(log),
                        **self.agent_timing())
+        wait_for(lambda: a.status()['is_leader'], 10)
         b = self.agent(id='x1', name='web', backend=self.backend_url(), cmd=self.leader_cmd(log),
                        **self.agent_timing())
-        wait_for(lambda: a.status()['is_leader'], 10)
         wait_for(lambda: b.status()['state'] == 'candidate', 10)
         cases = [
             (['status', '--socket', a.socket, '--to', 'x1'], 2, "use it with 'elect resign --to ID'"),
