@@ -2,7 +2,8 @@
  *
  * The election's backend_ops and its side of the session: the session and
  * the loop are driven by zk_conn.c (shared with the lock backend), the
- * election recipe is in zk_elect.c. Here: what a session change means for
+ * election recipe is in zk_elect.c, the handover record (resign --to) in
+ * zk_handover.c. Here: what a session change means for
  * the candidacy, and the delivery of events to the core.
  */
 #include <stdio.h>
@@ -97,6 +98,7 @@ static void on_handle_closed(void *owner)
 	struct backend *b = owner;
 
 	b->parent_inflight = b->node_inflight = b->check_inflight = b->check_again = false;
+	b->lowest_pending = b->ho_inflight = false;
 	free(b->pred_node);
 	free(b->leader_node);
 	b->pred_node = b->leader_node = NULL;
@@ -116,6 +118,8 @@ static void free_backend(void *owner)
 	free(b->pred_node);
 	free(b->leader_node);
 	free(b->leader_id);
+	free(b->record_path);
+	free(b->ho_record);
 	free(b);
 }
 
@@ -145,6 +149,12 @@ static int zk_create(struct backend **out, const struct backend_params *p, char 
 	b->p = *p;
 	if (zk_conn_init(&b->c, p, p->name, &election_owner, b, err, errlen) < 0) {
 		free(b);
+		return -1;
+	}
+	if (asprintf(&b->record_path, "%s.handover", b->c.path) < 0) {
+		zk_conn_cleanup(&b->c);
+		free(b);
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	*out = b;
@@ -184,6 +194,20 @@ static void zk_resign(struct backend *b)
 	zk_kick(&b->c);
 }
 
+/* Like resign, but the release leaves the record for the next candidates. */
+static void zk_handover(struct backend *b, const char *record)
+{
+	purge_candidacy_events(b);
+	zk_hand_over(b, record);
+	zk_kick(&b->c);
+}
+
+static void zk_clear_handover(struct backend *b, const char *record)
+{
+	zk_clear_record(b, record);
+	zk_kick(&b->c);
+}
+
 static void zk_close(struct backend *b)
 {
 	if (b->c.closing)
@@ -205,6 +229,8 @@ const struct backend_ops zk_backend_ops = {
 	.campaign = zk_campaign,
 	.renew = zk_renew,
 	.resign = zk_resign,
+	.handover = zk_handover,
+	.clear_handover = zk_clear_handover,
 	.close = zk_close,
 	.destroy = zk_destroy,
 	.check_timing = NULL,

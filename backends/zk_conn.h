@@ -19,10 +19,11 @@
 #include "backends/backend.h"
 
 /* What a request is for (both users' kinds; the driver only needs OP_DELETE:
- * close waits for deletes in flight). */
+ * close waits for deletes in flight, the election's handover multi among
+ * them). OP_RECORD: reads and removal of the election's handover record. */
 enum zk_op {
 	OP_PARENT, OP_FIND, OP_OWNER, OP_CREATE, OP_CHECK, OP_WATCH, OP_LEADER, OP_RENEW,
-	OP_DELETE, OP_SIGNAL
+	OP_DELETE, OP_SIGNAL, OP_RECORD
 };
 
 /* One asynchronous request. Owned by the connection, not by the completion:

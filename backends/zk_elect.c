@@ -6,7 +6,10 @@
  *      a create whose answer was lost is found again by its guid
  *   -> getChildren: lowest sequence leads; otherwise exists-watch only the
  *      next lower node (no herd), and read the lowest node's data for the
- *      leader's id.
+ *      leader's id. Each getChildren is followed at once by a getData of the
+ *      handover record (zk_handover.c): the answers come in order, so when
+ *      the children make us leader, the record read (its answer) is at
+ *      least as new as that view, and goes with the elected report.
  *
  * Every completion runs inside zookeeper_process() on the loop; results reach
  * the core through zk_queue(), delivered from the loop afterwards.
@@ -405,21 +408,13 @@ static void evaluate(struct backend *b, const struct String_vector *sv)
 		return;
 	}
 	if (v.lowest == v.own) {
-		zk_release_alive(&b->c);
-		if (!b->leading) {
-			b->leading = true;
-			free(b->leader_node);
-			free(b->leader_id);
-			b->leader_node = strdup(b->node);
-			b->leader_id = strdup(b->p.id);
-			log_info("zk: %s/%s is the lowest node: elected, token %llu", b->c.path, b->node,
-			         (unsigned long long)b->seq + 1);
-			/* seq + 1: the first node's sequence is 0, and token 0 means
-			 * "never led" on the socket and in ELECT_TOKEN. */
-			zk_queue(&b->c, ZE_ELECTED, (int64_t)b->seq + 1, NULL, NULL);
-		}
+		if (b->leading)
+			zk_release_alive(&b->c);
+		else
+			b->lowest_pending = true; /* elected when the record read answers */
 		return;
 	}
+	b->lowest_pending = false;
 	if (b->leading) {
 		/* Cannot happen while sequence numbers grow; never lead on doubt. */
 		node_gone(b, "another node is lower than ours");
@@ -428,6 +423,31 @@ static void evaluate(struct backend *b, const struct String_vector *sv)
 	update_leader(b, ch[v.lowest]);
 	if (v.pred >= 0)
 		watch_pred(b, ch[v.pred]);
+}
+
+/* The check found us lowest and the record read that followed it answered:
+ * we lead, with the record found (NULL: none). */
+void zk_become_leader(struct backend *b, const char *record)
+{
+	bool changed = b->leader_id == NULL || strcmp(b->leader_id, b->p.id) != 0;
+
+	zk_release_alive(&b->c);
+	b->leading = true;
+	b->lowest_pending = false;
+	free(b->leader_node);
+	free(b->leader_id);
+	b->leader_node = strdup(b->node);
+	b->leader_id = strdup(b->p.id);
+	log_info("zk: %s/%s is the lowest node: elected, token %llu%s%s", b->c.path, b->node,
+	         (unsigned long long)b->seq + 1, record ? ", handover record " : "", record ? record : "");
+	/* seq + 1: the first node's sequence is 0, and token 0 means "never
+	 * led" on the socket and in ELECT_TOKEN. */
+	zk_queue(&b->c, ZE_ELECTED, (int64_t)b->seq + 1, record, NULL);
+	/* The leader as seen (like the other backends): after we step down,
+	 * the core then shows no leader until the next one is known, not the
+	 * one before us. */
+	if (changed)
+		zk_queue(&b->c, ZE_LEADER, 0, b->p.id, NULL);
 }
 
 static void check_done(int rc, const struct String_vector *sv, const void *data)
@@ -463,7 +483,11 @@ static void send_check(struct backend *b)
 		zk_req_free(r);
 		b->check_inflight = false;
 		zk_retry_later(&b->c, b->c.retry_ns);
+		return;
 	}
+	/* A leader's re-check (after a reconnect) needs no record. */
+	if (!b->leading)
+		zk_send_record_read(b);
 }
 
 void zk_schedule_check(struct backend *b)
@@ -476,6 +500,13 @@ void zk_schedule_check(struct backend *b)
 
 /* ---- delete, renew, leave --------------------------------------------- */
 
+void zk_forget_stale(struct backend *b, const char *name)
+{
+	for (int s = 0; s < ZK_MAX_STALE; s++)
+		if (b->stale[s][0] != '\0' && strstr(name, b->stale[s]) != NULL)
+			b->stale[s][0] = '\0';
+}
+
 static void delete_done(int rc, const void *data)
 {
 	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
@@ -484,9 +515,7 @@ static void delete_done(int rc, const void *data)
 	if (b == NULL)
 		return;
 	if (rc == ZOK || rc == ZNONODE) {
-		for (int s = 0; s < ZK_MAX_STALE; s++)
-			if (b->stale[s][0] != '\0' && strstr(r->arg, b->stale[s]) != NULL)
-				b->stale[s][0] = '\0';
+		zk_forget_stale(b, r->arg);
 		log_debug("zk: deleted %s/%s", b->c.path, r->arg);
 	} else {
 		log_debug("zk: deleting %s/%s: %s", b->c.path, r->arg, zerror(rc));
@@ -535,6 +564,7 @@ void zk_end_candidacy(struct backend *b, bool delete_node)
 	free(b->pred_node);
 	b->node = b->pred_node = NULL;
 	b->create_sent = b->node_inflight = b->check_inflight = b->check_again = false;
+	b->lowest_pending = false;
 	b->campaigning = b->leading = b->c.hold_alive = false;
 	b->c.held_alive_ns = 0;
 	b->cand++;
