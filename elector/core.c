@@ -506,6 +506,7 @@ static bool stand_aside(struct elector *e, const char *record, int64_t now)
 	e->left_lead_ns = now;
 	e->ops->resign(e->be);
 	e->out_of_election = true;
+	record_reported(e, NULL);     /* the leader before the handover: stale */
 	snprintf(reason, sizeof(reason), "standing aside: %.60s hands over to %.60s", h.from, h.to);
 	set_state(e, ST_FOLLOWER, reason);
 	e->campaign_at_ns = now + (retry < left ? retry : left);
