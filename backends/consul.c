@@ -15,6 +15,19 @@
  *   lead      keep the blocking query on the key: it no longer held by our
  *             session = lost at once; so is a session that renew finds gone
  *
+ *   handover  (resign --to) the old leader releases with the handover record
+ *             (common/handover.h) as the body: Consul's release writes the
+ *             body as the key's value and the flags of the query in the same
+ *             write that frees the lock (kvsUnlockTxn in Consul's
+ *             agent/consul/state/kvs.go stores the request's entry with only
+ *             the session cleared), so the record is there for whoever
+ *             acquires next. A waiter remembers the record of the unheld key
+ *             it read before its acquire and reports it with elected(); its
+ *             acquire replaced it (the body is our id), so a candidate that
+ *             stands aside puts it back with its own release. The old leader
+ *             at the timeout replaces it with an empty value (cas on the
+ *             ModifyIndex of the unheld key it read).
+ *
  * A key there with other flags is not a lock (a semaphore, someone's data):
  * a conflict, logged, never taken. Events go through the etcd backend's queue
  * (etcd_session.c), flushed by a zero timer, never from inside the operation.
@@ -28,9 +41,11 @@
 #include "backends/etcd.h"         /* the event queue */
 #include "common/clock.h"
 #include "common/duration.h"
+#include "common/handover.h"
 #include "common/log.h"
 
 #define MAX_LOCK_DELAY_NS (60 * NS_PER_SEC)   /* Consul's limit */
+#define CLEAR_TRIES 3      /* the old leader's clear of its handover record */
 
 
 struct consul {
@@ -42,11 +57,30 @@ struct consul {
 	char *sess_name;
 	int64_t lock_delay_ns, wait_ns;
 	uint64_t index;            /* of the blocking query; 0 = read now */
+	/* The key's ModifyIndex (0: none) in the read before our last acquire,
+	 * and whether that acquire was refused: a refusal is followed by a
+	 * read at once, and a pause only if the key did not change (the
+	 * lock-delay); a candidate that grabbed it meanwhile (one standing
+	 * aside for a handover) is watched, so its release wakes us at once. */
+	uint64_t tried_index;
+	bool refused_acquire;
 	bool campaigning, elected, held, closing, release_pending, conflict;
 	char *leader;
 	bool leader_known;
 	struct consul_req r_elect; /* read, acquire or release of the key */
 	ev_timer retry;
+	/* Handover: the record in the unheld key as the read before our last
+	 * acquire found it ("" = none); the record we were elected with, put
+	 * back by our release until clear_handover; the value our pending
+	 * release writes ("" = our id). */
+	char seen[HANDOVER_MAX];
+	char kept[HANDOVER_MAX];
+	char release_value[HANDOVER_MAX];
+	/* The old leader's clear of its record at the timeout. */
+	struct consul_req r_clear;
+	ev_timer clear_retry;
+	char clearing[HANDOVER_MAX];
+	int clear_tries;
 	char sess_err[200];
 	struct etcd_events q;
 };
@@ -199,14 +233,39 @@ static void release_done(struct consul_req *r, long status, const char *err)
 	advance(b);
 }
 
-static void elect(struct consul *b, uint64_t token)
+/* kv: the key as read after our acquire (held by our session). */
+static void elect(struct consul *b, const struct consul_kv *kv)
 {
+	uint64_t token = kv->modify_index;
+
 	b->elected = true;
 	b->held = false;
 	b->conflict = false;
-	log_info("consul: acquired %s with session %s: leading, token %" PRIu64, b->key, b->s.id, token);
-	emit(b, EV_ELECTED, (int64_t)token, NULL);
+	/* The record our acquire replaced: the one the read just before it
+	 * saw. (Candidates standing aside may take and release the key in
+	 * between: they put the same record back.) */
+	memcpy(b->kept, b->seen, sizeof(b->kept));
+	b->seen[0] = '\0';
+	if (b->kept[0])    /* the core leads, or stands aside (then every 100 ms: debug) */
+		log_debug("consul: acquired %s with session %s, token %" PRIu64 ", with a handover "
+		          "record in it", b->key, b->s.id, token);
+	else
+		log_info("consul: acquired %s with session %s: leading, token %" PRIu64, b->key, b->s.id,
+		         token);
+	emit(b, EV_ELECTED, (int64_t)token, b->kept[0] ? b->kept : NULL);
 	report_leader(b, b->p.id);
+}
+
+/* The unheld key's value, if it is a handover record, in b->seen. */
+static void note_record(struct consul *b, const struct consul_kv *kv)
+{
+	struct handover h;
+
+	b->seen[0] = '\0';
+	if (!kv->exists || kv->value_len == 0 || kv->value_len >= sizeof(b->seen) ||
+	    strlen(kv->value) != kv->value_len || handover_decode(kv->value, &h) < 0)
+		return;
+	memcpy(b->seen, kv->value, kv->value_len + 1);
 }
 
 static void apply_kv(struct consul *b, const struct consul_kv *kv, bool *acquire)
@@ -224,13 +283,14 @@ static void apply_kv(struct consul *b, const struct consul_kv *kv, bool *acquire
 			          ": it is not a lock (a semaphore or other data); not taking it", b->key,
 			          kv->flags, CONSUL_LOCK_FLAG);
 		b->conflict = true;
+		b->seen[0] = '\0';
 		report_leader(b, NULL);
 		return;
 	}
 	b->conflict = false;
 	if (ours) {
 		if (!b->elected)
-			elect(b, kv->modify_index);  /* an acquire whose answer we missed */
+			elect(b, kv);  /* an acquire whose answer we missed */
 		return;
 	}
 	if (b->elected) {
@@ -240,9 +300,11 @@ static void apply_kv(struct consul *b, const struct consul_kv *kv, bool *acquire
 		return;
 	}
 	if (kv->exists && kv->session) {
+		b->seen[0] = '\0';
 		report_leader(b, kv->value_len > 0 && strlen(kv->value) == kv->value_len ? kv->value : kv->session);
 		return;
 	}
+	note_record(b, kv);
 	report_leader(b, NULL);
 	*acquire = true;
 }
@@ -282,13 +344,21 @@ static void read_done(struct consul_req *r, long status, const char *err)
 		b->held = false;
 		if (kv.exists && kv.session && b->s.id && strcmp(kv.session, b->s.id) == 0 &&
 		    kv.flags == CONSUL_LOCK_FLAG) {
-			elect(b, kv.modify_index);
+			elect(b, &kv);
 			consul_kv_free(&kv);
 			advance(b);
 			return;
 		}
 	}
 	apply_kv(b, &kv, &acquire);
+	if (acquire && b->refused_acquire && kv.modify_index == b->tried_index) {
+		/* Free and unchanged since our acquire was refused: the
+		 * lock-delay of the last holder's session. Again after a pause. */
+		acquire = false;
+		b->index = 0;
+	}
+	b->refused_acquire = false;
+	b->tried_index = kv.modify_index;
 	consul_kv_free(&kv);
 	if (!b->campaigning)
 		return;
@@ -331,9 +401,11 @@ static void acquire_done(struct consul_req *r, long status, const char *err)
 		return;
 	}
 	if (ok == 0) {
-		/* Taken meanwhile, or the lock-delay of a session that held it. */
-		log_debug("consul: acquire of %s refused (lock-delay or taken): retrying", b->key);
-		retry_later(b, r);
+		/* Taken meanwhile, or the lock-delay of a session that held it:
+		 * read again now (see refused_acquire). */
+		log_debug("consul: acquire of %s refused (lock-delay or taken): reading it again", b->key);
+		b->refused_acquire = true;
+		advance(b);
 		return;
 	}
 	b->held = true;    /* read the key now: its ModifyIndex is the token */
@@ -341,10 +413,12 @@ static void acquire_done(struct consul_req *r, long status, const char *err)
 }
 
 /* A release PUT writes Flags and Value too: keep consul lock's flag (as its
- * Unlock does), or the key stops being a lock. */
+ * Unlock does), or the key stops being a lock. The value: our id, or the
+ * handover record to leave (it writes only if our session holds the key). */
 static void send_release(struct consul *b)
 {
-	consul_req_send(&b->r_elect, "release", release_done, "PUT", b->p.id, 0,
+	consul_req_send(&b->r_elect, "release", release_done, "PUT",
+	                b->release_value[0] ? b->release_value : b->p.id, 0,
 	                "/v1/kv/%s?release=%s&flags=%" PRIu64, b->key, b->s.id, CONSUL_LOCK_FLAG);
 }
 
@@ -388,6 +462,8 @@ static void consul_campaign(struct backend *be)
 	b->campaigning = true;
 	b->elected = b->held = false;
 	b->index = 0;
+	b->refused_acquire = false;
+	b->seen[0] = b->kept[0] = '\0';
 	advance(b);
 }
 
@@ -408,7 +484,9 @@ static void consul_renew(struct backend *be)
 }
 
 /* Stops reading; an acquire in flight may still take the key, so the
- * release goes after it. */
+ * release goes after it. A record found in the key goes back into it: the
+ * one we were elected with, or (not elected) the one an acquire of ours
+ * may have replaced; the release writes only if we hold the key. */
 static void stop_election(struct consul *b)
 {
 	b->q.gen++;
@@ -417,6 +495,8 @@ static void stop_election(struct consul *b)
 	if (b->r_elect.busy && b->r_elect.done != acquire_done && b->r_elect.done != release_done)
 		consul_req_cancel(&b->r_elect);
 	b->release_pending = b->s.id != NULL;
+	memcpy(b->release_value, b->kept[0] ? b->kept : b->seen, sizeof(b->release_value));
+	b->seen[0] = b->kept[0] = '\0';
 }
 
 static void consul_resign(struct backend *be)
@@ -425,10 +505,118 @@ static void consul_resign(struct backend *be)
 
 	if (b->closing)
 		return;
-	if (b->elected)
+	if (b->elected && b->kept[0])
+		log_debug("consul: resigning: releasing %s with the handover record it held", b->key);
+	else if (b->elected)
 		log_info("consul: resigning: releasing %s", b->key);
 	stop_election(b);
 	advance(b);
+}
+
+static void consul_handover(struct backend *be, const char *record)
+{
+	struct consul *b = (struct consul *)be;
+
+	if (b->closing)
+		return;
+	log_info("consul: handing over: releasing %s with the handover record as its value", b->key);
+	stop_election(b);
+	snprintf(b->release_value, sizeof(b->release_value), "%s", record);
+	advance(b);
+}
+
+/* ---- the old leader's clear of its record at the timeout ---- */
+
+static void clear_read(struct consul *b);
+
+static void clear_failed(struct consul *b, const char *what)
+{
+	if (++b->clear_tries < CLEAR_TRIES && !b->closing) {
+		ev_timer_set(&b->clear_retry, clock_ns_to_ev(consul_req_retry_ns(&b->r_clear)), 0.0);
+		ev_timer_start(b->loop, &b->clear_retry);
+		return;
+	}
+	log_warnx("consul: could not remove the handover record from %s (%s): candidates that see it "
+	          "stand aside until its timeout on their own clocks", b->key, what);
+}
+
+static void clear_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	clear_read(w->data);
+}
+
+static void clear_put_done(struct consul_req *r, long status, const char *err)
+{
+	struct consul *b = r->owner;
+	int ok;
+
+	if (err != NULL) {
+		clear_failed(b, err);    /* the read again tells whether it went through */
+		return;
+	}
+	if (status != 200 || (ok = consul_parse_bool(r->resp, r->resp_len)) < 0) {
+		char why[180];
+		consul_status_reason(r, status, why, sizeof(why));
+		log_warnx("consul: removing the handover record from %s refused: %s", b->key, why);
+		return;
+	}
+	if (ok)
+		log_info("consul: removed the expired handover record from %s", b->key);
+	else
+		log_debug("consul: %s changed before the handover record was removed: left as it is", b->key);
+}
+
+static void clear_read_done(struct consul_req *r, long status, const char *err)
+{
+	struct consul *b = r->owner;
+	struct consul_kv kv;
+	char perr[200];
+
+	if (err != NULL) {
+		clear_failed(b, err);
+		return;
+	}
+	if (status == 404)
+		return;
+	memset(&kv, 0, sizeof(kv));
+	if (status != 200 || consul_parse_kv(r->resp, r->resp_len, &kv, perr, sizeof(perr)) < 0) {
+		if (status != 200)
+			consul_status_reason(r, status, perr, sizeof(perr));
+		clear_failed(b, perr);
+		return;
+	}
+	/* Held: the holder's acquire replaced it; changed: not ours any more. */
+	if (kv.exists && kv.session == NULL && kv.flags == CONSUL_LOCK_FLAG &&
+	    kv.value_len == strlen(b->clearing) && strcmp(kv.value, b->clearing) == 0)
+		consul_req_send(&b->r_clear, "handover clear", clear_put_done, "PUT", "", 0,
+		                "/v1/kv/%s?cas=%" PRIu64 "&flags=%" PRIu64, b->key, kv.modify_index,
+		                CONSUL_LOCK_FLAG);
+	consul_kv_free(&kv);
+}
+
+static void clear_read(struct consul *b)
+{
+	if (!b->closing)
+		consul_req_send(&b->r_clear, "handover read", clear_read_done, "GET", NULL, 0,
+		                "/v1/kv/%s?consistent", b->key);
+}
+
+static void consul_clear_handover(struct backend *be, const char *record)
+{
+	struct consul *b = (struct consul *)be;
+
+	if (b->closing)
+		return;
+	if (b->elected || strcmp(b->kept, record) == 0) {
+		b->kept[0] = '\0';    /* our acquire replaced it: a release writes our id */
+		return;
+	}
+	snprintf(b->clearing, sizeof(b->clearing), "%s", record);
+	b->clear_tries = 0;
+	ev_timer_stop(b->loop, &b->clear_retry);
+	clear_read(b);
 }
 
 static void consul_close(struct backend *be)
@@ -439,6 +627,8 @@ static void consul_close(struct backend *be)
 		return;
 	stop_election(b);
 	b->closing = true;
+	ev_timer_stop(b->loop, &b->clear_retry);
+	consul_req_cancel(&b->r_clear);
 	/* Release the key (no lock-delay for a release), then destroy the
 	 * session; the session's close timer bounds both. */
 	consul_session_begin_close(&b->s);
@@ -457,9 +647,11 @@ static void consul_free(void *owner)
 	struct consul *b = owner;
 
 	ev_timer_stop(b->loop, &b->retry);
+	ev_timer_stop(b->loop, &b->clear_retry);
 	etcd_events_free(&b->q);
 	consul_session_free(&b->s);
 	consul_req_free(&b->r_elect);
+	consul_req_free(&b->r_clear);
 	consul_client_free(&b->c);
 	free(b->key);
 	free(b->sess_name);
@@ -505,8 +697,11 @@ static int consul_create(struct backend **out, const struct backend_params *p, c
 	b->loop = p->loop;
 	ev_init(&b->retry, retry_cb);
 	b->retry.data = b;
+	ev_init(&b->clear_retry, clear_retry_cb);
+	b->clear_retry.data = b;
 	etcd_events_init(&b->q, b->loop, deliver, consul_free, b);
 	consul_req_init(&b->c, &b->r_elect, b);
+	consul_req_init(&b->c, &b->r_clear, b);
 	if (consul_client_init(&b->c, p, &path, &query, err, errlen) < 0 ||
 	    consul_parse_lock_delay(query, &b->lock_delay_ns, err, errlen) < 0)
 		goto fail;
@@ -556,6 +751,8 @@ const struct backend_ops consul_backend_ops = {
 	.campaign = consul_campaign,
 	.renew = consul_renew,
 	.resign = consul_resign,
+	.handover = consul_handover,
+	.clear_handover = consul_clear_handover,
 	.close = consul_close,
 	.destroy = consul_destroy,
 	.check_timing = consul_check_timing,
