@@ -128,6 +128,25 @@ def pct(xs, p):
     return s[k]
 
 
+def stats_row(backend, label, xs):
+    if not xs:
+        return (backend, label, 0, None, None, None)
+    return (backend, label, len(xs), statistics.median(xs), pct(xs, 99), max(xs))
+
+
+def gone(iv):
+    """When the command was gone: its "dead" line (the process is gone),
+    else its own last ("stop") line."""
+    return iv.dead if iv.dead is not None else iv.stop
+
+
+def gaps(ivs, n):
+    """Old command gone -> next command's start, for the first n changes of
+    holder in ivs (checker.Interval list sorted by start)."""
+    return [(b.start - gone(x)) / 1e6 for x, b in zip(ivs[:n], ivs[1:n + 1])
+            if gone(x) is not None]
+
+
 class Run:
     def __init__(self, ctx, be, log):
         self.ctx, self.be, self.log = ctx, be, log
@@ -222,6 +241,10 @@ def bench_backend(name, cls, a, rows):
                 if a.verbose:
                     print('  %s %d: %.3f ms' % (label, i, xs[-1]), file=sys.stderr)
             rows.append((name, label, len(xs), statistics.median(xs), pct(xs, 99), max(xs)))
+            if sig == signal.SIGTERM:
+                gs = gaps(ctx.intervals(run.log), n)
+                rows.append(stats_row(name, 'graceful handover, old CMD gone -> next CMD (ms)',
+                                      gs))
         rep = checker.check([run.log])
         if rep.overlaps or rep.token_violations:
             print('bench: %s: SAFETY VIOLATIONS during the handovers:\n%s'
