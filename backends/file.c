@@ -64,6 +64,7 @@ struct backend {
 
 	/* Events waiting for delivery, in this order. */
 	bool ev_alive, ev_elected, ev_leader, ev_lost, ev_closed, ev_failed;
+	bool sync_content;           /* the holder's content is written, not yet synced */
 	int64_t alive_sent_ns;
 	char lost_reason[128], fail_reason[PATH_MAX + 64];
 };
@@ -100,6 +101,13 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 		ev->session_alive(ctx, sent);
 	if (elected)
 		ev->elected(ctx, token);
+	/* After the command started (elected): the sync is no step of the
+	 * handover, the token counter is on disk already (file_token_bump). */
+	if (b->sync_content) {
+		b->sync_content = false;
+		if (b->holding && fdatasync(b->fd) < 0)
+			log_warnx("file: cannot sync %s: %s", b->path, strerror(errno));
+	}
 	if (leader_changed)
 		ev->leader(ctx, leader[0] ? leader : NULL);
 	if (lost)
@@ -192,9 +200,12 @@ static void lead(struct backend *b, int64_t sent)
 	keep_old(b, -1);
 	b->holding = true;
 	/* The holder's id and token, for followers and listings, and a floor
-	 * for the next token should the counter be lost. */
-	if (file_write_content(b->fd, b->token, b->p.id, true) < 0)
+	 * for the next token should the counter be lost (synced once the
+	 * command has started: on_kick). */
+	if (file_write_content(b->fd, b->token, b->p.id, false) < 0)
 		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
+	else
+		b->sync_content = true;
 	report_alive(b, sent);
 	b->ev_elected = true;
 	report_leader(b, b->p.id);
@@ -439,8 +450,10 @@ static void file_resign(struct backend *b)
 {
 	b->campaigning = false;
 	ev_timer_stop(b->p.loop, &b->poll_timer);
+	/* Not synced: the release must not wait for the disk (the content is
+	 * for listings; the kernel's lock is what waiters take). */
 	if (b->holding && !b->settling)
-		file_write_content(b->fd, b->token, "", true);
+		file_write_content(b->fd, b->token, "", false);
 	close_file(b);
 }
 
