@@ -284,10 +284,17 @@ static int setup_easy(struct etcd_req *r)
 	curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
 	/* A watch stays open; a stalled one is caught by the periodic check. */
-	if (!r->stream)
+	if (!r->stream) {
 		curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 1L);
-	else
+	} else {
 		curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+		/* A connection of its own, closed with it: the idle one stays in
+		 * the cache for the check that a watch event triggers, which
+		 * would otherwise wait for a new connection (the handover's
+		 * critical path). */
+		curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(r->easy, CURLOPT_FORBID_REUSE, 1L);
+	}
 	http_set_tls(r->easy, b->tls_ca, b->tls_cert, b->tls_key);
 	return 0;
 }

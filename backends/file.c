@@ -70,6 +70,7 @@ struct backend {
 
 	/* Events waiting for delivery, in this order. */
 	bool ev_alive, ev_elected, ev_leader, ev_lost, ev_closed, ev_failed;
+	bool sync_content;           /* the holder's content is written, not yet synced */
 	int64_t alive_sent_ns;
 	char lost_reason[128], fail_reason[PATH_MAX + 64];
 	char elected_handover[HANDOVER_MAX]; /* with ev_elected */
@@ -109,6 +110,13 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents)
 		ev->session_alive(ctx, sent);
 	if (elected)
 		ev->elected(ctx, token, handover[0] ? handover : NULL);
+	/* After the command started (elected): the sync is no step of the
+	 * handover, the token counter is on disk already (file_token_bump). */
+	if (b->sync_content) {
+		b->sync_content = false;
+		if (b->holding && fdatasync(b->fd) < 0)
+			log_warnx("file: cannot sync %s: %s", b->path, strerror(errno));
+	}
 	if (leader_changed)
 		ev->leader(ctx, leader[0] ? leader : NULL);
 	if (lost)
@@ -201,10 +209,13 @@ static void lead(struct backend *b, int64_t sent)
 	keep_old(b, -1);
 	b->holding = true;
 	/* The holder's id and token, for followers and listings, and a floor
-	 * for the next token should the counter be lost. */
+	 * for the next token should the counter be lost (synced once the
+	 * command has started: on_kick), and the handover record found. */
 	file_read_handover(b->fd, b->handover, sizeof(b->handover));
-	if (file_write_content(b->fd, b->token, b->p.id, b->handover, true) < 0)
+	if (file_write_content(b->fd, b->token, b->p.id, b->handover, false) < 0)
 		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
+	else
+		b->sync_content = true;
 	report_alive(b, sent);
 	memcpy(b->elected_handover, b->handover, sizeof(b->handover));
 	b->ev_elected = true;
@@ -451,8 +462,11 @@ static void release(struct backend *b, const char *handover)
 {
 	b->campaigning = false;
 	ev_timer_stop(b->p.loop, &b->poll_timer);
+	/* Not synced: the release must not wait for the disk (the content is
+	 * for listings and the next holder, who reads it from the same cache;
+	 * the kernel's lock is what waiters take). */
 	if (b->holding && !b->settling &&
-	    file_write_content(b->fd, b->token, "", handover ? handover : b->handover, true) < 0)
+	    file_write_content(b->fd, b->token, "", handover ? handover : b->handover, false) < 0)
 		log_warnx("file: cannot write %s: %s", b->path, strerror(errno));
 	b->handover[0] = '\0';
 	close_file(b);

@@ -389,6 +389,12 @@ static void connect_session(struct zk_conn *c)
 		zk_retry_later(c, c->retry_ns);
 		return;
 	}
+	/* By default the client resolves the host names again in every
+	 * zookeeper_interest(), i.e. on every pass of our loop: a getaddrinfo()
+	 * (a netlink query even for an address) between an answer and its
+	 * delivery, on the handover's critical path. -1: only when a connection
+	 * is lost, which is when a moved server matters. */
+	zoo_set_servers_resolution_delay(c->zh, -1);
 	c->session_id = 0;
 	c->alive_reported_ns = 0;
 	c->client_err_seq = client_error_seq;   /* only errors of this handle count */

@@ -40,8 +40,9 @@ int guard_kill_signal(void);
  * the guard keeps open until the tree is gone (0: none); every other one but
  * stdio is closed once the command has been forked. err_fd: where a failure
  * of the guard itself is reported as an errno (as exec_child() reports a
- * failed exec). exec_child() runs in the command's process and must not
- * return. Never returns. */
+ * failed exec). exec_child() runs in the command's process, a vfork() child
+ * of the guard: only system calls on its own stack until the exec or _exit,
+ * and it must not return. Never returns. */
 void guard_main(pid_t parent, int keep_fd, int err_fd,
                 void (*exec_child)(pid_t guard, void *arg), void *arg)
 	__attribute__((noreturn));

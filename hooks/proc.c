@@ -293,7 +293,10 @@ static int make_pipe(int fds[2])
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls (the
- * agent may have threads, e.g. libcurl's resolver). Never returns. */
+ * agent may have threads, e.g. libcurl's resolver). Under a guard this is a
+ * vfork() child sharing the guard's memory: nothing but system calls and
+ * locals of its own (errno aside, which the guard no longer reads). Never
+ * returns. */
 static void __attribute__((noreturn))
 child_exec(pid_t parent, char *const *argv, char **envp, int out_fd, int err_fd, int inherit_fd)
 {

@@ -86,6 +86,7 @@ class CountingProxy:
     def __init__(self, ctx, target, parser_factory):
         self.parser_factory = parser_factory
         self.counts = collections.Counter()
+        self.sent = []              # (monotonic ns, kind) of every request
         self._lock = threading.Lock()
         self._local = threading.local()
         self.proxy = FaultProxy(target).start()
@@ -102,9 +103,16 @@ class CountingProxy:
             parser = self._local.parser = self.parser_factory()
         kinds = parser.feed(data)
         if kinds:
+            t = now_ns()
             with self._lock:
                 self.counts.update(kinds)
+                self.sent.extend((t, k) for k in kinds)
         return data
+
+    def sent_between(self, t0, t1):
+        """Kinds of the requests sent in [t0, t1] (monotonic ns), in order."""
+        with self._lock:
+            return [k for t, k in self.sent if t0 <= t <= t1]
 
     def snapshot(self):
         with self._lock:
@@ -131,6 +139,25 @@ def pct(xs, p):
     s = sorted(xs)
     k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
     return s[k]
+
+
+def stats_row(backend, label, xs):
+    if not xs:
+        return (backend, label, 0, None, None, None)
+    return (backend, label, len(xs), statistics.median(xs), pct(xs, 99), max(xs))
+
+
+def gone(iv):
+    """When the command was gone: its "dead" line (the process is gone),
+    else its own last ("stop") line."""
+    return iv.dead if iv.dead is not None else iv.stop
+
+
+def gaps(ivs, n):
+    """Old command gone -> next command's start, for the first n changes of
+    holder in ivs (checker.Interval list sorted by start)."""
+    return [(b.start - gone(x)) / 1e6 for x, b in zip(ivs[:n], ivs[1:n + 1])
+            if gone(x) is not None]
 
 
 class Run:
@@ -265,6 +292,29 @@ def handover_rows(ctx, be, name, n, rows):
               % (name, rep.table()), file=sys.stderr)
 
 
+def critical_path_rows(name, ctx, run, leader, follower, counters, rows):
+    """One graceful handover of the counted pair: the requests each agent
+    sent between the SIGTERM and the next command's start line, i.e. the
+    requests on the handover's path (counted, so free of timing noise; a
+    renewal that happens to fall in the window would show up by its kind)."""
+    h = run.settle()
+    if h.id != leader.id:
+        raise AssertionError('the counted leader does not lead')
+    run.agents.pop(leader.id)
+    t0 = now_ns()
+    leader.kill(signal.SIGTERM)
+    nxt = ctx.wait_new_term(run.log, after_ns=t0, exclude_id=h.id, timeout=30)
+    leader.wait_exit(30)
+    if nxt.id != follower.id:
+        raise AssertionError('%s took over, not the counted follower' % nxt.id)
+    for who, ag in (('old leader', leader), ('new leader', follower)):
+        kinds = counters[ag.pid].sent_between(t0, nxt.start)
+        rows.append((name, 'handover requests, %s (SIGTERM -> next CMD)' % who, 1, len(kinds),
+                     None, None))
+        print('bench: %s handover, %s sent: %s' % (name, who, ', '.join(kinds) or 'nothing'),
+              file=sys.stderr)
+
+
 def bench_backend(name, cls, a, rows):
     be = cls()
     why = be.available()
@@ -289,6 +339,10 @@ def bench_backend(name, cls, a, rows):
                 if a.verbose:
                     print('  %s %d: %.3f ms' % (label, i, xs[-1]), file=sys.stderr)
             rows.append((name, label, len(xs), statistics.median(xs), pct(xs, 99), max(xs)))
+            if sig == signal.SIGTERM:
+                gs = gaps(ctx.intervals(run.log), n)
+                rows.append(stats_row(name, 'graceful handover, old CMD gone -> next CMD (ms)',
+                                      gs))
         rep = checker.check([run.log])
         if rep.overlaps or rep.token_violations:
             print('bench: %s: SAFETY VIOLATIONS during the handovers:\n%s'
@@ -329,6 +383,8 @@ def bench_backend(name, cls, a, rows):
                     file=sys.stderr)
         if len(ctx.holders(run.log)) != 1:
             raise AssertionError('leadership changed while idle')
+        if counters:
+            critical_path_rows(name, ctx, run, leader, follower, counters, rows)
         extra = getattr(be, 'extra_rows', None)
         if extra:
             extra(ctx, a, rows)

@@ -91,11 +91,6 @@ def new_term(ctx, log, after_ns, exclude_id, timeout):
     return wait_for(f, timeout, interval=0.1, msg='a new term in ' + log)
 
 
-def gone(iv):
-    """The old command's last line: "dead" (the process is gone), else "stop"."""
-    return iv.dead if iv.dead is not None else iv.stop
-
-
 class Backend(bench.Backend):
     name = 'consul'
     agent_args = {'ttl': '10s', 'kill_grace': '500ms', 'args': ['--hook-timeout', '500ms']}
@@ -299,8 +294,6 @@ class Backend(bench.Backend):
     # --- after elect's idle window: collect, then consul lock's handovers
 
     def extra_rows(self, ctx, a, rows):
-        rows.append(row('elect handover, old CMD gone -> next CMD (ms)',
-                        self.gaps(ctx, ctx.path('iv.log'), a.handovers)))
         rows.append(row('elect session TTL, LockDelay (s)', value=self.session_settings(
             [s for s in self.server.sessions() if s.get('Name', '').startswith('elect')])))
         lock_sessions = self.lock_sessions('lidle')
@@ -327,14 +320,6 @@ class Backend(bench.Backend):
         vals = sorted(set('%g, %g' % (_dur_s(s.get('TTL')), s.get('LockDelay', 0) / 1e9)
                           for s in sessions))
         return ' / '.join(vals) or '?'
-
-    @staticmethod
-    def gaps(ctx, log, n):
-        """Old command's last line -> next command's start, for the first n
-        changes of holder in log."""
-        ivs = ctx.intervals(log)
-        return [(b.start - gone(x)) / 1e6 for x, b in zip(ivs[:n], ivs[1:n + 1])
-                if gone(x) is not None]
 
     def idle_rows(self, a, rows):
         dt = time.monotonic() - self.idle_t0
@@ -379,7 +364,7 @@ class Backend(bench.Backend):
             xs.append((nxt.start - t0) / 1e6)
             p.wait_exit(30)
             old = [x for x in ctx.intervals(log) if x.pid == h.pid][0]
-            if gone(old) is None or gone(old) > nxt.start:
+            if bench.gone(old) is None or bench.gone(old) > nxt.start:
                 late += 1
             add()
             if a.verbose:
@@ -389,7 +374,7 @@ class Backend(bench.Backend):
             p.stop(10)
         return [row('consul lock (%s) handover, SIGTERM -> next CMD (ms)' % setting, xs),
                 row('consul lock (%s) handover, old CMD gone -> next CMD (ms)' % setting,
-                    self.gaps(ctx, log, len(xs))),
+                    bench.gaps(ctx.intervals(log), len(xs))),
                 row('consul lock (%s) handover: old CMD alive at next start' % setting,
                     value=late, n=len(xs))]
 

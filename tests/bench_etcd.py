@@ -34,6 +34,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import signal
 import statistics
 import sys
@@ -104,6 +105,13 @@ def stats_row(label, xs):
     return ('etcd', label, len(xs), statistics.median(xs), bench.pct(xs, 99), max(xs))
 
 
+def gap_after(ctx, log, old, nxt):
+    """[old command gone -> nxt's start (ms)] once old is gone, else []."""
+    iv = [x for x in ctx.intervals(log) if x.pid == old.pid]
+    gone = bench.gone(iv[0]) if iv else None
+    return [(nxt.start - gone) / 1e6] if gone is not None else []
+
+
 class Backend(bench.Backend):
     name = 'etcd'
     agent_args = {'ttl': '2s', 'kill_grace': '500ms', 'args': ['--hook-timeout', '500ms']}
@@ -161,6 +169,7 @@ class Backend(bench.Backend):
         t0 = time.monotonic()
         r0 = {who: cp.snapshot() for who, (_, cp) in el.items()}
         self.etcdctl_lock(ctx, a, rows)
+        self.etcdctl_elect_handovers(ctx, a, rows)
         dt = time.monotonic() - t0
         if dt < a.idle_seconds:                 # at least as long as elect's idle window
             time.sleep(a.idle_seconds - dt)
@@ -192,6 +201,45 @@ class Backend(bench.Backend):
                 wait_for(lambda: 'ebench/' in p.log(), 30, msg='etcdctl elect leads')
         wait_for(lambda: self.keys('ebench/') == 2, 30, msg='etcdctl elect follower campaigns')
         return out
+
+    def etcdctl_elect_handovers(self, ctx, a, rows):
+        """`etcdctl elect NAME ID` as a leader-command runner: the shell
+        starts the command once etcdctl printed that it leads; a group
+        SIGTERM stops both (etcdctl resigns, deleting its key)."""
+        log = ctx.path('etcdctl-elect.log')
+        cmd = ' '.join(shlex.quote(x) for x in ctx.leader_cmd(log))
+        els, gen, xs, gs = {}, [0], [], []
+
+        def add_sh():
+            id = 'e%d' % gen[0]
+            gen[0] += 1
+            env = dict(os.environ, ETCDCTL_API='3', ELECT_ID=id)
+            env.pop('ELECT_TOKEN', None)
+            sh = ('%s --endpoints=%s elect ehand %s | { read -r _ && exec %s; }'
+                  % (shlex.quote(etcd_server.ETCDCTL), self.server.endpoint, id, cmd))
+            els[id] = ctx.spawn(['sh', '-c', sh], id, env=env)
+
+        for _ in range(3):
+            add_sh()
+        for i in range(a.etcdctl_handovers):
+            h = wait_for(lambda: (lambda x: len(x) == 1 and x[0])(ctx.holders(log)), 30,
+                         interval=0.002, msg='one etcdctl elect holder')
+            wait_for(lambda: self.keys('ehand/') == 3, 30, interval=0.005,
+                     msg='three etcdctl elect candidates')
+            p = els.pop(h.id)
+            t0 = now_ns()
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait_exit(30)
+            nxt = ctx.wait_new_term(log, after_ns=t0, exclude_id=h.id, timeout=30)
+            xs.append((nxt.start - t0) / 1e6)
+            gs.extend(gap_after(ctx, log, h, nxt))
+            add_sh()
+            if a.verbose:
+                print('  etcdctl elect group SIGTERM %d: %.3f ms' % (i, xs[-1]), file=sys.stderr)
+        for p in els.values():
+            p.stop(5)
+        rows.append(stats_row('etcdctl elect handover, group SIGTERM -> next CMD (ms)', xs))
+        rows.append(stats_row('etcdctl elect handover, old CMD gone -> next CMD (ms)', gs))
 
     def etcdctl_lock(self, ctx, a, rows):
         log = ctx.path('etcdctl-lock.log')
@@ -236,16 +284,18 @@ class Backend(bench.Backend):
             group_term(h)
 
         # SIGTERM to the holder's process group.
-        xs = []
+        xs, gs = [], []
         for i in range(a.etcdctl_handovers):
             h = settle()
             t0 = now_ns()
             group_term(h)
             nxt = ctx.wait_new_term(log, after_ns=t0, exclude_id=h.id, timeout=30)
             xs.append((nxt.start - t0) / 1e6)
+            gs.extend(gap_after(ctx, log, h, nxt))
             if a.verbose:
                 print('  etcdctl group SIGTERM %d: %.3f ms' % (i, xs[-1]), file=sys.stderr)
-        rows.append(stats_row('etcdctl lock handover, group SIGTERM (ms)', xs))
+        rows.append(stats_row('etcdctl lock handover, group SIGTERM -> next CMD (ms)', xs))
+        rows.append(stats_row('etcdctl lock handover, old CMD gone -> next CMD (ms)', gs))
 
         # kill -9 of etcdctl.
         xs, orphans = [], 0
