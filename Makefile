@@ -40,7 +40,7 @@ ELECTOR_OBJ = $(ELECTOR_SRC:%.c=$(BUILD)/%.o)
 PROGS = $(BIN)/elect $(if $(wildcard lockd/main.c),$(BIN)/lockd) \
         $(if $(wildcard lockd/lockctl.c),$(BIN)/lockctl)
 
-.PHONY: all check unit integration consul asan valgrind bench chaos demo install uninstall clean
+.PHONY: all check unit integration consul k8s asan valgrind bench chaos demo install uninstall clean
 all: $(PROGS)
 
 $(BUILD)/%.o: %.c
@@ -84,15 +84,22 @@ unit: $(UNIT_TESTS)
 consul:
 	python3 tests/consul_server.py --build
 
+# kube-apiserver v1.34.3 and the client-go candidate, the same way
+# (tests/k8s_server.py, tests/k8s/go.mod).
+k8s:
+	python3 tests/k8s_server.py --build
+
 integration: all
 	python3 tests/run.py $(TESTS)
 
 # The warning set is an error in checks; the suite runs three times:
 # plain, under valgrind (the tests marked fit for it), and as an ASan/UBSan
-# build (all but the chaos run, which the plain pass already makes).
+# build (all but the chaos run, which the plain pass already makes, and
+# test_k8s_server, which runs no elect).
 check:
 	$(MAKE) all unit CFLAGS="$(CFLAGS) -Werror"
 	$(MAKE) consul
+	$(MAKE) k8s
 	$(MAKE) integration
 	$(MAKE) valgrind
 	$(MAKE) asan
@@ -104,7 +111,7 @@ valgrind: all $(UNIT_TESTS)
 ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
 	$(MAKE) BUILD=build-asan BIN=bin-asan CFLAGS="$(ASAN_FLAGS) -Werror" LDFLAGS="-fsanitize=address,undefined" all unit
-	ELECT_BIN=bin-asan python3 tests/run.py --asan $(if $(TESTS),,--exclude test_chaos) $(TESTS)
+	ELECT_BIN=bin-asan python3 tests/run.py --asan $(if $(TESTS),,--exclude test_chaos --exclude test_k8s_server) $(TESTS)
 
 bench: all
 	python3 tests/bench.py $(BENCH)
