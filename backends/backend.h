@@ -87,7 +87,9 @@ struct backend_params {
 	int64_t request_timeout_ns; /* one request's timeout */
 	/* Optional, NULL when unset. */
 	const char *tls_ca, *tls_cert, *tls_key;
-	const char *auth;         /* "user:password" (etcd auth, ZooKeeper digest) */
+	const char *auth;         /* "user:password" (etcd auth, ZooKeeper digest); Consul:
+	                           * the ACL token; Kubernetes: a bearer token */
+	const char *kubeconfig;   /* Kubernetes: --kubeconfig (NULL: $KUBECONFIG or in-cluster) */
 	const struct backend_events *ev;
 	void *ctx;                /* passed back to every event */
 };
@@ -126,6 +128,7 @@ extern const struct backend_ops file_backend_ops;
 extern const struct backend_ops zk_backend_ops;
 extern const struct backend_ops etcd_backend_ops;
 extern const struct backend_ops consul_backend_ops;
+extern const struct backend_ops k8s_backend_ops;
 
 /* Helpers shared by backends (backends/registry.c). */
 /* Splits "scheme://hosts/path": hosts and path are malloc'd (path without the

@@ -11,6 +11,7 @@ static const struct backend_ops *const backends[] = {
 	&zk_backend_ops,
 	&etcd_backend_ops,
 	&consul_backend_ops,
+	&k8s_backend_ops,
 };
 
 #define N_BACKENDS (sizeof(backends) / sizeof(backends[0]))

@@ -108,6 +108,8 @@ void curl_easy_cleanup(CURL *h)
 	do {                                                                           \
 		if ((option) < CURLOPTTYPE_OBJECTPOINT)                                \
 			rc = call(handle, option, va_arg(ap, long));                   \
+		else if ((option) >= CURLOPTTYPE_BLOB)                                 \
+			rc = call(handle, option, va_arg(ap, void *));                 \
 		else if ((option) < CURLOPTTYPE_FUNCTIONPOINT)                         \
 			rc = call(handle, option, va_arg(ap, void *));                 \
 		else if ((option) < CURLOPTTYPE_OFF_T)                                 \

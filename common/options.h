@@ -40,7 +40,8 @@ struct opt_result {
 	OPT("tls-ca", 0, OPT_STRING, tls_ca, "FILE", "CA certificate for the backend"), \
 	OPT("tls-cert", 0, OPT_STRING, tls_cert, "FILE", "client certificate for the backend"), \
 	OPT("tls-key", 0, OPT_STRING, tls_key, "FILE", "client key for the backend"), \
-	OPT("auth", 0, OPT_STRING, auth, "USER:PASSWORD", "backend credentials")
+	OPT("auth", 0, OPT_STRING, auth, "USER:PASSWORD", "backend credentials"), \
+	OPT("kubeconfig", 0, OPT_STRING, kubeconfig, "FILE", "k8s: kubeconfig (default $KUBECONFIG, else in-cluster)")
 
 /* Parses argv (after the program name and any subcommand) into target.
  * config_flag names the option that holds the config file path (its value from

@@ -263,6 +263,7 @@ int agent_run(struct elect_opts *o)
 		.url = o->backend, .name = o->name, .id = o->id, .ttl_ns = o->ttl,
 		.renew_ns = o->renew, .request_timeout_ns = o->request_timeout,
 		.tls_ca = o->tls_ca, .tls_cert = o->tls_cert, .tls_key = o->tls_key, .auth = o->auth,
+		.kubeconfig = o->kubeconfig,
 	};
 	char err[512];
 

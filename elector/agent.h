@@ -10,7 +10,7 @@ struct elect_opts {
 	char *name, *id, *backend, *socket, *http, *config, *log_format;
 	char *on_elected, *on_demoted, *on_leader;
 	char *socket_mode, *socket_group;
-	char *tls_ca, *tls_cert, *tls_key, *auth;
+	char *tls_ca, *tls_cert, *tls_key, *auth, *kubeconfig;
 	int64_t ttl, renew, kill_grace, hook_timeout, request_timeout, timeout;
 	int64_t campaign_timeout;  /* wrapper mode; 0 = no limit */
 	int64_t handover_timeout;  /* resign --to: how long the others stand aside */

@@ -37,7 +37,7 @@ struct lockd_opts {
 	char *socket_mode, *socket_group;
 	unsigned socket_mode_bits;    /* resolved: default 0660 */
 	long socket_gid;              /* resolved: -1 for lockd's own */
-	char *tls_ca, *tls_cert, *tls_key, *auth;
+	char *tls_ca, *tls_cert, *tls_key, *auth, *kubeconfig;
 	int64_t ttl, renew, kill_grace, request_timeout;
 	int verbose, max_holds;
 	char *max_holds_s;
