@@ -72,6 +72,8 @@ struct k8s {
 	char *my_acquire_time;
 	char *kept;                /* handover record we were elected with (put back
 	                            * by a release until clear_handover) */
+	char *acq_record;          /* the record on the Lease our acquire in flight
+	                            * replaces (the watch may change cur meanwhile) */
 
 	struct k8s_req r_main;     /* GET, POST, PUT */
 	struct k8s_req r_watch;
@@ -308,11 +310,9 @@ static void acquire_done(struct k8s_req *r, long status, const char *err)
 		acq = json_string_value(json_object_get(json_object_get(doc, "spec"), "acquireTime"));
 		tr = json_integer_value(json_object_get(json_object_get(doc, "spec"), "leaseTransitions"));
 		char *acq_copy = acq ? strdup(acq) : NULL;
-		char *record = b->have_cur && b->cur.handover ? strdup(b->cur.handover) : NULL;
 		json_decref(doc);
-		now_leading(b, r, tr, acq_copy, record);
+		now_leading(b, r, tr, acq_copy, b->acq_record);
 		free(acq_copy);
-		free(record);
 	} else if (err == NULL && (status == 409 || status == 404)) {
 		/* Someone wrote (or created, or deleted) it first: read again. */
 		b->need_read = true;
@@ -330,6 +330,7 @@ static void acquire(struct k8s *b)
 {
 	struct k8s_spec s = { .holder = b->p.id, .duration_s = b->ttl_s };
 
+	set_str(&b->acq_record, b->have_cur ? b->cur.handover : NULL);
 	if (!b->have_cur) {
 		s.transitions = 1;
 		log_info("k8s: creating Lease %s/%s", b->ns, b->name);
@@ -743,6 +744,7 @@ static void k8s_free(void *owner)
 	free(b->release_value);
 	free(b->my_acquire_time);
 	free(b->kept);
+	free(b->acq_record);
 	free(b->leader);
 	free(b);
 }

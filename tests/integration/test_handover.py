@@ -22,6 +22,7 @@ from harness import ElectTestCase, scale, valgrind_ok, wait_for  # noqa: E402
 from etcd_server import EtcdServer  # noqa: E402
 from consul_server import ConsulServer, build_consul  # noqa: E402
 import zk_server  # noqa: E402
+from k8s_server import KubeApiServer, require_k8s  # noqa: E402
 
 IDS = ['c0', 'c1', 'c2']
 ROUNDS = 10
@@ -29,13 +30,17 @@ ROUNDS = 10
 
 class HandoverCases:
     """The scenarios, run on every backend; a subclass gives backend_url()
-    and agent_timing()."""
+    and agent_timing(), and may give agent_args()."""
+
+    def agent_args(self):
+        return []
 
     def candidates(self, log):
         agents = {}
         for i in IDS:
             agents[i] = self.agent(id=i, name='web', backend=self.backend_url(),
-                                   cmd=self.leader_cmd(log), **self.agent_timing())
+                                   cmd=self.leader_cmd(log), args=self.agent_args(),
+                                   **self.agent_timing())
             # One after the other (it knows the leader once it is in the
             # election), so that the queue (etcd, ZooKeeper) is c0 c1 c2.
             wait_for(lambda: agents[i].status()['leader'] is not None, 15)
@@ -247,6 +252,55 @@ class HandoverConsul(HandoverCases, ElectTestCase):
         if scale() >= 5:
             return dict(ttl='15s', renew='3s', kill_grace='1s')
         return dict(ttl='10s', renew='2s', kill_grace='500ms')
+
+
+class HandoverK8s(HandoverCases, ElectTestCase):
+
+    def setUp(self):
+        self._srv = None
+        self.addCleanup(self._stop_srv)
+        super().setUp()
+        require_k8s()
+        self._srv = KubeApiServer(self.tmp)
+        self._srv.start()
+        self._srv.create_namespace('apps')
+        self._srv.grant('apps', ['get', 'create', 'update', 'watch'], user='tester')
+        self._kc = self._srv.kubeconfig(self.path('kubeconfig'))
+
+    def _stop_srv(self):
+        if self._srv:
+            self._srv.stop()
+
+    def backend_url(self):
+        return 'k8s:///apps/web'
+
+    def agent_args(self):
+        return ['--kubeconfig', self._kc]
+
+    def agent_timing(self):
+        if scale() >= 2:
+            return dict(ttl='6s', renew='1s', kill_grace='300ms')
+        return dict(ttl='3s', renew='1s', kill_grace='300ms')
+
+    def test_record_in_an_annotation(self):
+        """The released Lease carries the record in an annotation until
+        the timeout; client-go's fields are as ReleaseOnCancel leaves them."""
+        log = self.path('iv.log')
+        agents = self.candidates(log)
+        cur = self.one_holder(log).id
+        code, _, body = agents[cur].request('POST', '/v1/resign?to=nobody&timeout=3s')
+        self.assertEqual(code, 200, body)
+
+        def record():
+            le = self._srv.lease('apps', 'web')
+            return (le['metadata'].get('annotations') or {}).get('elect.io/handover')
+        rec = json.loads(wait_for(record, 5, msg='the handover annotation'))
+        self.assertEqual((rec['to'], rec['from']), ('nobody', cur))
+        wait_for(lambda: record() is None, 15, msg='the annotation removed after the timeout')
+        self.one_holder(log)
+        for a in agents.values():
+            a.stop()
+        self.check_intervals(log)
 
 
 if __name__ == '__main__':
