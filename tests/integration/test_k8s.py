@@ -207,8 +207,9 @@ class K8sInterop(K8sTestCase):
         t1 = now_ns()
         e1.stop()
         wait_for(lambda: self.holder_identity() == 'go-2', 10, msg='client-go takes over')
-        go2 = [i for i in checker.read_intervals([gl]) if i.id == 'go-2']
-        self.assertTrue(go2 and go2[0].start > t1)
+        go2 = wait_for(lambda: [i for i in checker.read_intervals([gl]) if i.id == 'go-2'], 10,
+                       msg='the client-go candidate\'s work started')
+        self.assertGreater(go2[0].start, t1)
         e_iv = [i for i in self.intervals(log) if i.id == 'e1'][0]
         self.assertLess(e_iv.end, go2[0].start, 'client-go led before elect\'s command ended')
         self.assertGreater(int(go2[0].token), int(nxt.token))
