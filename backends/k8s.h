@@ -109,6 +109,7 @@ struct k8s_client {
 	struct ev_loop *loop;
 	struct curl_ev *cev;
 	struct k8s_conn conn;
+	char *user_agent;          /* "elect (ID)": who sent it, in audit logs */
 	int64_t token_read_ns;     /* when the token file was last read */
 	int64_t req_timeout_ns, retry_ns;
 	bool failing;              /* logging: one line per change */

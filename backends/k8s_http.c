@@ -45,6 +45,11 @@ int k8s_client_init(struct k8s_client *c, const struct backend_params *p, char *
 	if (k8s_conn_resolve(&c->conn, &cp, err, errlen) < 0)
 		goto out;
 	c->token_read_ns = clock_now_ns();
+	if (asprintf(&c->user_agent, "elect (%s)", p->id ? p->id : "") < 0) {
+		c->user_agent = NULL;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	if (c->conn.insecure)
 		log_warnx("k8s: insecure-skip-tls-verify is set (%s): the API server's certificate "
 		          "is not checked", c->conn.source ? c->conn.source : "kubeconfig");
@@ -58,6 +63,8 @@ out:
 	if (rc < 0) {
 		k8s_conn_free(&c->conn);
 		memset(&c->conn, 0, sizeof(c->conn));
+		free(c->user_agent);
+		c->user_agent = NULL;
 		free(*path);
 		*path = NULL;
 	}
@@ -68,6 +75,8 @@ void k8s_client_free(struct k8s_client *c)
 {
 	curl_ev_free(c->cev);
 	c->cev = NULL;
+	free(c->user_agent);
+	c->user_agent = NULL;
 	if (c->conn.token)
 		memset(c->conn.token, 0, strlen(c->conn.token));
 	k8s_conn_free(&c->conn);
@@ -234,6 +243,8 @@ static int setup_easy(struct k8s_req *r, long timeout_ms)
 	}
 	curl_easy_setopt(r->easy, CURLOPT_URL, url);
 	curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
+	if (c->user_agent)
+		curl_easy_setopt(r->easy, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, r->method);
 	if (r->body)
 		curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, r->body);

@@ -223,9 +223,13 @@ def counted_pair(ctx, be, run):
     wait_for(lambda: not ctx.holders(run.log), 10, msg='no leader command running')
     url, lc = be.counting_url(ctx, 'bench')
     leader = run.add_agent(url)
+    if hasattr(lc, 'bind'):         # a counter that tells agents apart by id
+        lc.bind(leader)
     wait_for(leader.is_leader, 30, msg='counted agent leads')
     url, fc = be.counting_url(ctx, 'bench')
     follower = run.add_agent(url)
+    if hasattr(fc, 'bind'):
+        fc.bind(follower)
     run.settle()
     return leader, follower, {leader.pid: lc, follower.pid: fc}
 
@@ -409,7 +413,7 @@ def main():
     # -h only after the plugins added their flags, so that it lists them.
     ap = argparse.ArgumentParser(description='elect benchmark', add_help=False)
     ap.add_argument('--backend', default=None,
-                    help='comma-separated: file,etcd,zk,consul,lockd (default: all)')
+                    help='comma-separated: file,etcd,zk,consul,k8s,lockd (default: all)')
     ap.add_argument('--handovers', type=int, default=50)
     ap.add_argument('--crashes', type=int, default=30)
     ap.add_argument('--idle-seconds', type=float, default=30)
@@ -420,7 +424,7 @@ def main():
     if a.backend:
         names = [n for n in a.backend.split(',') if n]
     else:
-        names = ['file', 'etcd', 'zk', 'consul', 'lockd']
+        names = ['file', 'etcd', 'zk', 'consul', 'k8s', 'lockd']
     for n in names:                     # plugins' own flags
         cls = find_backend(n)
         if cls is not None and hasattr(cls, 'add_arguments'):
