@@ -16,11 +16,11 @@ ZK_CFLAGS ?= -I/usr/include/zookeeper
 ZK_LIBS   ?= -lzookeeper_st
 HP_LIBS   ?= -lhttp_parser
 
-PKGS = libcurl jansson
+PKGS = libcurl jansson yaml-0.1
 LOCAL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(WARNINGS) -I. $(ZK_CFLAGS) \
                $(shell $(PKG_CONFIG) --cflags $(PKGS))
 # libcurl is not linked: common/curl_dl.c loads it on first use (see there).
-LOCAL_LIBS   = $(shell $(PKG_CONFIG) --libs jansson) $(EV_LIBS) $(ZK_LIBS) $(HP_LIBS) -ldl -lm
+LOCAL_LIBS   = $(shell $(PKG_CONFIG) --libs jansson yaml-0.1) $(EV_LIBS) $(ZK_LIBS) $(HP_LIBS) -ldl -lm
 CMOCKA_LIBS  = $(shell $(PKG_CONFIG) --libs cmocka)
 
 # BUILD selects the object folder so that the sanitizer build lives apart.

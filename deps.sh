@@ -5,7 +5,7 @@
 #   ./deps.sh --list   print the package names
 set -eu
 PACKAGES="build-essential pkg-config libev-dev libcurl4-openssl-dev libjansson-dev
-libzookeeper-st-dev libcmocka-dev libhttp-parser-dev valgrind curl python3 procps
+libzookeeper-st-dev libcmocka-dev libhttp-parser-dev libyaml-dev valgrind curl python3 procps
 iproute2 netcat-openbsd openssl etcd-server etcd-client zookeeper"
 
 if [ "${1:-}" = "--list" ]; then
