@@ -197,17 +197,46 @@ static bool same_leader(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
 }
 
+/* One round of following the leader: the status now (first), else once its
+ * index differs from *index or wait_ns passed. 0 with *doc (free it) and
+ * *leader in it, *index updated; 2 after saying why it failed. */
+static int poll_leader(const char *socket_path, bool first, int64_t wait_ns, uint64_t *index,
+                       json_t **doc, const char **leader)
+{
+	char target[128];
+	struct uclient_reply r;
+	long long wait_ms = wait_ns / NS_PER_MS;
+
+	if (first)
+		snprintf(target, sizeof target, "/v1/status");
+	else
+		snprintf(target, sizeof target, "/v1/status?wait=%lldms&index=%" PRIu64,
+		         wait_ms > 0 ? wait_ms : 1, *index);
+	if (request(socket_path, "GET", target, CLIENT_TIMEOUT_MS + (first ? 0 : (long)wait_ms), &r) < 0)
+		return 2;
+	if (r.code != 200 || parse_leader(&r, doc, leader, index) < 0) {
+		if (r.code == 200)
+			fprintf(stderr, "elect: the agent at %s sent a status without leader/index\n",
+			        socket_path);
+		else
+			print_unexpected(socket_path, &r);
+		free(r.body);
+		return 2;
+	}
+	free(r.body);
+	return 0;
+}
+
 int client_watch(const char *socket_path, long long timeout_ns)
 {
 	int64_t deadline = timeout_ns >= 0 ? clock_now_ns() + timeout_ns : -1;
-	char *last = NULL, target[128];
+	char *last = NULL;
 	uint64_t index = 0;
 	int status = 0;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	for (bool first = true;; first = false) {
 		int64_t wait_ns = CLIENT_MAX_WAIT_NS;
-		struct uclient_reply r;
 		const char *leader;
 		json_t *doc;
 
@@ -218,33 +247,14 @@ int client_watch(const char *socket_path, long long timeout_ns)
 			if (left < wait_ns)
 				wait_ns = left > NS_PER_MS ? left : NS_PER_MS;
 		}
-		if (first)
-			snprintf(target, sizeof target, "/v1/status");
-		else
-			snprintf(target, sizeof target, "/v1/status?wait=%lldms&index=%" PRIu64,
-			         (long long)(wait_ns / NS_PER_MS), index);
-		if (request(socket_path, "GET", target,
-		            CLIENT_TIMEOUT_MS + (first ? 0 : (long)(wait_ns / NS_PER_MS)), &r) < 0) {
-			status = 2;
+		if ((status = poll_leader(socket_path, first, wait_ns, &index, &doc, &leader)) != 0)
 			break;
-		}
-		if (r.code != 200 || parse_leader(&r, &doc, &leader, &index) < 0) {
-			if (r.code == 200)
-				fprintf(stderr, "elect: the agent at %s sent a status without leader/index\n",
-				        socket_path);
-			else
-				print_unexpected(socket_path, &r);
-			free(r.body);
-			status = 2;
-			break;
-		}
 		if (first || !same_leader(leader, last)) {
 			print_change(doc);
 			free(last);
 			last = leader ? strdup(leader) : NULL;
 		}
 		json_decref(doc);
-		free(r.body);
 	}
 	free(last);
 	curl_global_cleanup();
@@ -313,6 +323,7 @@ int client_resign_to(const char *socket_path, const char *to, long long timeout_
 		int64_t now = clock_now_ns(), wait_ns = deadline - now;
 		const char *leader;
 		json_t *doc;
+		bool done;
 
 		if (now >= deadline)
 			wait_ns = deadline + HANDOVER_REPORT_NS - now;
@@ -322,23 +333,7 @@ int client_resign_to(const char *socket_path, const char *to, long long timeout_
 			print_handover(to, NULL, now - start);
 			break;
 		}
-		if (first)
-			snprintf(target, sizeof target, "/v1/status");
-		else
-			snprintf(target, sizeof target, "/v1/status?wait=%lldms&index=%" PRIu64,
-			         (long long)(wait_ns / NS_PER_MS) + 1, index);
-		if (request(socket_path, "GET", target,
-		            CLIENT_TIMEOUT_MS + (first ? 0 : (long)(wait_ns / NS_PER_MS)), &r) < 0) {
-			status = 2;
-			break;
-		}
-		if (r.code != 200 || parse_leader(&r, &doc, &leader, &index) < 0) {
-			if (r.code == 200)
-				fprintf(stderr, "elect: the agent at %s sent a status without leader/index\n",
-				        socket_path);
-			else
-				print_unexpected(socket_path, &r);
-			free(r.body);
+		if (poll_leader(socket_path, first, wait_ns + NS_PER_MS, &index, &doc, &leader) != 0) {
 			status = 2;
 			break;
 		}
@@ -353,9 +348,9 @@ int client_resign_to(const char *socket_path, const char *to, long long timeout_
 			        "candidate?); %s leads\n", to, timeout_ns / NS_PER_MS, leader);
 			print_handover(to, leader, now - start);
 		}
+		done = status == 0 || (leader && now >= deadline);
 		json_decref(doc);
-		free(r.body);
-		if (status == 0 || (leader && now >= deadline))
+		if (done)
 			break;
 	}
 	curl_global_cleanup();

@@ -19,10 +19,8 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, scale, valgrind_ok, wait_for  # noqa: E402
-from etcd_server import EtcdServer  # noqa: E402
-from consul_server import ConsulServer, build_consul  # noqa: E402
-import zk_server  # noqa: E402
-from k8s_server import KubeApiServer, require_k8s  # noqa: E402
+from server_mixins import (ConsulServerMixin, EtcdServerMixin, K8sServerMixin,  # noqa: E402
+                           ZkServerMixin)
 
 IDS = ['c0', 'c1', 'c2']
 ROUNDS = 10
@@ -160,21 +158,7 @@ class HandoverFile(HandoverCases, ElectTestCase):
         self.check_intervals(log)
 
 
-class HandoverEtcd(HandoverCases, ElectTestCase):
-
-    def setUp(self):
-        self._etcd = None
-        self.addCleanup(self._stop_etcd)
-        super().setUp()
-        self._etcd = EtcdServer(self.tmp, 'etcd0')
-        self._etcd.start()
-
-    def _stop_etcd(self):
-        if self._etcd:
-            self._etcd.stop()
-
-    def backend_url(self):
-        return 'etcd://%s/web' % self._etcd.endpoint
+class HandoverEtcd(EtcdServerMixin, HandoverCases, ElectTestCase):
 
     def agent_timing(self):
         if scale() >= 2:
@@ -207,46 +191,13 @@ class HandoverEtcd(HandoverCases, ElectTestCase):
         self.check_intervals(log)
 
 
-class HandoverZk(HandoverCases, ElectTestCase):
-
-    def setUp(self):
-        self._zk = []
-        self.addCleanup(self._stop_zk)
-        super().setUp()
-        if not zk_server.available():
-            self.fail('ZooKeeper is not installed (Debian package zookeeper)')
-        s = zk_server.ZkServer(self.tmp)
-        self._zk.append(s)
-        s.start().wait_ready()
-        self._hosts = s.hostport
-
-    def _stop_zk(self):
-        for s in self._zk:
-            s.stop()
-
-    def backend_url(self):
-        return 'zk://%s/elect/web' % self._hosts
+class HandoverZk(ZkServerMixin, HandoverCases, ElectTestCase):
 
     def agent_timing(self):
         return dict(ttl='3s', kill_grace='300ms')
 
 
-class HandoverConsul(HandoverCases, ElectTestCase):
-
-    def setUp(self):
-        self._consul = None
-        self.addCleanup(self._stop_consul)
-        super().setUp()
-        build_consul()
-        self._consul = ConsulServer(self.tmp, 'consul0')
-        self._consul.start()
-
-    def _stop_consul(self):
-        if self._consul:
-            self._consul.stop()
-
-    def backend_url(self):
-        return 'consul://%s/web' % self._consul.endpoint
+class HandoverConsul(ConsulServerMixin, HandoverCases, ElectTestCase):
 
     def agent_timing(self):
         if scale() >= 5:
@@ -254,28 +205,10 @@ class HandoverConsul(HandoverCases, ElectTestCase):
         return dict(ttl='10s', renew='2s', kill_grace='500ms')
 
 
-class HandoverK8s(HandoverCases, ElectTestCase):
-
-    def setUp(self):
-        self._srv = None
-        self.addCleanup(self._stop_srv)
-        super().setUp()
-        require_k8s()
-        self._srv = KubeApiServer(self.tmp)
-        self._srv.start()
-        self._srv.create_namespace('apps')
-        self._srv.grant('apps', ['get', 'create', 'update', 'watch'], user='tester')
-        self._kc = self._srv.kubeconfig(self.path('kubeconfig'))
-
-    def _stop_srv(self):
-        if self._srv:
-            self._srv.stop()
-
-    def backend_url(self):
-        return 'k8s:///apps/web'
+class HandoverK8s(K8sServerMixin, HandoverCases, ElectTestCase):
 
     def agent_args(self):
-        return ['--kubeconfig', self._kc]
+        return ['--kubeconfig', self.kubeconfig_path]
 
     def agent_timing(self):
         if scale() >= 2:
@@ -292,7 +225,7 @@ class HandoverK8s(HandoverCases, ElectTestCase):
         self.assertEqual(code, 200, body)
 
         def record():
-            le = self._srv.lease('apps', 'web')
+            le = self.srv.lease('apps', 'web')
             return (le['metadata'].get('annotations') or {}).get('elect.io/handover')
         rec = json.loads(wait_for(record, 5, msg='the handover annotation'))
         self.assertEqual((rec['to'], rec['from']), ('nobody', cur))

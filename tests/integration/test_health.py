@@ -23,8 +23,8 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, elect_bin, pid_alive, scale, valgrind_ok, wait_for  # noqa: E402
-from etcd_server import EtcdServer, have_etcd  # noqa: E402
-import zk_server  # noqa: E402
+from etcd_server import have_etcd  # noqa: E402
+from server_mixins import EtcdServerMixin, ZkServerMixin  # noqa: E402
 
 IDS = ['h0', 'h1', 'h2']
 HEALTH = ['--health-interval', '200ms', '--health-timeout', '1s', '--health-fails', '2',
@@ -443,21 +443,7 @@ class Watch(HealthHelpers, ElectTestCase):
 
 
 @unittest.skipUnless(have_etcd(), 'etcd-server and etcd-client are not installed')
-class HealthEtcd(HealthCases, LeaderScopeCases, ElectTestCase):
-
-    def setUp(self):
-        self._etcd = None
-        self.addCleanup(self._stop_etcd)
-        super().setUp()
-        self._etcd = EtcdServer(self.tmp, 'etcd0')
-        self._etcd.start()
-
-    def _stop_etcd(self):
-        if self._etcd:
-            self._etcd.stop()
-
-    def backend_url(self):
-        return 'etcd://%s/web' % self._etcd.endpoint
+class HealthEtcd(EtcdServerMixin, HealthCases, LeaderScopeCases, ElectTestCase):
 
     def timing_args(self):
         return []
@@ -468,25 +454,7 @@ class HealthEtcd(HealthCases, LeaderScopeCases, ElectTestCase):
         return dict(ttl='2s', renew='500ms', kill_grace='300ms')
 
 
-class HealthZk(HealthCases, LeaderScopeCases, ElectTestCase):
-
-    def setUp(self):
-        self._zk = []
-        self.addCleanup(self._stop_zk)
-        super().setUp()
-        if not zk_server.available():
-            self.fail('ZooKeeper is not installed (Debian package zookeeper)')
-        s = zk_server.ZkServer(self.tmp)
-        self._zk.append(s)
-        s.start().wait_ready()
-        self._hosts = s.hostport
-
-    def _stop_zk(self):
-        for s in self._zk:
-            s.stop()
-
-    def backend_url(self):
-        return 'zk://%s/elect/web' % self._hosts
+class HealthZk(ZkServerMixin, HealthCases, LeaderScopeCases, ElectTestCase):
 
     def timing_args(self):
         return ['--renew', '300ms', '--hook-timeout', '500ms']

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 import checker  # noqa: E402
-from k8s_server import KubeApiServer, require_k8s  # noqa: E402
+from server_mixins import K8sServerMixin  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -36,24 +36,7 @@ def ttl_ns(t):
     return int(t['ttl'][:-1]) * 1000000000
 
 
-class K8sTestCase(ElectTestCase):
-
-    def setUp(self):
-        self._srv = None
-        # Registered before the harness's cleanup, so it runs after it:
-        # agents release their Leases before the server goes away.
-        self.addCleanup(self._stop_srv)
-        super().setUp()
-        require_k8s()
-        self._srv = KubeApiServer(self.tmp)
-        self._srv.start()
-        self.srv = self._srv
-        self.srv.create_namespace(NS)
-        self.srv.grant(NS, ['get', 'create', 'update', 'watch'], user='tester')
-
-    def _stop_srv(self):
-        if self._srv:
-            self._srv.stop()
+class K8sTestCase(K8sServerMixin, ElectTestCase):
 
     def apply_rbac(self):
         """deploy/kubernetes/rbac.yaml in NS, as its comment says to apply it."""

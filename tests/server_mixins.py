@@ -1,0 +1,84 @@
+"""Test-case mixins that give each test its own backend server, started in
+setUp and stopped by pid at cleanup (also when the test fails), for test
+modules that run the same cases on several backends (test_health,
+test_handover, test_k8s). Put the mixin first:
+
+    class HandoverEtcd(EtcdServerMixin, HandoverCases, ElectTestCase): ...
+
+Each registers its cleanup before the harness's own, so it runs after it:
+agents leave their elections while the server still answers. backend_url()
+names an election "web" on the server.
+"""
+
+from consul_server import ConsulServer, build_consul
+from etcd_server import EtcdServer
+from k8s_server import KubeApiServer, require_k8s
+import zk_server
+
+
+class _ServerMixin:
+    def setUp(self):
+        self._server = None
+        self.addCleanup(self._stop_server)
+        super().setUp()
+        self._server = self.make_server()
+
+    def _stop_server(self):
+        if self._server:
+            self._server.stop()
+
+
+class EtcdServerMixin(_ServerMixin):
+    def make_server(self):
+        s = EtcdServer(self.tmp, 'etcd0')
+        s.start()
+        self._etcd = s
+        return s
+
+    def backend_url(self):
+        return 'etcd://%s/web' % self._etcd.endpoint
+
+
+class ZkServerMixin(_ServerMixin):
+    def make_server(self):
+        if not zk_server.available():
+            self.fail('ZooKeeper is not installed (Debian package zookeeper)')
+        s = zk_server.ZkServer(self.tmp)
+        s.start().wait_ready()
+        self._hosts = s.hostport
+        return s
+
+    def backend_url(self):
+        return 'zk://%s/elect/web' % self._hosts
+
+
+class ConsulServerMixin(_ServerMixin):
+    def make_server(self):
+        build_consul()          # once per machine, then cached
+        s = ConsulServer(self.tmp, 'consul0')
+        s.start()
+        self._consul = s
+        return s
+
+    def backend_url(self):
+        return 'consul://%s/web' % self._consul.endpoint
+
+
+class K8sServerMixin(_ServerMixin):
+    """A kube-apiserver with namespace K8S_NS, where user 'tester' may do what
+    the backend does; self.kubeconfig_path reaches it as that user."""
+
+    K8S_NS = 'apps'
+
+    def make_server(self):
+        require_k8s()
+        s = KubeApiServer(self.tmp)
+        s.start()
+        s.create_namespace(self.K8S_NS)
+        s.grant(self.K8S_NS, ['get', 'create', 'update', 'watch'], user='tester')
+        self.srv = s
+        self.kubeconfig_path = s.kubeconfig(self.path('kubeconfig'))
+        return s
+
+    def backend_url(self):
+        return 'k8s:///%s/web' % self.K8S_NS
