@@ -90,7 +90,7 @@ k8s:
 	python3 tests/k8s_server.py --build
 
 integration: all
-	python3 tests/run.py $(TESTS)
+	python3 tests/run.py --build-servers $(TESTS)
 
 # The warning set is an error in checks; the suite runs three times:
 # plain, under valgrind (the tests marked fit for it), and as an ASan/UBSan
@@ -98,8 +98,6 @@ integration: all
 # test_k8s_server, which runs no elect).
 check:
 	$(MAKE) all unit CFLAGS="$(CFLAGS) -Werror"
-	$(MAKE) consul
-	$(MAKE) k8s
 	$(MAKE) integration
 	$(MAKE) valgrind
 	$(MAKE) asan

@@ -28,7 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, scale, wait_for  # noqa: E402
-from consul_server import ConsulServer, build_consul, have_consul  # noqa: E402
+from consul_server import ConsulServer, build_consul  # noqa: E402
 from lockd_cases import HoldConn, IntervalLog, LockdCases, SessionCutCases  # noqa: E402
 
 PREFIX = 'locks'
@@ -36,18 +36,6 @@ LOCK_FLAG = 0x2ddccbc058a50c18
 SEM_FLAG = 0xe0f69a2baa414de0
 
 
-def _consul_available():
-    if have_consul():
-        return True
-    try:
-        build_consul()
-        return True
-    except RuntimeError as e:
-        sys.stderr.write('test_lockd_consul: %s\n' % e)
-        return False
-
-
-@unittest.skipUnless(_consul_available(), 'Consul could not be built (no Go toolchain?)')
 class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
     lockd_ttl = '10s'            # Consul's smallest session TTL
     lockd_kill_grace = '500ms'
@@ -61,6 +49,7 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
         # lockds get to destroy their sessions before Consul goes away.
         self.addCleanup(self._stop_consul)
         super().setUp()
+        build_consul()          # once per machine, then cached; fails, never skips
         self.consul = ConsulServer(self.tmp, 'consul0')
         self.consul.start()
 
