@@ -16,10 +16,20 @@
  *             on our monotonic clock, counted from when we received it (never
  *             a comparison of renewTime with our wall clock)
  *   renew     PUT with our last resourceVersion and a new renewTime: client-go
- *             peers judge liveness by the record changing. The deadline is
- *             the core's: send time of the last successful renewal + TTL -
- *             margin. A peer that takes over waits leaseDurationSeconds from
- *             when it received our last record, after we sent it.
+ *             peers judge liveness by the record changing as THEY see it,
+ *             with renewTime cut to whole seconds (metav1.Time). So the send
+ *             time we report alive is that of the last write whose renewTime
+ *             second (or holder) changed: a renewal in the same wall second
+ *             as the one before is invisible to them and does not move our
+ *             deadline (send time + TTL - margin, the core's). --renew is at
+ *             least 1 s, so each renewal but one right after an acquire is
+ *             seen. A peer that takes over waits leaseDurationSeconds from
+ *             when it received a record that changed, after we sent it.
+ *   deleted   a Lease deleted while held is made again only after the last
+ *             record's leaseDurationSeconds from when the deletion was seen
+ *             (its holder may lead on until its next renewal fails), with
+ *             leaseTransitions above every value seen, so tokens never go
+ *             back
  *   release   as client-go's ReleaseOnCancel: holderIdentity "", duration 1
  *   token     leaseTransitions as we wrote it: +1 on every acquisition of
  *             ours, +1 on every change of holder by client-go, so it grows
@@ -56,6 +66,14 @@ struct k8s {
 	int64_t ttl_s;
 
 	bool campaigning, leading, closing, closed_sent;
+	/* What client-go peers see of our writes: the renewTime second of the
+	 * last write that changed it, and that write's send time. */
+	char visible_sec[24];
+	int64_t visible_sent_ns;
+	char pending_sec[24];      /* of the write in flight */
+	int64_t max_transitions;   /* highest leaseTransitions seen */
+	int64_t deleted_wait_until_ns; /* a deleted held Lease: create no sooner */
+	char *watch_rv;            /* where the watch goes on from (bookmarks too) */
 	bool need_read;            /* the next step reads the Lease */
 	bool release_pending;      /* a release PUT is to be sent */
 	char *release_value;       /* its handover annotation, NULL: none */
@@ -79,6 +97,7 @@ struct k8s {
 	struct k8s_req r_watch;
 	struct k8s_req r_clear;    /* the old leader's clear of its record */
 	ev_timer timer;            /* retry, takeover */
+	ev_timer watch_timer;      /* the watch's own retry */
 	ev_timer kick;             /* advance() outside libcurl's callbacks */
 	char *leader;
 	bool leader_known;
@@ -88,6 +107,7 @@ struct k8s {
 
 static void advance(struct k8s *b);
 static void start_watch(struct k8s *b);
+static void acquire_done(struct k8s_req *r, long status, const char *err);
 
 /* ---- events ---- */
 
@@ -166,9 +186,15 @@ static void observe(struct k8s *b, struct k8s_lease *l)
 	memset(l, 0, sizeof(*l));
 	b->have_cur = true;
 	b->absent = false;
+	b->deleted_wait_until_ns = 0;
+	if (b->cur.transitions > b->max_transitions)
+		b->max_transitions = b->cur.transitions;
+	set_str(&b->watch_rv, b->cur.rv);
 	if (changed)
 		b->observed_ns = clock_now_ns();
-	if (!b->leading)
+	/* Our own acquire, seen before its answer: reported with ELECTED. */
+	if (!b->leading && !(strcmp(b->cur.holder, b->p.id) == 0 && b->r_main.busy &&
+	                     b->r_main.done == acquire_done))
 		report_leader(b, b->cur.holder);
 }
 
@@ -177,6 +203,20 @@ static void forget(struct k8s *b)
 	if (b->have_cur)
 		k8s_lease_free(&b->cur);
 	b->have_cur = false;
+}
+
+/* The Lease is gone (DELETED, 404). If it was held, its holder may lead on
+ * until its next renewal fails: do not make it again before the last
+ * record's duration from now. */
+static void deleted(struct k8s *b)
+{
+	if (b->have_cur && b->cur.holder[0] != '\0' && strcmp(b->cur.holder, b->p.id) != 0)
+		b->deleted_wait_until_ns = clock_now_ns() +
+			(b->cur.duration_s > 0 ? b->cur.duration_s : b->ttl_s) * NS_PER_SEC;
+	forget(b);
+	b->absent = true;
+	if (!b->leading)
+		report_leader(b, NULL);
 }
 
 static int observe_json(struct k8s *b, const json_t *obj, const char *what)
@@ -238,6 +278,10 @@ static void unexpected(struct k8s *b, struct k8s_req *r, long status)
 
 static void failed(struct k8s *b, struct k8s_req *r, long status, const char *err)
 {
+	if (b->closing && !b->release_pending) {
+		closed(b);               /* close() ends within the request timeout */
+		return;
+	}
 	if (err)
 		emit(b, EV_FAILED, 0, err);
 	else if (status == 401 || status == 403)
@@ -260,7 +304,14 @@ static void lose(struct k8s *b, const char *reason)
 static void put_spec(struct k8s *b, const char *what, k8s_req_done_fn done, const json_t *base,
                      const char *rv, const struct k8s_spec *s)
 {
-	char *body = k8s_lease_body(base, b->ns, b->name, rv, s);
+	char now[48], *body;
+	struct k8s_spec sp = *s;
+
+	/* client-go sees renewTime to the second: what we write, we remember. */
+	k8s_micro_time(now, sizeof(now));
+	sp.renew_time = now;
+	snprintf(b->pending_sec, sizeof(b->pending_sec), "%.19s", now);
+	body = k8s_lease_body(base, b->ns, b->name, rv, &sp);
 
 	if (body == NULL) {
 		log_warnx("k8s: %s: out of memory", what);
@@ -278,24 +329,29 @@ static void put_spec(struct k8s *b, const char *what, k8s_req_done_fn done, cons
 static void now_leading(struct k8s *b, struct k8s_req *r, int64_t transitions, const char *acquired,
                         const char *record)
 {
+	b->leading = true;               /* observe() reports no leader then */
 	if (observe_answer(b, r) < 0) {
+		b->leading = false;
 		b->need_read = true;
 		return;
 	}
 	b->my_transitions = transitions;
 	set_str(&b->my_acquire_time, acquired);
+	snprintf(b->visible_sec, sizeof(b->visible_sec), "%s", b->pending_sec);
+	b->visible_sent_ns = r->sent_ns;
 	if (!b->campaigning) {
 		/* resign() or close() came while the acquire was in flight. */
+		b->leading = false;
 		b->release_pending = true;
 		return;
 	}
-	b->leading = true;
 	k8s_req_cancel(&b->r_watch);     /* renewals tell the leader what it needs */
+	ev_timer_stop(b->loop, &b->watch_timer);
 	set_str(&b->kept, record);
 	log_info("k8s: holding Lease %s/%s, leaseTransitions %" PRId64, b->ns, b->name, transitions);
-	report_leader(b, b->p.id);
 	emit(b, EV_ALIVE, r->sent_ns, NULL);
 	emit(b, EV_ELECTED, transitions, record);
+	report_leader(b, b->p.id);
 }
 
 static void acquire_done(struct k8s_req *r, long status, const char *err)
@@ -317,7 +373,7 @@ static void acquire_done(struct k8s_req *r, long status, const char *err)
 		/* Someone wrote (or created, or deleted) it first: read again. */
 		b->need_read = true;
 		if (status == 404)
-			forget(b);
+			deleted(b);
 	} else {
 		failed(b, r, status, err);
 		return;
@@ -332,12 +388,13 @@ static void acquire(struct k8s *b)
 
 	set_str(&b->acq_record, b->have_cur ? b->cur.handover : NULL);
 	if (!b->have_cur) {
-		s.transitions = 1;
+		s.transitions = b->max_transitions + 1;
 		log_info("k8s: creating Lease %s/%s", b->ns, b->name);
 		put_spec(b, "create", acquire_done, NULL, NULL, &s);
 		return;
 	}
-	s.transitions = b->cur.transitions + 1;
+	s.transitions = (b->cur.transitions > b->max_transitions ? b->cur.transitions
+	                                                         : b->max_transitions) + 1;
 	log_debug("k8s: taking Lease %s/%s (held by '%s')", b->ns, b->name, b->cur.holder);
 	put_spec(b, "acquire", acquire_done, b->cur.obj, b->cur.rv, &s);
 }
@@ -351,14 +408,22 @@ static void renew_done(struct k8s_req *r, long status, const char *err)
 		return;
 	}
 	if (err == NULL && status == 200) {
-		if (observe_answer(b, r) == 0)
-			emit(b, EV_ALIVE, r->sent_ns, NULL);
+		if (observe_answer(b, r) == 0) {
+			if (strcmp(b->pending_sec, b->visible_sec) != 0) {
+				snprintf(b->visible_sec, sizeof(b->visible_sec), "%s", b->pending_sec);
+				b->visible_sent_ns = r->sent_ns;
+			}
+			/* A renewal in the same second is invisible to client-go:
+			 * the deadline stays at the last one it could see. */
+			emit(b, EV_ALIVE, b->visible_sent_ns, NULL);
+		}
 	} else if (err == NULL && status == 409) {
 		/* Another write: ours whose answer was lost, or a taker's. */
 		b->renew_conflict = true;
 		b->need_read = true;
 	} else if (err == NULL && status == 404) {
 		forget(b);
+		b->absent = true;
 		lose(b, "the Lease was deleted");
 	} else {
 		failed(b, r, status, err);
@@ -452,11 +517,8 @@ static void read_done(struct k8s_req *r, long status, const char *err)
 		if (!b->leading && !b->release_pending)
 			emit(b, EV_ALIVE, r->sent_ns, NULL);    /* reachable */
 	} else if (err == NULL && status == 404) {
-		forget(b);
-		b->absent = true;
+		deleted(b);
 		b->need_read = false;
-		if (!b->leading)
-			report_leader(b, NULL);
 	} else {
 		failed(b, r, status, err);
 		return;
@@ -491,14 +553,17 @@ static int watch_line(struct k8s_req *r, const char *line, size_t len)
 		observe_json(b, obj, "watch");
 		break;
 	case KW_DELETED:
-		forget(b);
-		b->absent = true;
-		report_leader(b, NULL);
+		rv = json_object_get(json_object_get(obj, "metadata"), "resourceVersion");
+		deleted(b);
+		if (json_is_string(rv))
+			set_str(&b->watch_rv, json_string_value(rv));
 		break;
 	case KW_BOOKMARK:
+		/* Only where the watch goes on from: never a PUT's precondition,
+		 * and not a change of the record (the takeover clock runs on). */
 		rv = json_object_get(json_object_get(obj, "metadata"), "resourceVersion");
-		if (b->have_cur && json_is_string(rv))
-			set_str(&b->cur.rv, json_string_value(rv));
+		if (json_is_string(rv))
+			set_str(&b->watch_rv, json_string_value(rv));
 		break;
 	case KW_ERROR:
 		k8s_status_message(obj, &code, msg, sizeof(msg));
@@ -517,7 +582,7 @@ static void watch_done(struct k8s_req *r, long status, const char *err)
 {
 	struct k8s *b = r->owner;
 
-	if (err == NULL && status == 200) {
+	if (err == NULL && status == 200 && clock_now_ns() - r->sent_ns >= NS_PER_SEC) {
 		kick(b);                 /* the server's timeout: watch again at once */
 		return;
 	}
@@ -527,24 +592,37 @@ static void watch_done(struct k8s_req *r, long status, const char *err)
 		return;
 	}
 	log_debug("k8s: watch of Lease %s/%s ended: %s", b->ns, b->name,
-	          err ? err : "unexpected answer");
+	          err ? err : status == 200 ? "at once" : "unexpected answer");
 	if (err == NULL && (status == 401 || status == 403))
 		refused(b, r, status);
 	else if (err)
 		emit(b, EV_FAILED, 0, err);
-	b->need_read = true;         /* read again after the pause */
-	arm(b, k8s_req_retry_ns(r));
+	/* Read again after the pause, on a timer of its own: the takeover
+	 * timer runs on meanwhile. */
+	ev_timer_stop(b->loop, &b->watch_timer);
+	ev_timer_set(&b->watch_timer, clock_ns_to_ev(k8s_req_retry_ns(r)), 0.);
+	ev_timer_start(b->loop, &b->watch_timer);
+}
+
+static void watch_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct k8s *b = w->data;
+
+	(void)loop;
+	(void)revents;
+	b->need_read = true;
+	advance(b);
 }
 
 static void start_watch(struct k8s *b)
 {
 	char sel[NAME_MAX_LEN * 3 + 32], raw[NAME_MAX_LEN + 32], rv[200];
 
-	if (b->r_watch.busy || !b->have_cur)
+	if (b->r_watch.busy || b->watch_rv == NULL || ev_is_active(&b->watch_timer))
 		return;
 	snprintf(raw, sizeof(raw), "metadata.name=%s", b->name);
 	k8s_url_escape(raw, sel, sizeof(sel));
-	k8s_url_escape(b->cur.rv, rv, sizeof(rv));
+	k8s_url_escape(b->watch_rv, rv, sizeof(rv));
 	k8s_req_stream(&b->r_watch, "watch", watch_line, watch_done,
 	               (int64_t)(WATCH_SECONDS + 30) * NS_PER_SEC,
 	               LEASES "?watch=1&fieldSelector=%s&resourceVersion=%s&allowWatchBookmarks=true"
@@ -581,6 +659,13 @@ static void advance(struct k8s *b)
 	}
 	if (b->leading)
 		return;                  /* renew() drives the leader */
+	now = clock_now_ns();
+	if (b->absent && now < b->deleted_wait_until_ns) {
+		/* Deleted while held: its holder may still lead. */
+		arm(b, b->deleted_wait_until_ns - now);
+		start_watch(b);
+		return;
+	}
 	if (b->absent || b->cur.holder[0] == '\0') {
 		acquire(b);
 		return;
@@ -588,7 +673,6 @@ static void advance(struct k8s *b)
 	/* Held: take over only after its record stayed unchanged for its
 	 * leaseDurationSeconds, on our clock, from when we received it. */
 	dur = (b->cur.duration_s > 0 ? b->cur.duration_s : b->ttl_s) * NS_PER_SEC;
-	now = clock_now_ns();
 	at = b->observed_ns + dur;
 	if (now >= at) {
 		log_info("k8s: Lease %s/%s held by '%s' unchanged for %" PRId64 "s: taking it over",
@@ -652,6 +736,7 @@ static void stop_election(struct k8s *b, const char *handover)
 	b->q.gen++;
 	b->campaigning = false;
 	ev_timer_stop(b->loop, &b->timer);
+	ev_timer_stop(b->loop, &b->watch_timer);
 	k8s_req_cancel(&b->r_watch);
 	if (b->leading) {
 		b->leading = false;
@@ -730,6 +815,7 @@ static void k8s_free(void *owner)
 	struct k8s *b = owner;
 
 	ev_timer_stop(b->loop, &b->timer);
+	ev_timer_stop(b->loop, &b->watch_timer);
 	ev_timer_stop(b->loop, &b->kick);
 	etcd_events_free(&b->q);
 	k8s_req_free(&b->r_main);
@@ -745,6 +831,7 @@ static void k8s_free(void *owner)
 	free(b->my_acquire_time);
 	free(b->kept);
 	free(b->acq_record);
+	free(b->watch_rv);
 	free(b->leader);
 	free(b);
 }
@@ -765,6 +852,11 @@ static int k8s_check_timing(const struct backend_params *p, char *err, size_t er
 	}
 	if (p->request_timeout_ns < 0 || p->request_timeout_ns >= p->ttl_ns) {
 		snprintf(err, errlen, "k8s: the request timeout must be positive and shorter than the TTL");
+		return -1;
+	}
+	if (p->renew_ns < NS_PER_SEC) {
+		snprintf(err, errlen, "k8s: --renew must be at least 1s: client-go peers see renewTime "
+		         "in whole seconds, so a faster renewal would not count for them");
 		return -1;
 	}
 	return 0;
@@ -836,8 +928,9 @@ static int k8s_create(struct backend **out, const struct backend_params *p, char
 	b->loop = p->loop;
 	b->ttl_s = p->ttl_ns / NS_PER_SEC;
 	ev_init(&b->timer, timer_cb);
+	ev_init(&b->watch_timer, watch_timer_cb);
 	ev_init(&b->kick, kick_cb);
-	b->timer.data = b->kick.data = b;
+	b->timer.data = b->watch_timer.data = b->kick.data = b;
 	etcd_events_init(&b->q, b->loop, deliver, k8s_free, b);
 	if (k8s_check_timing(p, err, errlen) < 0 || k8s_client_init(&b->c, p, &path, err, errlen) < 0)
 		goto fail;

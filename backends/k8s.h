@@ -55,6 +55,7 @@ struct k8s_spec {
 	int64_t duration_s;
 	int64_t transitions;
 	const char *acquire_time;
+	const char *renew_time;    /* NULL = now */
 	const char *handover;
 };
 /* The body of a PUT of base (the object last read, NULL to create one named

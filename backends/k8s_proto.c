@@ -130,7 +130,7 @@ char *k8s_lease_body(const json_t *base, const char *namespace, const char *name
 	json_object_set_new(spec, "holderIdentity", json_string(s->holder));
 	json_object_set_new(spec, "leaseDurationSeconds", json_integer(s->duration_s));
 	json_object_set_new(spec, "acquireTime", json_string(s->acquire_time ? s->acquire_time : now));
-	json_object_set_new(spec, "renewTime", json_string(now));
+	json_object_set_new(spec, "renewTime", json_string(s->renew_time ? s->renew_time : now));
 	json_object_set_new(spec, "leaseTransitions", json_integer(s->transitions));
 	json_object_del(obj, "status");
 	out = json_dumps(obj, JSON_COMPACT);

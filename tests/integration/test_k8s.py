@@ -28,8 +28,8 @@ NS = 'apps'
 
 def timing():
     if scale() >= 2:
-        return dict(ttl='4s', renew='1s', kill_grace='300ms')
-    return dict(ttl='2s', renew='500ms', kill_grace='300ms')
+        return dict(ttl='6s', renew='2s', kill_grace='300ms')
+    return dict(ttl='3s', renew='1s', kill_grace='300ms')
 
 
 def ttl_ns(t):
@@ -138,12 +138,39 @@ class K8sElection(K8sTestCase):
         wait_for(lambda: cut.status()['leader'] == 'other', 30)
         self.check_intervals(log)
 
+    def test_deleted_lease_is_not_made_again_at_once(self):
+        """Someone deletes the held Lease: its holder may lead until its next
+        renewal finds it gone, so a follower waits a lease duration before it
+        makes it again, and tokens do not start over."""
+        log = self.path('iv.log')
+        t = timing()
+        agents = self.agents(log, ['d0', 'd1'])
+        first = self.one_holder(log)
+        other = [a for a in agents if a.id != first.id][0]
+        wait_for(lambda: other.status()['leader'] == first.id, 10)
+        t0 = now_ns()
+        st, body = self.srv.api('DELETE', '/apis/coordination.k8s.io/v1/namespaces/%s/leases/web' % NS)
+        self.assertEqual(st, 200, body)
+        nxt = self.wait_new_term(log, after_ns=t0, timeout=30)
+        self.assertGreater(int(nxt.token), int(first.token), 'the token started over')
+        first_iv = [i for i in self.intervals(log) if i.id == first.id][0]
+        self.assertIsNotNone(first_iv.end)
+        if nxt.id == other.id:
+            self.assertGreater(nxt.start - t0, ttl_ns(t) * 0.9,
+                               'the deleted Lease was made again before its holder could stop')
+        self.assertLess(first_iv.end, nxt.start)
+        for a in agents:
+            a.stop()
+        self.check_intervals(log)
+
     def test_bad_input(self):
         kc = self.kubeconfig()
         cases = [
             (['--backend', 'k8s:///apps/Web'], 'lowercase'),
             (['--backend', 'k8s:///apps/web', '--ttl', '2500ms', '--kill-grace', '100ms'],
              'whole seconds'),
+            (['--backend', 'k8s:///apps/web', '--ttl', '3s', '--renew', '500ms', '--kill-grace', '100ms'],
+             'renewTime in whole seconds'),
             (['--backend', 'k8s:///apps/web', '--kubeconfig', self.path('nope')], 'nope'),
         ]
         for args, msg in cases:
