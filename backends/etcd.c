@@ -42,6 +42,8 @@ struct etcd {
 	/* The election: keys "<prefix>/<lease hex>" (prefix ends in '/'). */
 	char *prefix, *my_key;
 	char *ho_key;              /* the handover record's key */
+	bool ho_denied;            /* no permission on it (auth grants only PREFIX/):
+	                            * checks without it, releases without a record */
 	char *ho_record;           /* to leave with the pending delete (handover()) */
 	struct etcd_req r_ho;      /* clear_handover */
 	int64_t my_rev;
@@ -174,12 +176,32 @@ static const struct etcd_lease_events lease_events = {
 
 /* ---- election: campaign txn, check, watch, delete ---- */
 
+/* etcd auth that grants only the election's range (PREFIX/) does not cover
+ * the record's key next to it: go on without handovers, say so once. */
+static void ho_denied(struct etcd *b)
+{
+	if (!b->ho_denied)
+		log_warnx("etcd: no permission on %s: this agent ignores handover records (resign "
+		          "--to) and leaves none; grant read and write on it too (e.g. the prefix "
+		          "without its '/')", b->ho_key);
+	b->ho_denied = true;
+}
+
 static void delete_done(struct etcd_req *r, const json_t *ans, const char *err)
 {
 	struct etcd *b = r->owner;
 
 	(void)ans;
 	if (err != NULL) {
+		if (r->grpc_code == GRPC_PERMISSION_DENIED && b->ho_record) {
+			/* The record's key is outside what we may write: release
+			 * without it (the handover becomes a plain resign). */
+			ho_denied(b);
+			free(b->ho_record);
+			b->ho_record = NULL;
+			advance(b);
+			return;
+		}
 		retry_later(b);    /* a key left behind would block the election */
 		return;
 	}
@@ -263,10 +285,15 @@ static void check_done(struct etcd_req *r, const json_t *ans, const char *err)
 		return;
 	}
 	if (err != NULL) {
+		if (r->grpc_code == GRPC_PERMISSION_DENIED && !b->ho_denied) {
+			ho_denied(b);      /* check again without the record's key */
+			advance(b);
+			return;
+		}
 		retry_later(b);
 		return;
 	}
-	if (etcd_parse_check(ans, true, &c, perr, sizeof(perr)) < 0) {
+	if (etcd_parse_check(ans, !b->ho_denied, &c, perr, sizeof(perr)) < 0) {
 		etcd_note_failure(r, perr);
 		retry_later(b);
 		return;
@@ -302,7 +329,7 @@ static void advance(struct etcd *b)
 		     etcd_body_campaign(b->my_key, b->p.id, b->lease.id));
 	} else {
 		etcd_req_call(&b->r_elect, "election check", check_done, "/v3/kv/txn",
-		     etcd_body_check(b->prefix, b->my_key, b->my_rev, b->ho_key));
+		     etcd_body_check(b->prefix, b->my_key, b->my_rev, b->ho_denied ? NULL : b->ho_key));
 	}
 }
 

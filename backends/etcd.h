@@ -21,6 +21,7 @@
 #include "common/http_endpoints.h"
 
 #define GRPC_NOT_FOUND 5
+#define GRPC_PERMISSION_DENIED 7
 
 struct etcd_client;
 struct etcd_req;
