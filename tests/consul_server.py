@@ -36,13 +36,12 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 
-from server_proc import ServerGroup, ServerProc, free_port as _free_port
+from server_proc import ServerGroup, ServerProc, free_port as _free_port, go_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE_DIR = os.path.join(HERE, 'consul')
@@ -80,22 +79,9 @@ def build_consul(log=sys.stderr):
         fcntl.flock(lk, fcntl.LOCK_EX)
         if os.access(path, os.X_OK):
             return path
-        tmp = path + '.tmp%d' % os.getpid()
         print('building Consul 1.13.9 from Go modules into %s (about 12 min cold on 2 cores)' % d,
               file=log, flush=True)
-        t0 = time.monotonic()
-        env = dict(os.environ, GOFLAGS='-buildvcs=false')
-        r = subprocess.run([GO, 'build', '-o', tmp, 'github.com/hashicorp/consul'],
-                           cwd=MODULE_DIR, env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-        if r.returncode != 0:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise RuntimeError('building Consul failed:\n' + r.stdout[-3000:])
-        os.rename(tmp, path)
-        print('built Consul in %.0fs' % (time.monotonic() - t0), file=log, flush=True)
+        go_build(GO, MODULE_DIR, path, 'github.com/hashicorp/consul', 'Consul', log)
     return path
 
 

@@ -75,7 +75,6 @@ import shutil
 import signal
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -83,7 +82,7 @@ import urllib.parse
 
 from certs import _openssl, make_certs
 from etcd_server import EtcdServer
-from server_proc import ServerProc, free_port as _free_port
+from server_proc import ServerProc, free_port as _free_port, go_build
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE_DIR = os.path.join(HERE, 'k8s')
@@ -147,20 +146,7 @@ def have_k8s():
 
 
 def _go_build(out, pkg, what, log):
-    tmp = out + '.tmp%d' % os.getpid()
-    t0 = time.monotonic()
-    env = dict(os.environ, GOFLAGS='-buildvcs=false')
-    r = subprocess.run([GO, 'build', '-o', tmp, pkg], cwd=MODULE_DIR, env=env,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise RuntimeError('building %s failed (go build %s in %s):\n%s'
-                           % (what, pkg, MODULE_DIR, r.stdout[-3000:]))
-    os.rename(tmp, out)
-    print('built %s in %.0fs' % (what, time.monotonic() - t0), file=log, flush=True)
+    go_build(GO, MODULE_DIR, out, pkg, what, log)
 
 
 def build_k8s(log=sys.stderr):

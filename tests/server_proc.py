@@ -20,6 +20,27 @@ import tempfile
 import time
 
 
+def go_build(go, module_dir, out, pkg, what, log):
+    """`go build -o out pkg` in module_dir, into a temporary name renamed to
+    out once complete (a build cut short leaves no half binary); prints how
+    long it took to log. RuntimeError with the tail of go's output if it
+    fails."""
+    tmp = out + '.tmp%d' % os.getpid()
+    t0 = time.monotonic()
+    env = dict(os.environ, GOFLAGS='-buildvcs=false')
+    r = subprocess.run([go, 'build', '-o', tmp, pkg], cwd=module_dir, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise RuntimeError('building %s failed (go build %s in %s):\n%s'
+                           % (what, pkg, module_dir, r.stdout[-3000:]))
+    os.rename(tmp, out)
+    print('built %s in %.0fs' % (what, time.monotonic() - t0), file=log, flush=True)
+
+
 def free_port():
     try:
         from harness import free_port as harness_free_port   # shares the set of ports handed out
