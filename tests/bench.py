@@ -19,6 +19,11 @@ Figures:
                      to the backend over --idle-seconds (backends that define
                      counting_url(): the pair then talks through counting
                      proxies, see CountingProxy)
+  leader change, N   --fanout N candidates (default 200) on one election of a
+  candidates         backend with counting_url(): one graceful leader change,
+                     the next command's start and the requests the whole
+                     group sent in the 2 s after it, next to those of the
+                     idle 2 s before it (fanout_rows)
 
 Three candidates take part; every stopped agent is replaced by a new one so
 there are always two waiting.
@@ -41,6 +46,7 @@ import argparse
 import collections
 import importlib
 import os
+import re
 import signal
 import statistics
 import sys
@@ -74,6 +80,9 @@ class Backend:
 
 
 BACKENDS = {'file': Backend}
+
+# Seconds counted before and after the leader change of the fan-out run.
+FANOUT_WINDOW = 2.0
 
 
 class CountingProxy:
@@ -319,6 +328,68 @@ def critical_path_rows(name, ctx, run, leader, follower, counters, rows):
               file=sys.stderr)
 
 
+def fanout_rows(ctx, be, name, n, rows):
+    """Issue 15: N candidates on one election, all talking to the server
+    through one counting proxy (or the API server's audit log). One graceful
+    leader change (SIGTERM to the leader's agent), then the requests the
+    whole group sent in the FANOUT_WINDOW seconds after it, by kind, less
+    those of an idle window of the same length just before it: what a leader
+    change costs the server. Renewals are made rare (TTL 30 s, renew 10 s) so
+    that the idle window is nearly empty. Watch events that a server pushes
+    on open streams are not requests and are not counted."""
+    url, counter = be.counting_url(ctx, 'fanout')
+    log = ctx.path('fanout.log')
+    kw = dict(be.agent_args)
+    kw['ttl'], kw['renew'] = '30s', '10s'
+    agents = {}
+    t_start = time.monotonic()
+    for i in range(n):
+        aid = 'f%03d' % i
+        agents[aid] = ctx.agent(id=aid, name='fanout', backend=url, cmd=ctx.leader_cmd(log),
+                                verbose=False, **kw)
+        if i % 20 == 19:
+            time.sleep(0.2)
+    lead = wait_for(lambda: (lambda h: len(h) == 1 and h[0])(ctx.holders(log)), 120,
+                    interval=0.05, msg='one of %d candidates leads' % n)
+    for ag in agents.values():
+        if ag.id != lead.id:
+            wait_for(lambda ag=ag: (ag.try_status() or {}).get('leader') == lead.id, 120,
+                     interval=0.05, msg='%s sees the leader' % ag.id)
+    print('bench: %s fan-out: %d candidates up in %.1fs' % (name, n, time.monotonic() - t_start),
+          file=sys.stderr)
+    time.sleep(1.0)
+    win = int(FANOUT_WINDOW * 1e9)
+    t0 = now_ns()
+    time.sleep(FANOUT_WINDOW)
+    t1 = now_ns()
+    old = agents.pop(lead.id)
+    old.kill(signal.SIGTERM)
+    nxt = ctx.wait_new_term(log, after_ns=t1, exclude_id=lead.id, timeout=60)
+    old.wait_exit(30)
+    time.sleep(max(0.0, (t1 + win - now_ns()) / 1e9) + 0.2)
+    idle = collections.Counter(counter.sent_between(t0, t1))
+    change = collections.Counter(counter.sent_between(t1, t1 + win))
+    rows.append((name, 'leader change, %d candidates: next CMD (ms)' % n, 1,
+                 (nxt.start - t1) / 1e6, None, None))
+    rows.append((name, 'leader change, %d candidates: requests (idle %gs before)'
+                 % (n, FANOUT_WINDOW), 1, '%d (%d)' % (sum(change.values()), sum(idle.values())),
+                 None, None))
+    def kinds(c):
+        # Query values (session ids, indexes) apart, one entry per kind.
+        c = collections.Counter(re.sub(r'=[^&]*', '', k) for k in c.elements())
+        return ', '.join('%s %d' % kv for kv in sorted(c.items())) or 'nothing'
+    print('bench: %s fan-out: %gs after the leader change: %s; idle %gs before: %s' % (
+        name, FANOUT_WINDOW, kinds(change), FANOUT_WINDOW, kinds(idle)), file=sys.stderr)
+    if len(ctx.holders(log)) != 1:
+        raise AssertionError('%s fan-out: not one leader after the change' % name)
+    rep = checker.check([log])
+    if rep.overlaps or rep.token_violations:
+        print('bench: %s: SAFETY VIOLATIONS in the fan-out run:\n%s' % (name, rep.table()),
+              file=sys.stderr)
+    for ag in agents.values():
+        ag.stop()
+
+
 def bench_backend(name, cls, a, rows):
     be = cls()
     why = be.available()
@@ -392,6 +463,8 @@ def bench_backend(name, cls, a, rows):
         extra = getattr(be, 'extra_rows', None)
         if extra:
             extra(ctx, a, rows)
+        if a.fanout > 0 and getattr(be, 'counting_url', None):
+            fanout_rows(ctx, be, name, a.fanout, rows)
     finally:
         stop = getattr(be, 'stop', None)
         try:
@@ -419,6 +492,9 @@ def main():
     ap.add_argument('--idle-seconds', type=float, default=30)
     ap.add_argument('--handover-rounds', type=int, default=10,
                     help='rounds of resign --to and of a leader turning unhealthy (default 10)')
+    ap.add_argument('--fanout', type=int, default=200,
+                    help='candidates in the leader-change fan-out run of the backends '
+                         'with a request counter (default 200; 0: none)')
     ap.add_argument('-v', '--verbose', action='store_true')
     a, _ = ap.parse_known_args()
     if a.backend:

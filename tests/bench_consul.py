@@ -122,7 +122,10 @@ class Backend(bench.Backend):
         return a.handovers, a.consul_crashes
 
     def start(self, ctx):
-        self.server = consul_server.ConsulServer(ctx.tmp, 'consul')
+        # The fan-out run's candidates all come from 127.0.0.1, two or more
+        # connections each; Consul's default limit per client address is 200.
+        self.server = consul_server.ConsulServer(
+            ctx.tmp, 'consul', extra_args=['-hcl', 'limits { http_max_conns_per_client = 2000 }'])
         self.server.start()
         self.threads, self.side_rows, self.errors = [], {}, []
 
