@@ -56,6 +56,9 @@
 /* A watch ends (server side) after this; it is started again at once. */
 #define WATCH_SECONDS 290
 #define NAME_MAX_LEN 253
+/* After a 409 on our acquire, how long the watch has to bring the record
+ * that beat us before we read it ourselves. */
+#define CONFLICT_WATCH_NS (NS_PER_SEC)
 
 struct k8s {
 	struct backend_params p;
@@ -78,6 +81,10 @@ struct k8s {
 	bool release_pending;      /* a release PUT is to be sent */
 	char *release_value;       /* its handover annotation, NULL: none */
 	bool renew_conflict;       /* a renewal got 409: the read decides */
+	/* Our acquire got 409 while the watch ran: the watch brings what beat
+	 * us; read only if it has not by then (0: not waiting). */
+	int64_t conflict_wait_until_ns;
+	int64_t conflict_sent_ns;  /* that acquire's send time */
 
 	/* The Lease as last seen (valid when have_cur), and when we first
 	 * received its resourceVersion. absent: it does not exist. */
@@ -369,6 +376,12 @@ static void acquire_done(struct k8s_req *r, long status, const char *err)
 		json_decref(doc);
 		now_leading(b, r, tr, acq_copy, b->acq_record);
 		free(acq_copy);
+	} else if (err == NULL && status == 409 && b->r_watch.busy) {
+		/* Someone wrote first, and the watch brings what they wrote:
+		 * reading it as well would double what every follower sends
+		 * when a Lease many wait on is released. */
+		b->conflict_sent_ns = r->sent_ns;
+		b->conflict_wait_until_ns = clock_now_ns() + CONFLICT_WATCH_NS;
 	} else if (err == NULL && (status == 409 || status == 404)) {
 		/* Someone wrote (or created, or deleted) it first: read again. */
 		b->need_read = true;
@@ -652,6 +665,18 @@ static void advance(struct k8s *b)
 	}
 	if (!b->campaigning)
 		return;
+	now = clock_now_ns();
+	if (b->conflict_wait_until_ns != 0) {
+		if (b->absent || (b->have_cur && b->observed_ns > b->conflict_sent_ns)) {
+			b->conflict_wait_until_ns = 0;     /* the watch brought it */
+		} else if (now < b->conflict_wait_until_ns && b->r_watch.busy && !b->need_read) {
+			arm(b, b->conflict_wait_until_ns - now);
+			return;
+		} else {
+			b->conflict_wait_until_ns = 0;
+			b->need_read = true;
+		}
+	}
 	if (b->need_read || (!b->have_cur && !b->absent)) {
 		k8s_req_send(&b->r_main, "read", read_done, "GET", NULL, 0, LEASES "/%s", b->ns_esc,
 		             b->name_esc);
@@ -659,7 +684,6 @@ static void advance(struct k8s *b)
 	}
 	if (b->leading)
 		return;                  /* renew() drives the leader */
-	now = clock_now_ns();
 	if (b->absent && now < b->deleted_wait_until_ns) {
 		/* Deleted while held: its holder may still lead. */
 		arm(b, b->deleted_wait_until_ns - now);
@@ -709,6 +733,7 @@ static void k8s_campaign(struct backend *be)
 		return;
 	b->campaigning = true;
 	b->need_read = !b->r_watch.busy;
+	b->conflict_wait_until_ns = 0;
 	advance(b);
 }
 
