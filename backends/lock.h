@@ -141,6 +141,11 @@ struct lock_backend_ops {
 	            lock_list_cb cb, void *arg);
 	void (*close)(struct lock_session *s);
 	void (*destroy)(struct lock_session *s);
+	/* Optional: the backend's own rule on names, after lock_name_valid()
+	 * (Kubernetes: a Lease name is a lowercase RFC 1123 subdomain). -1 with
+	 * one line in err: what is wrong with the name and how to fix it; lockd
+	 * answers 400 with it (lockctl exits 2). NULL: every valid name. */
+	int (*name_check)(const struct lock_session *s, const char *name, char *err, size_t errlen);
 	int (*check_timing)(const struct backend_params *p, char *err, size_t errlen);
 };
 
@@ -152,5 +157,6 @@ extern const struct lock_backend_ops file_lock_ops;
 extern const struct lock_backend_ops etcd_lock_ops;
 extern const struct lock_backend_ops zk_lock_ops;
 extern const struct lock_backend_ops consul_lock_ops;
+extern const struct lock_backend_ops k8s_lock_ops;
 
 #endif
