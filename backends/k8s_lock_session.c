@@ -254,11 +254,13 @@ static void watch_done(struct k8s_req *r, long status, const char *err)
 		return;
 	}
 	if (err == NULL && (status == 410 || status == 200)) {
-		s->live = false;         /* too old, or ended at once: list again */
-		if (status == 410) {
-			k8s_lock_kick(s);
-			return;
-		}
+		/* Too old (410, or an ERROR event), or ended at once: list again,
+		 * at once the first time, after a pause when it keeps ending. */
+		s->live = false;
+		ev_timer_stop(s->loop, &s->view_timer);
+		ev_timer_set(&s->view_timer, clock_ns_to_ev(status == 410 ? 0 : s->c.retry_ns), 0.);
+		ev_timer_start(s->loop, &s->view_timer);
+		return;
 	}
 	view_failed(s, r, status, err);
 }
