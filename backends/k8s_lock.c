@@ -51,6 +51,16 @@ static void set_str(char **dst, const char *src)
 	*dst = src ? strdup(src) : NULL;
 }
 
+/* After a failure: nothing is tried for this hold until then (a takeover
+ * timer, by contrast, gives way to any news: k8s_hold_decide). */
+static void back_off(struct lock_hold *h, int64_t in_ns)
+{
+	h->backing_off = true;
+	ev_timer_stop(h->s->loop, &h->retry);
+	ev_timer_set(&h->retry, clock_ns_to_ev(in_ns > 0 ? in_ns : 0), 0.);
+	ev_timer_start(h->s->loop, &h->retry);
+}
+
 static void retry_later(struct lock_hold *h, int64_t in_ns)
 {
 	ev_timer_stop(h->s->loop, &h->retry);
@@ -64,6 +74,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
+	h->backing_off = false;
 	if (h->state == KH_RELEASING)
 		send_release(h);
 	else if (h->state == KH_WRITING)
@@ -95,6 +106,8 @@ static void lose_quiet(struct lock_hold *h, const char *reason)
 	ev_timer_stop(h->s->loop, &h->retry);
 	h->state = KH_DEAD;
 	h->unsure_sent_ns = 0;
+	json_decref(h->obj);         /* nothing of ours to release */
+	h->obj = NULL;
 	k8s_lock_emit(h->s, LK_HOLD_LOST, 0, reason, h);
 }
 
@@ -150,7 +163,7 @@ static void hold_refused(struct lock_hold *h, long status)
 		return;
 	}
 	h->state = KH_PENDING;
-	retry_later(h, k8s_req_retry_ns(&h->r));
+	back_off(h, k8s_req_retry_ns(&h->r));
 }
 
 static void write_adopt(struct lock_hold *h, struct k8s_seen *e)
@@ -182,7 +195,7 @@ static void reread_done(struct k8s_req *r, long status, const char *err)
 	struct k8s_seen *e = NULL;
 
 	if (err != NULL) {
-		retry_later(h, k8s_req_retry_ns(r));    /* still unsure: read again */
+		back_off(h, k8s_req_retry_ns(r));       /* still unsure: read again */
 		return;
 	}
 	if (status == 200)
@@ -232,7 +245,7 @@ static void write_done(struct k8s_req *r, long status, const char *err)
 		 * anything else; its send time counts until then. */
 		k8s_lock_emit(h->s, LK_FAILED, 0, err, NULL);
 		h->state = KH_WRITING;
-		retry_later(h, k8s_req_retry_ns(r));
+		back_off(h, k8s_req_retry_ns(r));
 		return;
 	}
 	if (status == 200 || status == 201) {
@@ -292,7 +305,7 @@ static void send_acquire(struct lock_hold *h, unsigned slot, const char *lease,
 	if (body == NULL || h->lease == NULL) {
 		free(body);
 		log_warnx("k8s: lock %s: out of memory", h->name);
-		retry_later(h, s->c.retry_ns);
+		back_off(h, s->c.retry_ns);
 		return;
 	}
 	h->state = KH_WRITING;
@@ -310,7 +323,7 @@ static void send_acquire(struct lock_hold *h, unsigned slot, const char *lease,
 		h->unsure_sent_ns = h->r.sent_ns;
 	else {
 		h->state = KH_PENDING;
-		retry_later(h, s->c.retry_ns);
+		back_off(h, s->c.retry_ns);
 	}
 }
 
@@ -325,6 +338,9 @@ static void local_view(const struct lock_hold *h, unsigned *ahead, unsigned *bus
 	bool before = true;
 
 	*ahead = *busy = *releasing = 0;
+	/* A hold of this name with another limit still releasing here: its
+	 * Lease would look like a limit conflict; wait for it (lockd refused
+	 * other limits while it was held). */
 	TAILQ_FOREACH(o, &h->s->holds, link) {
 		if (o == h) {
 			before = false;
@@ -334,7 +350,7 @@ static void local_view(const struct lock_hold *h, unsigned *ahead, unsigned *bus
 			continue;
 		if (o->state == KH_WRITING || o->state == KH_GRANTED || o->state == KH_RELEASING) {
 			if (o->state == KH_RELEASING)
-				(*releasing)++;
+				*releasing += o->limit == h->limit ? 1 : h->limit;
 			else
 				(*busy)++;
 			if (o->lease != NULL && o->slot < h->limit && o->limit == h->limit)
@@ -370,8 +386,9 @@ void k8s_hold_decide(struct lock_hold *h)
 	char lease[K8S_NAME_MAX + 1], why[400];
 	const struct k8s_seen *c;
 
-	if (h->state != KH_PENDING || h->r.busy || ev_is_active(&h->retry) || !s->up || !s->loaded)
+	if (h->state != KH_PENDING || h->r.busy || h->backing_off || !s->up || !s->loaded)
 		return;
+	ev_timer_stop(s->loop, &h->retry);      /* a takeover timer: decided anew now */
 	if ((used = calloc(h->limit, sizeof(*used))) == NULL)
 		return;
 	local_view(h, &ahead, &busy, &releasing, used);
@@ -567,7 +584,7 @@ static void release_reread_done(struct k8s_req *r, long status, const char *err)
 		release_end(h, err ? err : "unexpected answer");
 		return;
 	}
-	retry_later(h, k8s_req_retry_ns(r));
+	back_off(h, k8s_req_retry_ns(r));
 }
 
 static void release_done(struct k8s_req *r, long status, const char *err)
@@ -596,7 +613,7 @@ static void release_done(struct k8s_req *r, long status, const char *err)
 		release_end(h, err ? err : "unexpected answer");
 		return;
 	}
-	retry_later(h, k8s_req_retry_ns(r));
+	back_off(h, k8s_req_retry_ns(r));
 }
 
 static void send_release(struct lock_hold *h)
@@ -618,7 +635,7 @@ static void send_release(struct lock_hold *h)
 	k8s_req_send(&h->r, "release", release_done, "PUT", body, 0, K8S_LEASES "/%s", s->ns_esc, esc);
 	free(body);
 	if (!h->r.busy)
-		retry_later(h, s->c.retry_ns);
+		back_off(h, s->c.retry_ns);
 }
 
 /* ---- lock_backend_ops ---- */
@@ -666,6 +683,16 @@ void k8s_lock_release(struct lock_hold *h)
 		h->release_wanted = true;
 		break;
 	case KH_RELEASING:
+		break;
+	case KH_DEAD:
+		/* After session_lost: lockd revoked it, the Lease may still be
+		 * ours (the release is on our resourceVersion): free it now
+		 * rather than after its duration. */
+		if (h->obj != NULL && h->lease != NULL && !h->s->closing) {
+			send_release(h);
+			break;
+		}
+		k8s_hold_free(h);
 		break;
 	default:
 		k8s_hold_free(h);

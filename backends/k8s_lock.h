@@ -51,7 +51,7 @@ struct lock_hold {
 	enum k8s_hold_state state;
 	bool queued_sent;
 	bool release_wanted;       /* release() came while a write was in flight */
-	bool refusal_logged;
+	bool backing_off;          /* retry is a pause after a failure */
 	/* The Lease it writes or holds: slot K of the name. */
 	unsigned slot;
 	char *lease;

@@ -458,13 +458,16 @@ static void session_lost(struct lock_session *s, const char *reason)
 	k8s_req_cancel(&s->r_list);
 	for (h = TAILQ_FIRST(&s->holds); h != NULL; h = next) {
 		next = TAILQ_NEXT(h, link);
+		if (h->state == KH_RELEASING)
+			continue;            /* on our resourceVersion: safe to go on */
 		k8s_req_cancel(&h->r);
 		ev_timer_stop(s->loop, &h->retry);
 		h->unsure_sent_ns = 0;
-		if (h->state == KH_RELEASING)
-			k8s_hold_free(h);
-		else
-			h->state = KH_DEAD;
+		if (h->state != KH_GRANTED) {
+			json_decref(h->obj);     /* a write's outcome unknown: nothing to release */
+			h->obj = NULL;
+		}
+		h->state = KH_DEAD;
 	}
 	k8s_lock_emit(s, LK_LOST, 0, reason, NULL);
 }
