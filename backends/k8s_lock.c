@@ -388,6 +388,10 @@ void k8s_hold_decide(struct lock_hold *h)
 
 	if (h->state != KH_PENDING || h->r.busy || h->backing_off || !s->up || !s->loaded)
 		return;
+	/* A fresh view (listed, watched), or the last one while the watch
+	 * fails: the writes are on resourceVersions, stale only costs a 409. */
+	if (!s->live && !ev_is_active(&s->view_timer))
+		return;
 	ev_timer_stop(s->loop, &h->retry);      /* a takeover timer: decided anew now */
 	if ((used = calloc(h->limit, sizeof(*used))) == NULL)
 		return;

@@ -192,6 +192,8 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
         self.assertEqual(st, 503, body)
         self.assertIn('limit conflict', json.dumps(body))
         conn.close()
+        wait_for(lambda: self.lease('%s-pool-0' % PREFIX)['spec'].get('holderIdentity', '') == '',
+                 10, msg='released')
         # Released: the name may have another limit now.
         st, body = b.acquire('pool', limit=3, wait='10s')
         self.assertEqual(st, 200, body)
