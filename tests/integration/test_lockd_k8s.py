@@ -25,7 +25,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from harness import ElectTestCase, now_ns, scale, wait_for  # noqa: E402
+from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
 from lockd_cases import HoldConn, IntervalLog, LockdCases, SessionCutCases, lockctl_bin  # noqa: E402
 from server_mixins import K8sSharedServerMixin  # noqa: E402
 import checker  # noqa: E402
@@ -131,6 +131,7 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
             self.assertTrue(a.id.startswith('go-'), 'overlap not caused by client-go:\n' + rep.table())
         self.assertEqual(rep.token_violations, [], rep.table())
 
+    @valgrind_ok
     def test_lease_layout_annotations_and_tokens(self):
         d = self.lockd('lay')
         st, a = d.acquire('a')
@@ -183,6 +184,7 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
         self.assertEqual(st, 200, b2)
         self.assertGreater(b2['token'], b['token'])
 
+    @valgrind_ok
     def test_limit_conflict(self):
         a, b = self.lockd('a'), self.lockd('b')
         conn = HoldConn(a)
@@ -198,6 +200,7 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
         st, body = b.acquire('pool', limit=3, wait='10s')
         self.assertEqual(st, 200, body)
 
+    @valgrind_ok
     def test_name_that_is_no_kubernetes_name_is_refused_clearly(self):
         d = self.lockd('n')
         for name, fix in (('Web_1', 'web-1'), ('a..b', None), ('x-', 'x'), ('_tmp', 'tmp')):
@@ -215,6 +218,7 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertEqual(self.leases(), {})
 
+    @valgrind_ok
     def test_missing_permission_is_named(self):
         ns = self.K8S_NS
         self.srv.grant(ns, ['get', 'list', 'watch', 'create'], user='norbac')
