@@ -24,7 +24,10 @@
  *     a counter kept per name). Only after session_alive.
  *   hold_lost(hold, reason): this one hold is gone (its key/node was deleted by
  *     someone else, the lock file was replaced). The hold must still be
- *     released with release() by lockd, which frees it.
+ *     released with release() by lockd, which frees it. A waiting hold
+ *     that cannot be granted because the name is held with another limit
+ *     is lost with a reason containing LOCK_LIMIT_CONFLICT: lockd answers
+ *     409, as for a conflict among its own holds.
  *   After session_lost, too, lockd calls release() once on every hold it
  *   had (which then only frees it): every acquire() is paired with exactly
  *   one release().
@@ -65,6 +68,8 @@ struct lock_events {
  * [A-Za-z0-9._-], not starting with '.', so they map safely to keys, znodes
  * and file names. */
 #define LOCK_NAME_MAX 128
+/* In a hold_lost reason: the name is held with another limit (see above). */
+#define LOCK_LIMIT_CONFLICT "limit conflict"
 
 /* The n bytes at name are a valid lock name. */
 static inline bool lock_name_valid_n(const char *name, size_t n)

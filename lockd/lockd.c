@@ -332,7 +332,7 @@ static void on_hold_lost(void *ctx, struct lock_hold *bh, const char *reason)
 	d->m.backend_errors++;
 	snprintf(why, sizeof(why), "lock lost: %s", reason);
 	if (h->state == HOLD_WAITING)
-		deny(d, h, 503, why);
+		deny(d, h, strstr(reason, LOCK_LIMIT_CONFLICT) ? 409 : 503, why);
 	else if (h->state == HOLD_HELD)
 		revoke(d, h, why, 0);
 	else
