@@ -24,7 +24,10 @@
  *             name's Leases when deciding (deleted ones remembered); the
  *             write sets leaseTransitions = M + 1. For a lock (N = 1) that is
  *             leaseTransitions itself, which client-go raises at every change
- *             of holder, so tokens grow across every holder.
+ *             of holder, so tokens grow across every holder. A semaphore's
+ *             slots are written independently (each PUT is conditional on
+ *             its own Lease only): its tokens are unique and grow per slot,
+ *             and across slots as far as the view was current.
  *   renew     the session's round: a PUT of every held Lease with a new
  *             renewTime (k8s_lock_session.c reports the deadline).
  *   release   as client-go's ReleaseOnCancel: holderIdentity "",
