@@ -11,7 +11,8 @@ The generic cases come from tests/lockd_cases.py; Kubernetes keeps no
 waiters (a waiter writes nothing), so other nodes' waiters are not listed.
 The Kubernetes-only cases: a client-go candidate holding Lease PREFIX-NAME
 and lockd's holders of lock NAME exclude each other, tokens in one order;
-the Lease layout, annotations and tokens; a limit conflict; a name that is
+a dead client-go holder's Lease is taken over only after its duration; the
+Lease layout, annotations and tokens; a limit conflict (409); a name that is
 no Kubernetes name gets one clear line; a missing RBAC verb is named.
 """
 
@@ -130,6 +131,38 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
         for a, b, _ in rep.overlaps:
             self.assertTrue(a.id.startswith('go-'), 'overlap not caused by client-go:\n' + rep.table())
         self.assertEqual(rep.token_violations, [], rep.table())
+
+    def test_dead_client_go_holder_is_taken_over_after_its_duration(self):
+        """A client-go holder killed with -9 leaves its Lease held: lockd's
+        waiter takes it only once the record stayed unchanged for its
+        leaseDurationSeconds (3 s) on lockd's clock, never by comparing
+        renewTime with the wall clock; a plain Lease (no annotations) is
+        listed with its holderIdentity."""
+        gl = self.path('go.iv')
+        cand = self.candidate('dead', 'go-9', gl)
+        wait_for(lambda: self.holders(gl), 20, msg='client-go holds')
+        le = self.lease('%s-dead' % PREFIX)
+        self.assertNotIn('annotations', le['metadata'])
+        d = self.lockd('w')
+        lk = d.locks(name='dead')[0]
+        self.assertEqual([(e['owner'], e['here']) for e in lk['holders']], [('go-9', False)])
+        res = {}
+        th = threading.Thread(target=lambda: res.setdefault('r', d.acquire('dead', wait='30s')))
+        th.start()
+        time.sleep(1)
+        t_kill = now_ns()
+        cand.kill9()
+        th.join(30 * scale())
+        t_got = now_ns()
+        st, body = res['r']
+        self.assertEqual(st, 200, body)
+        self.assertGreater(t_got - t_kill, 2.5e9, 'taken before the lease duration passed')
+        go_iv = checker.read_intervals([gl])
+        self.assertEqual(len(go_iv), 1)
+        self.assertGreater(body['token'], int(go_iv[0].token))
+        le = self.lease('%s-dead' % PREFIX)
+        self.assertEqual((le['spec']['holderIdentity'], le['spec']['leaseTransitions']),
+                         ('w', body['token']))
 
     @valgrind_ok
     def test_lease_layout_annotations_and_tokens(self):
