@@ -52,7 +52,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 
-#define LEASES "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
+#define LEASES K8S_LEASES
 /* A watch ends (server side) after this; it is started again at once. */
 #define WATCH_SECONDS 290
 #define NAME_MAX_LEN 253
@@ -257,14 +257,8 @@ static void refused(struct k8s *b, struct k8s_req *r, long status)
 	char reason[700], line[900];
 
 	k8s_status_reason(r, status, reason, sizeof(reason));
-	if (status == 401)
-		snprintf(line, sizeof(line), "k8s: the API server refused our credentials (%s): check "
-		         "the token or client certificate (%s)", reason,
-		         b->c.conn.source ? b->c.conn.source : "configuration");
-	else
-		snprintf(line, sizeof(line), "k8s: %s refused (%s): the identity needs the verbs get, "
-		         "create, update and watch on leases (coordination.k8s.io) in namespace %s: see "
-		         "deploy/kubernetes/rbac.yaml", r->what, reason, b->ns);
+	k8s_refusal_line(&b->c, r, status, "get, create, update and watch", b->ns,
+	                 "deploy/kubernetes/rbac.yaml", line, sizeof(line));
 	if (strcmp(line, b->last_refusal) != 0) {
 		log_error("%s", line);
 		snprintf(b->last_refusal, sizeof(b->last_refusal), "%s", line);
@@ -869,7 +863,7 @@ static void k8s_destroy(struct backend *be)
 		etcd_events_destroy(&b->q);
 }
 
-static int k8s_check_timing(const struct backend_params *p, char *err, size_t errlen)
+int k8s_check_timing(const struct backend_params *p, char *err, size_t errlen)
 {
 	if (p->ttl_ns % NS_PER_SEC != 0 || p->ttl_ns < NS_PER_SEC) {
 		snprintf(err, errlen, "k8s: leaseDurationSeconds is whole seconds: use a TTL like 15s");
@@ -888,7 +882,7 @@ static int k8s_check_timing(const struct backend_params *p, char *err, size_t er
 }
 
 /* Lowercase RFC 1123 subdomain (Lease names), or label (namespaces). */
-static bool valid_name(const char *s, size_t max, bool dots)
+bool k8s_valid_name(const char *s, size_t max, bool dots)
 {
 	size_t n = strlen(s);
 
@@ -925,12 +919,12 @@ static int parse_path(struct k8s *b, const char *path, char *err, size_t errlen)
 	}
 	b->ns = ns;
 	b->name = name;
-	if (!valid_name(ns, 63, false)) {
+	if (!k8s_valid_name(ns, 63, false)) {
 		snprintf(err, errlen, "k8s: namespace '%s' is not a valid name (lowercase letters, "
 		         "digits and '-', at most 63): write k8s:///NAMESPACE/NAME", ns);
 		return -1;
 	}
-	if (!valid_name(name, NAME_MAX_LEN, true)) {
+	if (!k8s_valid_name(name, NAME_MAX_LEN, true)) {
 		snprintf(err, errlen, "k8s: Lease name '%s' is not a valid name: Kubernetes names are "
 		         "lowercase letters, digits, '-' and '.' (RFC 1123), e.g. k8s:///%s/my-app",
 		         name, ns);

@@ -23,6 +23,11 @@
 /* The annotation that carries a handover record (common/handover.h) on a
  * released Lease. */
 #define K8S_HANDOVER_ANNOTATION "elect.io/handover"
+/* lockd's Leases (k8s_lock*.c) carry the lock name and its limit. */
+#define K8S_LOCK_ANNOTATION "elect.io/lock"
+#define K8S_LIMIT_ANNOTATION "elect.io/limit"
+/* The Leases of a namespace (printf format, the namespace %-escaped). */
+#define K8S_LEASES "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
 /* Backing off after 429, 5xx and refusals, up to this. */
 #define K8S_BACKOFF_MAX_NS (30 * NS_PER_SEC)
 /* The token file is read again after this (bound tokens rotate). */
@@ -32,12 +37,15 @@
 
 /* What elect reads of a Lease. Strings malloc'd; holder "" when none. */
 struct k8s_lease {
+	char *name;                /* metadata.name ("" if unset) */
 	char *rv;                  /* metadata.resourceVersion */
 	char *holder;              /* spec.holderIdentity ("" if unset) */
 	int64_t duration_s;        /* spec.leaseDurationSeconds (0 if unset) */
 	int64_t transitions;       /* spec.leaseTransitions */
 	char *acquire_time;        /* spec.acquireTime as written, NULL if unset */
 	char *handover;            /* the handover annotation, NULL if none */
+	char *lock_name;           /* K8S_LOCK_ANNOTATION, NULL if none */
+	unsigned lock_limit;       /* K8S_LIMIT_ANNOTATION, 0 if none or not a number */
 	json_t *obj;               /* the whole object, to PUT back with changes */
 };
 
@@ -57,6 +65,8 @@ struct k8s_spec {
 	const char *acquire_time;
 	const char *renew_time;    /* NULL = now */
 	const char *handover;
+	const char *lock_name;     /* lockd: set K8S_LOCK_ANNOTATION and, with */
+	unsigned lock_limit;       /* it, K8S_LIMIT_ANNOTATION; NULL: left as they are */
 };
 /* The body of a PUT of base (the object last read, NULL to create one named
  * namespace/name) with spec s and resourceVersion rv: every other field of
@@ -140,7 +150,21 @@ int64_t k8s_req_retry_ns(const struct k8s_req *r);
  * for: "HTTP 403: leases.coordination.k8s.io \"web\" is forbidden: User
  * \"x\" cannot update resource \"leases\" ... (the Role needs ...)". */
 void k8s_status_reason(const struct k8s_req *r, long status, char *buf, size_t len);
+/* The one line for a 401 or 403 (logged once per change by the caller):
+ * what was refused, the API server's reason (which names the verb, the
+ * resource and the namespace) and what grants it: `verbs` ("get, create,
+ * update and watch") on leases in namespace ns, as `rbac_file` shows. */
+void k8s_refusal_line(const struct k8s_client *c, const struct k8s_req *r, long status,
+                      const char *verbs, const char *ns, const char *rbac_file, char *line,
+                      size_t len);
 /* "%"-escapes s for a URL path segment or query value into buf. */
 void k8s_url_escape(const char *s, char *buf, size_t len);
+
+/* ---- k8s.c: shared with the lock backend -------------------------- */
+
+/* Whole-second TTL, request timeout below it, --renew at least 1 s. */
+int k8s_check_timing(const struct backend_params *p, char *err, size_t errlen);
+/* A lowercase RFC 1123 subdomain (dots) or label (no dots) of at most max. */
+bool k8s_valid_name(const char *s, size_t max, bool dots);
 
 #endif

@@ -361,6 +361,23 @@ void k8s_req_free(struct k8s_req *r)
 	r->path = r->body = r->resp = NULL;
 }
 
+void k8s_refusal_line(const struct k8s_client *c, const struct k8s_req *r, long status,
+                      const char *verbs, const char *ns, const char *rbac_file, char *line,
+                      size_t len)
+{
+	char reason[700];
+
+	k8s_status_reason(r, status, reason, sizeof(reason));
+	if (status == 401)
+		snprintf(line, len, "k8s: the API server refused our credentials (%s): check "
+		         "the token or client certificate (%s)", reason,
+		         c->conn.source ? c->conn.source : "configuration");
+	else
+		snprintf(line, len, "k8s: %s refused (%s): the identity needs the verbs %s on leases "
+		         "(coordination.k8s.io) in namespace %s: see %s", r->what, reason, verbs, ns,
+		         rbac_file);
+}
+
 void k8s_url_escape(const char *s, char *buf, size_t len)
 {
 	static const char hex[] = "0123456789ABCDEF";

@@ -39,6 +39,7 @@ int k8s_lease_parse(const json_t *obj, struct k8s_lease *l, char *err, size_t er
 		return -1;
 	}
 	l->rv = strdup(json_string_value(rv));
+	l->name = dup_or_empty(json_string_value(json_object_get(meta, "name")));
 	l->holder = dup_or_empty(json_string_value(json_object_get(spec, "holderIdentity")));
 	if ((v = json_object_get(spec, "leaseDurationSeconds")) != NULL && json_is_integer(v))
 		l->duration_s = json_integer_value(v);
@@ -48,8 +49,17 @@ int k8s_lease_parse(const json_t *obj, struct k8s_lease *l, char *err, size_t er
 		l->acquire_time = strdup(json_string_value(v));
 	if ((v = json_object_get(ann, K8S_HANDOVER_ANNOTATION)) != NULL && json_is_string(v))
 		l->handover = strdup(json_string_value(v));
+	if ((v = json_object_get(ann, K8S_LOCK_ANNOTATION)) != NULL && json_is_string(v))
+		l->lock_name = strdup(json_string_value(v));
+	if ((v = json_object_get(ann, K8S_LIMIT_ANNOTATION)) != NULL && json_is_string(v)) {
+		const char *t = json_string_value(v);
+		char *end;
+		unsigned long n = strtoul(t, &end, 10);
+		if (*t >= '0' && *t <= '9' && *end == '\0' && n <= 1000000)
+			l->lock_limit = (unsigned)n;
+	}
 	l->obj = json_deep_copy(obj);
-	if (l->rv == NULL || l->holder == NULL || l->obj == NULL) {
+	if (l->rv == NULL || l->name == NULL || l->holder == NULL || l->obj == NULL) {
 		k8s_lease_free(l);
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -64,6 +74,8 @@ int k8s_lease_parse(const json_t *obj, struct k8s_lease *l, char *err, size_t er
 
 void k8s_lease_free(struct k8s_lease *l)
 {
+	free(l->name);
+	free(l->lock_name);
 	free(l->rv);
 	free(l->holder);
 	free(l->acquire_time);
@@ -121,6 +133,17 @@ char *k8s_lease_body(const json_t *base, const char *namespace, const char *name
 		json_object_del(ann, K8S_HANDOVER_ANNOTATION);
 		if (json_object_size(ann) == 0)
 			json_object_del(meta, "annotations");
+	}
+	if (s->lock_name) {
+		char limit[24];
+		ann = json_object_get(meta, "annotations");
+		if (!json_is_object(ann)) {
+			ann = json_object();
+			json_object_set_new(meta, "annotations", ann);
+		}
+		snprintf(limit, sizeof(limit), "%u", s->lock_limit);
+		json_object_set_new(ann, K8S_LOCK_ANNOTATION, json_string(s->lock_name));
+		json_object_set_new(ann, K8S_LIMIT_ANNOTATION, json_string(limit));
 	}
 	spec = json_object_get(obj, "spec");
 	if (!json_is_object(spec)) {

@@ -24,7 +24,10 @@
  *     a counter kept per name). Only after session_alive.
  *   hold_lost(hold, reason): this one hold is gone (its key/node was deleted by
  *     someone else, the lock file was replaced). The hold must still be
- *     released with release() by lockd, which frees it.
+ *     released with release() by lockd, which frees it. A waiting hold
+ *     that cannot be granted because the name is held with another limit
+ *     is lost with a reason containing LOCK_LIMIT_CONFLICT: lockd answers
+ *     409, as for a conflict among its own holds.
  *   After session_lost, too, lockd calls release() once on every hold it
  *   had (which then only frees it): every acquire() is paired with exactly
  *   one release().
@@ -65,6 +68,8 @@ struct lock_events {
  * [A-Za-z0-9._-], not starting with '.', so they map safely to keys, znodes
  * and file names. */
 #define LOCK_NAME_MAX 128
+/* In a hold_lost reason: the name is held with another limit (see above). */
+#define LOCK_LIMIT_CONFLICT "limit conflict"
 
 /* The n bytes at name are a valid lock name. */
 static inline bool lock_name_valid_n(const char *name, size_t n)
@@ -141,6 +146,11 @@ struct lock_backend_ops {
 	            lock_list_cb cb, void *arg);
 	void (*close)(struct lock_session *s);
 	void (*destroy)(struct lock_session *s);
+	/* Optional: the backend's own rule on names, after lock_name_valid()
+	 * (Kubernetes: a Lease name is a lowercase RFC 1123 subdomain). -1 with
+	 * one line in err: what is wrong with the name and how to fix it; lockd
+	 * answers 400 with it (lockctl exits 2). NULL: every valid name. */
+	int (*name_check)(const struct lock_session *s, const char *name, char *err, size_t errlen);
 	int (*check_timing)(const struct backend_params *p, char *err, size_t errlen);
 };
 
@@ -152,5 +162,6 @@ extern const struct lock_backend_ops file_lock_ops;
 extern const struct lock_backend_ops etcd_lock_ops;
 extern const struct lock_backend_ops zk_lock_ops;
 extern const struct lock_backend_ops consul_lock_ops;
+extern const struct lock_backend_ops k8s_lock_ops;
 
 #endif

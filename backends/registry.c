@@ -39,6 +39,7 @@ static const struct lock_backend_ops *const lock_backends[] = {
 	&zk_lock_ops,
 	&etcd_lock_ops,
 	&consul_lock_ops,
+	&k8s_lock_ops,
 };
 
 #define N_LOCK_BACKENDS (sizeof(lock_backends) / sizeof(lock_backends[0]))

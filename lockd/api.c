@@ -193,15 +193,20 @@ static int json_duration(struct http_request *req, json_t *body, const char *key
 }
 
 /* Fills r from the body; -1 with an answer sent when it is bad. */
-static int parse_acquire(struct http_request *req, json_t *body, struct acquire_req *r)
+static int parse_acquire(struct lockd_api *a, struct http_request *req, json_t *body,
+                         struct acquire_req *r)
 {
 	json_t *name = json_object_get(body, "name"), *limit = json_object_get(body, "limit");
 	json_t *bind = json_object_get(body, "bind");
-	char msg[200];
+	char msg[400];
 
 	if (!json_is_string(name) || !lock_name_valid(json_string_value(name))) {
 		snprintf(msg, sizeof(msg), "bad name: want 1-%d letters, digits, '.', '_' or '-', "
 		         "not starting with '.'", LOCK_NAME_MAX);
+		reply_error(req, 400, msg);
+		return -1;
+	}
+	if (lockd_name_check(a->d, json_string_value(name), msg, sizeof(msg)) < 0) {
 		reply_error(req, 400, msg);
 		return -1;
 	}
@@ -265,7 +270,7 @@ static void handle_acquire(struct lockd_api *a, struct http_request *req)
 
 	if (body == NULL)
 		return;
-	if (parse_acquire(req, body, &r) < 0) {
+	if (parse_acquire(a, req, body, &r) < 0) {
 		json_decref(body);
 		return;
 	}

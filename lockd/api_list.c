@@ -194,13 +194,17 @@ static void on_list_abort(struct http_request *req, void *data)
  * answer to bad input. */
 static int parse_query(struct http_request *req, struct list_req *lr, bool *local)
 {
-	char buf[32], *end;
+	char buf[32], *end, msg[400];
 	long v;
 	int rc = httpd_query_param(req, "name", lr->name, sizeof(lr->name));
 
 	if (rc == -2 || (rc == 0 && !lock_name_valid(lr->name))) {
 		httpd_respond_error(req, 400, "name: use 1-128 letters, digits, '.', '_' or '-', "
 		                    "not starting with '.'");
+		return -1;
+	}
+	if (rc == 0 && lockd_name_check(lr->d, lr->name, msg, sizeof(msg)) < 0) {
+		httpd_respond_error(req, 400, msg);
 		return -1;
 	}
 	if (rc < 0)

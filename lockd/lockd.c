@@ -325,14 +325,14 @@ static void on_hold_lost(void *ctx, struct lock_hold *bh, const char *reason)
 {
 	struct lockd *d = ctx;
 	struct hold *h = d->ops->hold_ctx(bh);
-	char why[160];
+	char why[640];      /* a refusal names verb, resource and namespace */
 
 	if (h == NULL || h->bh != bh)
 		return;
 	d->m.backend_errors++;
 	snprintf(why, sizeof(why), "lock lost: %s", reason);
 	if (h->state == HOLD_WAITING)
-		deny(d, h, 503, why);
+		deny(d, h, strstr(reason, LOCK_LIMIT_CONFLICT) ? 409 : 503, why);
 	else if (h->state == HOLD_HELD)
 		revoke(d, h, why, 0);
 	else
@@ -646,6 +646,13 @@ struct hold *lockd_hold_of(struct lockd *d, struct lock_hold *bh)
 	struct hold *h = bh ? d->ops->hold_ctx(bh) : NULL;
 
 	return h && h->bh == bh ? h : NULL;
+}
+
+int lockd_name_check(const struct lockd *d, const char *name, char *why, size_t whylen)
+{
+	if (d->ops->name_check == NULL)
+		return 0;
+	return d->ops->name_check(d->s, name, why, whylen);
 }
 
 int64_t lockd_request_timeout_ns(const struct lockd *d)

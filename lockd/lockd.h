@@ -151,6 +151,9 @@ int lockd_list(struct lockd *d, const char *const *names, size_t n, bool all, lo
                void *arg);
 /* The hold behind a listing entry's `mine`, or NULL. */
 struct hold *lockd_hold_of(struct lockd *d, struct lock_hold *bh);
+/* 0 if name (a valid lock name) suits the backend, else -1 with one line in
+ * why: what is wrong and how to fix it (lock_backend_ops.name_check). */
+int lockd_name_check(const struct lockd *d, const char *name, char *why, size_t whylen);
 /* --request-timeout, or the backends' default (renew interval, at most 2 s). */
 int64_t lockd_request_timeout_ns(const struct lockd *d);
 const char *lockd_id(const struct lockd *d);

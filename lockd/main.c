@@ -29,7 +29,8 @@
 
 static const struct opt_def lockd_options[] = {
 	OPT("backend", 'b', OPT_STRING, backend, "URL",
-	    "file:///DIR, etcd://HOSTS/PREFIX, zk://HOSTS/PATH (default file://STATEDIR/locks)"),
+	    "file:///DIR, etcd://HOSTS/PREFIX, zk://HOSTS/PATH, consul://HOSTS/PREFIX, "
+	    "k8s://[HOST:PORT]/NAMESPACE[/PREFIX] (default file://STATEDIR/locks)"),
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/lockd.sock)"),
 	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
 	OPT("socket-group", 0, OPT_STRING, socket_group, "GROUP", "group of the socket (default: lockd's)"),
@@ -219,12 +220,13 @@ static int run(struct lockd_opts *o)
 		.url = o->backend, .name = "lockd", .id = o->id, .ttl_ns = o->ttl,
 		.renew_ns = o->renew, .request_timeout_ns = o->request_timeout,
 		.tls_ca = o->tls_ca, .tls_cert = o->tls_cert, .tls_key = o->tls_key, .auth = o->auth,
+		.kubeconfig = o->kubeconfig,
 	};
 	char err[512];
 
 	if (ops == NULL)
-		log_fatalx(USAGE_EXIT, "unknown lock backend '%s': use file:///DIR, etcd://HOSTS/PREFIX "
-		           "or zk://HOSTS/PATH", o->backend);
+		log_fatalx(USAGE_EXIT, "unknown lock backend '%s': use file:///DIR, etcd://HOSTS/PREFIX, "
+		           "zk://HOSTS/PATH, consul://HOSTS/PREFIX or k8s:///NAMESPACE[/PREFIX]", o->backend);
 	if (lockd_check_timing(&cfg, err, sizeof(err)) < 0)
 		log_fatalx(USAGE_EXIT, "%s", err);
 	dm.loop = ev_default_loop(EVFLAG_AUTO);

@@ -81,7 +81,7 @@ def select(all_tests, mods, selectors):
 
 # Tests that need a server built from Go modules: their module or class names it.
 GO_MODULES = ('test_consul', 'test_consul_security', 'test_lockd_consul', 'test_k8s',
-              'test_k8s_server')
+              'test_k8s_server', 'test_lockd_k8s')
 
 
 def needs_go_server(t):

@@ -1,7 +1,9 @@
 """Test-case mixins that give each test its own backend server, started in
 setUp and stopped by pid at cleanup (also when the test fails), for test
 modules that run the same cases on several backends (test_health,
-test_handover, test_k8s). Put the mixin first:
+test_handover, test_k8s). K8sSharedServerMixin starts one kube-apiserver per
+class instead (it takes seconds to start) and gives each test a namespace of
+its own. Put the mixin first:
 
     class HandoverEtcd(EtcdServerMixin, HandoverCases, ElectTestCase): ...
 
@@ -13,6 +15,7 @@ names an election "web" on the server.
 from consul_server import ConsulServer, build_consul
 from etcd_server import EtcdServer
 from k8s_server import KubeApiServer, require_k8s
+import itertools
 import zk_server
 
 
@@ -82,3 +85,36 @@ class K8sServerMixin(_ServerMixin):
 
     def backend_url(self):
         return 'k8s:///%s/web' % self.K8S_NS
+
+
+class K8sSharedServerMixin:
+    """One kube-apiserver for the test class (started by the first test,
+    stopped by pid in tearDownClass, also when tests fail), and for each
+    test a namespace of its own (self.K8S_NS) where user 'tester' has the
+    verbs in K8S_VERBS on leases; self.kubeconfig_path reaches the server
+    as that user, self.srv is the server."""
+
+    K8S_VERBS = ('get', 'create', 'update', 'watch')
+    _k8s_srv = None
+    _k8s_seq = itertools.count()
+
+    @classmethod
+    def tearDownClass(cls):
+        srv, cls._k8s_srv = cls._k8s_srv, None
+        if srv is not None:
+            srv.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        cls = type(self)
+        if cls._k8s_srv is None or not cls._k8s_srv.alive():
+            require_k8s()
+            srv = KubeApiServer()
+            srv.start()
+            cls._k8s_srv = srv
+        self.srv = cls._k8s_srv
+        self.K8S_NS = 't%d' % next(cls._k8s_seq)
+        self.srv.create_namespace(self.K8S_NS)
+        self.srv.grant(self.K8S_NS, list(self.K8S_VERBS), user='tester')
+        self.kubeconfig_path = self.srv.kubeconfig(self.path('kubeconfig'))

@@ -131,9 +131,9 @@ class ConsulLocks(LockdCases, SessionCutCases, ElectTestCase):
         self.assertEqual(json.loads(lk['Value'])['Limit'], 3)
         st, body = a.acquire('pool', limit=3, wait='0')
         self.assertEqual(st, 408, body)
-        # lockd with another limit: a clear refusal, not a wait.
+        # lockd with another limit: a clear refusal (a conflict), not a wait.
         st, body = b.acquire('pool', limit=2, wait='5s')
-        self.assertEqual(st, 503, body)
+        self.assertEqual(st, 409, body)
         self.assertIn('limit conflict', json.dumps(body))
         # Mixed: lockd clients on two lockds and more consul lock -n 3.
         threads = [threading.Thread(target=lockd_client, args=(d, 'c%d' % i), daemon=True)

@@ -151,6 +151,44 @@ static void test_create_body(void **state)
 	free(body);
 }
 
+/* lockd's annotations: read back (a limit that is not a number is none),
+ * written with a lock name, kept by a write without one. */
+static void test_lock_annotations(void **state)
+{
+	struct k8s_spec s = { .holder = "d1", .duration_s = 3, .transitions = 4, .lock_name = "pool",
+	                      .lock_limit = 3 };
+	struct k8s_lease l;
+	char err[160], *body, *body2;
+	json_t *o, *ann;
+
+	(void)state;
+	body = k8s_lease_body(NULL, "apps", "locks-pool-2", NULL, &s);
+	o = json_loads(body, 0, NULL);
+	ann = json_object_get(json_object_get(o, "metadata"), "annotations");
+	assert_string_equal(json_string_value(json_object_get(ann, "elect.io/lock")), "pool");
+	assert_string_equal(json_string_value(json_object_get(ann, "elect.io/limit")), "3");
+	json_object_set_new(json_object_get(o, "metadata"), "resourceVersion", json_string("7"));
+	assert_int_equal(k8s_lease_parse(o, &l, err, sizeof(err)), 0);
+	assert_string_equal(l.name, "locks-pool-2");
+	assert_string_equal(l.lock_name, "pool");
+	assert_int_equal(l.lock_limit, 3);
+	/* A release (client-go's, without our fields) keeps them. */
+	s = (struct k8s_spec){ .holder = "", .duration_s = 1, .transitions = 4 };
+	body2 = k8s_lease_body(l.obj, "apps", "locks-pool-2", l.rv, &s);
+	k8s_lease_free(&l);
+	json_decref(o);
+	o = json_loads(body2, 0, NULL);
+	ann = json_object_get(json_object_get(o, "metadata"), "annotations");
+	assert_string_equal(json_string_value(json_object_get(ann, "elect.io/lock")), "pool");
+	json_object_set_new(ann, "elect.io/limit", json_string("3x"));
+	assert_int_equal(k8s_lease_parse(o, &l, err, sizeof(err)), 0);
+	assert_int_equal(l.lock_limit, 0);
+	k8s_lease_free(&l);
+	json_decref(o);
+	free(body);
+	free(body2);
+}
+
 static void test_watch_lines(void **state)
 {
 	static const char added[] = "{\"type\":\"MODIFIED\",\"object\":" CLIENT_GO_LEASE "}";
@@ -191,6 +229,7 @@ int main(void)
 		cmocka_unit_test(test_parse_garbage),
 		cmocka_unit_test(test_body_keeps_what_is_not_ours),
 		cmocka_unit_test(test_create_body),
+		cmocka_unit_test(test_lock_annotations),
 		cmocka_unit_test(test_watch_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
