@@ -3,15 +3,20 @@
 # root; otherwise prints the exact apt-get line to run.
 #   ./deps.sh          install what is missing (root) or say what to run
 #   ./deps.sh --list   print the package names
+#   ./deps.sh --build  print only those that building elect needs (the image's
+#                      build stage, deploy/Dockerfile, installs these)
+# The container tests (test_containers) also need a running Docker engine;
+# debootstrap makes their base image, since no registry may be reachable.
 set -eu
-PACKAGES="build-essential pkg-config libev-dev libcurl4-openssl-dev libjansson-dev
-libzookeeper-st-dev libcmocka-dev libhttp-parser-dev libyaml-dev valgrind curl python3 procps
-iproute2 netcat-openbsd openssl etcd-server etcd-client zookeeper"
+BUILD_PACKAGES="gcc libc6-dev make pkg-config libev-dev libcurl4-openssl-dev libjansson-dev
+libzookeeper-st-dev libhttp-parser-dev libyaml-dev"
+PACKAGES="build-essential $BUILD_PACKAGES libcmocka-dev valgrind curl python3 procps
+iproute2 netcat-openbsd openssl etcd-server etcd-client zookeeper debootstrap systemd"
 
-if [ "${1:-}" = "--list" ]; then
-	echo $PACKAGES
-	exit 0
-fi
+case "${1:-}" in
+--list) echo $PACKAGES; exit 0 ;;
+--build) echo $BUILD_PACKAGES; exit 0 ;;
+esac
 missing=""
 for p in $PACKAGES; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -19,6 +19,12 @@ test_file.TestFile.test_once) or a bare substring of test ids
             cold machine this hides most of the builds' 10 minutes in the
             time the other tests spend waiting. A failed build fails those
             tests (with the build's output), never skips them.
+            The same for the container tests' images (tests/containers.py:
+            a debootstrap base when missing, then the image of this
+            checkout; log build/containers.log): built meanwhile, the
+            container tests run after the others (before those waiting for
+            the Go builds, which take longer), and a failed build fails them
+            with the log's tail.
 
 Ends with one line "integration: N passed, M failed"; skipped tests count
 as failed; the exit status is non-zero on any failure or error.
@@ -88,6 +94,37 @@ def needs_go_server(t):
     mod, cls = t.id().split('.')[:2]
     return (mod in GO_MODULES or 'Consul' in cls or 'K8s' in cls
             or t.id().endswith('.test_consul') or t.id().endswith('.test_k8s'))
+
+
+CONTAINER_MODULES = ('test_containers',)
+
+
+def needs_images(t):
+    return t.id().split('.')[0] in CONTAINER_MODULES
+
+
+def start_image_build():
+    """tests/containers.py --prepare in the background at nice 19 (the
+    compile inside the image build too); returns (Popen, log path)."""
+    log = os.path.join(ROOT, 'build', 'containers.log')
+    os.makedirs(os.path.dirname(log), exist_ok=True)
+    print('run.py: building the container tests\' images in the background '
+          '(nice 19, log %s)' % log, flush=True)
+    with open(log, 'w') as f:
+        p = subprocess.Popen(['nice', '-n', '19', sys.executable, os.path.join(HERE, 'containers.py'),
+                              '--prepare'], cwd=ROOT, stdout=f,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    return p, log
+
+
+def wait_image_build(p, log):
+    """Tells the tests (ELECT_CONTAINERS_PREPARED) how it went: ok, or the log."""
+    t0 = time.monotonic()
+    rc = p.wait()
+    print('run.py: container test images %s (waited %.0fs for them)'
+          % ('done' if rc == 0 else 'FAILED (exit %d); see %s' % (rc, log), time.monotonic() - t0),
+          flush=True)
+    os.environ['ELECT_CONTAINERS_PREPARED'] = 'ok' if rc == 0 else log
 
 
 def start_server_builds():
@@ -188,24 +225,33 @@ def main():
 
     runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=1 if a.quiet else 2,
                                      resultclass=Result, buffer=False)
-    builder, build_log = start_server_builds() if a.build_servers else (None, None)
-    if builder is not None:
-        # Those that need the servers last, after the build.
-        groups = [[t for t in tests if not needs_go_server(t)],
-                  [t for t in tests if needs_go_server(t)]]
-    else:
-        groups = [tests]
+    # Background builds, each with the tests that wait for it: those run
+    # after the tests that need none, in this order.
+    builders = []
+    if a.build_servers:
+        if any(needs_images(t) for t in tests):
+            p, log = start_image_build()
+            builders.append((p, lambda p=p, log=log: wait_image_build(p, log), needs_images))
+        p, log = start_server_builds()
+        if p is not None:
+            builders.append((p, lambda p=p, log=log: wait_server_builds(p, log),
+                             lambda t: needs_go_server(t) and not needs_images(t)))
+    waiting = [t for t in tests if any(needs(t) for _, _, needs in builders)]
+    groups = [(None, [t for t in tests if t not in waiting])]
+    for _, wait, needs in builders:
+        groups.append((wait, [t for t in waiting if needs(t)]))
     results = []
     try:
-        for i, group in enumerate(groups):
-            if i == 1:
-                wait_server_builds(builder, build_log)
+        for wait, group in groups:
+            if wait is not None:
+                wait()
             if group:
                 results.append(runner.run(unittest.TestSuite(group)))
     finally:
-        if builder is not None and builder.poll() is None:
-            os.killpg(builder.pid, 15)      # interrupted: do not leave it running
-            builder.wait()
+        for p, _, _ in builders:
+            if p.poll() is None:
+                os.killpg(p.pid, 15)        # interrupted: do not leave it running
+                p.wait()
     failed = sum(len(r.failures) + len(r.errors) + len(r.skipped) + len(r.unexpectedSuccesses)
                  for r in results) + len(unmatched) + load_errors
     for r in results:

@@ -2,13 +2,18 @@
 needed): no Kubernetes manifest can stall a rolling update or a drain, the
 TCP listener is reachable by the kubelet's probes, the image ships lockd and
 lockctl with a .dockerignore, and the systemd units are Type=notify, give
-the socket to a group, and use only options the programs have."""
+the socket to a group, use only options the programs have, pass
+`systemd-analyze verify` and keep their hardening (`systemd-analyze
+security --offline`). The image itself is built and run by
+test_containers.py."""
 
 import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
@@ -111,3 +116,64 @@ class ImageAndUnits(unittest.TestCase):
     def test_systemd_units(self):
         self.check_unit('elect@.service', elect_bin(), 'ELECT_')
         self.check_unit('lockd.service', lockd_bin(), 'LOCKD_')
+
+    def installed_units(self):
+        """The units as installed: the programs and man pages copied under a
+        temporary root whose path replaces /usr/local in ExecStart (verify
+        checks that the command exists), the template as elect@web.service.
+        Returns (dir, {unit: path}, environment for systemd-analyze)."""
+        tmp = tempfile.mkdtemp(prefix='elect-units-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        bindir = os.path.join(tmp, 'usr/local/bin')
+        mandir = os.path.join(tmp, 'usr/local/share/man/man1')
+        os.makedirs(bindir)
+        os.makedirs(mandir)
+        for prog in (elect_bin(), lockd_bin(), os.path.join(os.path.dirname(lockd_bin()), 'lockctl')):
+            shutil.copy2(prog, bindir)
+        for page in ('elector/elect.1', 'lockd/lockd.1', 'lockd/lockctl.1'):
+            shutil.copy2(os.path.join(ROOT, page), mandir)
+        units = {}
+        for src, name in (('elect@.service', 'elect@web.service'), ('lockd.service', 'lockd.service')):
+            text = open(os.path.join(DEPLOY, 'systemd', src)).read()
+            self.assertIn('ExecStart=/usr/local/bin/', text, src)
+            units[name] = os.path.join(tmp, name)
+            with open(units[name], 'w') as f:
+                f.write(text.replace('ExecStart=/usr/local/bin/', 'ExecStart=%s/' % bindir))
+        env = dict(os.environ, MANPATH=os.path.join(tmp, 'usr/local/share/man'), SYSTEMD_PAGER='')
+        return tmp, units, env
+
+    def test_systemd_analyze_verify(self):
+        # Unknown or misspelt directives, bad values, a missing program or
+        # man page (Documentation=man:...): all errors of verify.
+        analyze = shutil.which('systemd-analyze')
+        self.assertIsNotNone(analyze, 'systemd-analyze (Debian package systemd) is not installed')
+        _, units, env = self.installed_units()
+        for name, path in units.items():
+            r = subprocess.run([analyze, 'verify', path], capture_output=True, text=True,
+                               env=env, timeout=60)
+            self.assertEqual(r.returncode, 0, '%s: %s%s' % (name, r.stdout, r.stderr))
+            self.assertEqual(r.stderr.strip(), '', name)
+
+    def test_systemd_hardening(self):
+        analyze = shutil.which('systemd-analyze')
+        self.assertIsNotNone(analyze, 'systemd-analyze (Debian package systemd) is not installed')
+        _, units, env = self.installed_units()
+        for name, path in units.items():
+            text = open(path).read()
+            for line in ('NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes',
+                         'PrivateTmp=yes', 'PrivateDevices=yes', 'RestrictSUIDSGID=yes',
+                         'RuntimeDirectory=elect', 'StateDirectory=elect', 'DynamicUser=yes'):
+                self.assertRegex(text, r'(?m)^%s$' % re.escape(line), name)
+            # Under ProtectSystem=strict only these are writable: the socket
+            # must be in the RuntimeDirectory.
+            sock = re.search(r'--socket (\S+)', text).group(1)
+            self.assertTrue(sock.startswith('/run/elect/'), '%s: socket %s' % (name, sock))
+            # Exposure 0 (all locked) .. 10 (none); both are at 3.3-3.4 now.
+            r = subprocess.run([analyze, 'security', '--offline=true', '--threshold=40',
+                                '--no-pager', path], capture_output=True, text=True,
+                               env=env, timeout=60)
+            level = re.search(r'Overall exposure level for \S+: ([0-9.]+)', r.stdout)
+            self.assertIsNotNone(level, '%s: %s%s' % (name, r.stdout[-2000:], r.stderr))
+            print('\n  %s: exposure %s' % (name, level.group(1)), end=' ', flush=True)
+            self.assertEqual(r.returncode, 0, '%s: exposure %s is above 4.0:\n%s'
+                             % (name, level.group(1), r.stdout))

@@ -1,0 +1,451 @@
+"""The container image (deploy/Dockerfile, issue 13) in the machine's Docker
+engine, built on a local Debian base made with debootstrap (no registry is
+reachable; tests/containers.py makes both).
+
+The image: it builds, its runtime stage has the libraries and no build
+tools, it runs as a user other than root, `--version` works through the
+entry point; its size is printed. elect as PID 1 of containers in wrapper
+mode, on the file backend on a directory two containers share (the lock is
+an OFD lock: one kernel, so it holds across containers): `docker stop` of
+the leader's container hands over to the other at once, well within the stop
+timeout (the time from `docker stop` to the new leader command's start is
+printed); orphans of the leader command and of hooks are reaped (no zombies
+in the container).
+
+Three hosts on a private Docker network (EtcdHosts): an etcd member each
+and an elect agent in its network namespace; `docker network disconnect` of
+the leader's host stops its command before another host leads, then
+`docker kill` and `docker stop` of the leader's container; the leader
+commands' interval log is checked for overlaps and token order.
+
+The containers have no network (--network none) but EtcdHosts' internal
+one, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
+check` the image is built in the background while other tests run
+(run.py). Not in the valgrind and ASan passes: elect here is the image's.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+import containers  # noqa: E402
+from containers import docker  # noqa: E402
+from harness import ROOT, ElectTestCase, leadercmd_path, now_ns, wait_for  # noqa: E402
+
+# Generous: the runtime stage is Debian's minimal base (~80 MB) and the
+# runtime libraries (~25 MB); the build stage's compiler alone is ~200 MB.
+MAX_IMAGE_MB = 160
+STOP_TIMEOUT = 10    # docker stop -t
+UID = 10001          # the image's user (deploy/Dockerfile)
+
+
+def version():
+    with open(os.path.join(ROOT, 'elector', 'main.c')) as f:
+        return re.search(r'#define ELECT_VERSION "([^"]+)"', f.read()).group(1)
+
+
+def log_tail(path, n=6000):
+    try:
+        with open(path, errors='replace') as f:
+            return f.read()[-n:]
+    except OSError as e:
+        return '(no log: %s)' % e
+
+
+def ensure_image():
+    """The image of this checkout. run.py --build-servers builds it in the
+    background and says how that went (ELECT_CONTAINERS_PREPARED=ok or the
+    log of the failure); otherwise it is built here. A failed build fails
+    the tests with the log's tail, never skips them."""
+    said = os.environ.get('ELECT_CONTAINERS_PREPARED')
+    if said and said != 'ok':
+        raise AssertionError('building the test images failed; the log (%s) ends:\n%s'
+                             % (said, log_tail(said)))
+    if said != 'ok':
+        log = os.path.join(ROOT, 'build', 'containers.log')
+        os.makedirs(os.path.dirname(log), exist_ok=True)
+        with open(log, 'w') as out:
+            try:
+                containers.prepare(out)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                out.write('containers: %s\n' % e)
+                out.close()
+                raise AssertionError('building the test images failed; the log (%s) ends:\n%s'
+                                     % (log, log_tail(log)))
+    tag = containers.image_tag()
+    if not containers.image_id(tag):
+        raise AssertionError('image %s is missing after its build' % tag)
+    return tag
+
+
+class ContainerTestCase(ElectTestCase):
+    image = None
+
+    @classmethod
+    def setUpClass(cls):
+        t0 = time.monotonic()
+        cls.image = ensure_image()
+        sys.stderr.write('[image %s ready in %.1fs] ' % (cls.image, time.monotonic() - t0))
+
+    def setUp(self):
+        super().setUp()
+        self.docker = containers.Docker()
+        self.addCleanup(self.docker.cleanup)
+        # Shared with the containers at the same path, so that the paths in
+        # the interval log and the watch server's are the same on both sides.
+        self.shared = self.path('shared')
+        os.mkdir(self.shared)
+        os.chmod(self.shared, 0o777)
+
+    def run_image(self, *args, entrypoint=None, timeout=60):
+        opts = ['--rm', '--network', 'none']
+        if entrypoint:
+            opts += ['--entrypoint', entrypoint]
+        return docker('run', *opts, self.image, *args, check=False, timeout=timeout)
+
+    def leadercmd(self):
+        """leadercmd (tests/leadercmd.c, built for this Debian) in the shared
+        directory, and a watch server of our own there that writes the
+        "dead" lines (harness.py's socket is in a directory the container's
+        user may not enter). Returns (leadercmd path, environment options)."""
+        path = os.path.join(self.shared, 'leadercmd')
+        if not os.path.exists(path):
+            shutil.copy2(leadercmd_path(), path)
+            sock = os.path.join(self.shared, 'watch.sock')
+            self.spawn([path, '--serve-watch', sock], 'watch')
+            wait_for(lambda: os.path.exists(sock), 10, msg='the watch server')
+            os.chmod(sock, 0o777)
+        return path, ['-e', 'LEADERCMD_WATCH=' + os.path.join(self.shared, 'watch.sock')]
+
+    def start_agent(self, id, cmd, args=(), name='e'):
+        """elect in wrapper mode as PID 1 of a new container; the election
+        is file:// in the shared directory."""
+        cname = self.docker.name(id)
+        _, env = self.leadercmd()
+        opts = ['--network', 'none', '--hostname', id, '--stop-timeout', str(STOP_TIMEOUT),
+                '-v', '%s:%s' % (self.shared, self.shared)] + env
+        args = ['--name', name, '--id', id, '--backend',
+                'file://%s/%s.lock' % (self.shared, name), '--ttl', '10s', '--kill-grace', '2s',
+                '-v'] + list(args) + ['--'] + list(cmd)
+        self.docker.run(cname, self.image, args, opts)
+        return cname
+
+    def container_log(self, cname):
+        r = docker('logs', cname, check=False)
+        return (r.stdout + r.stderr)[-4000:]
+
+    def status(self, cname, id, name='e'):
+        """elect status in the container, on its default socket
+        (/run/elect/NAME@ID.sock)."""
+        r = docker('exec', cname, 'elect', 'status', '--name', name, '--id', id, check=False)
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    def wait_leading(self, log, id, timeout=30):
+        return wait_for(lambda: next((i for i in self.intervals(log) if i.id == id), None),
+                        timeout, interval=0.005, msg='%s leading in %s' % (id, log))
+
+
+class Image(ContainerTestCase):
+
+    def test_version_through_the_entry_point_as_non_root(self):
+        cfg = json.loads(docker('image', 'inspect', '-f', '{{json .Config}}', self.image).stdout)
+        self.assertEqual(cfg['Entrypoint'], ['/usr/bin/elect'])
+        self.assertEqual(cfg['User'], '%d:%d' % (UID, UID))
+        r = self.run_image('--version')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), 'elect ' + version())
+        r = self.run_image('-u', entrypoint='id')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotEqual(r.stdout.strip(), '0')
+        self.assertEqual(r.stdout.strip(), str(UID))
+        r = self.run_image('--version', entrypoint='lockd')
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, 'lockd ' + version()), r.stderr)
+        r = self.run_image('--help', entrypoint='lockctl')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('usage: lockctl', r.stdout)
+        # Its state and socket directories are its own.
+        r = self.run_image('-c', 'stat -c "%n %u %a" /var/lib/elect /run/elect; '
+                           'touch /var/lib/elect/x /run/elect/x', entrypoint='sh')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.split('\n')[:2], ['/var/lib/elect %d 750' % UID,
+                                                    '/run/elect %d 755' % UID])
+
+    def test_runtime_stage_has_libraries_and_no_build_tools(self):
+        r = self.run_image('-c', 'for t in cc gcc make ld apt-get; do command -v $t || :; done',
+                           entrypoint='sh')
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), ['/usr/bin/apt-get'], 'build tools in the image')
+        r = self.run_image('-c', 'ldd /usr/bin/elect /usr/bin/lockd /usr/bin/lockctl && '
+                           'ldconfig -p', entrypoint='sh')
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn('not found', r.stdout)
+        # Loaded on first use (common/curl_dl.c), so not in ldd's list.
+        self.assertIn('libcurl.so.4 ', r.stdout)
+        r = self.run_image('-c', 'ls /etc/ssl/certs/ca-certificates.crt', entrypoint='sh')
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_size(self):
+        size = containers.image_size(self.image)
+        base = containers.image_size(containers.BASE_IMAGE)
+        sys.stderr.write('[image %.1f MB, its base %.1f MB] ' % (size / 1e6, base / 1e6))
+        self.assertLess(size, MAX_IMAGE_MB * 1e6)
+
+
+class Pid1(ContainerTestCase):
+
+    def test_docker_stop_hands_over_at_once(self):
+        lc, _ = self.leadercmd()
+        log = os.path.join(self.shared, 'intervals.log')
+        a = self.start_agent('a', [lc, log])
+        ta = self.wait_leading(log, 'a')
+        b = self.start_agent('b', [lc, log])
+        wait_for(lambda: (self.status(b, 'b') or {}).get('leader') == 'a', 30,
+                 interval=0.05, msg='b follows a')
+        self.assertEqual(self.status(a, 'a')['state'], 'leader')
+
+        t0 = now_ns()
+        stop = subprocess.Popen(['docker', 'stop', '-t', str(STOP_TIMEOUT), a],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            tb = self.wait_new_term(log, after_ns=t0, exclude_id='a', timeout=STOP_TIMEOUT)
+        finally:
+            _, err = stop.communicate(timeout=STOP_TIMEOUT + 30)
+        self.assertEqual(stop.returncode, 0, err)
+        handover_ms = (tb.start - t0) / 1e6
+        sys.stderr.write('[docker stop to the new leader command: %.0f ms] ' % handover_ms)
+        self.assertEqual(tb.id, 'b')
+        self.assertLess(handover_ms, STOP_TIMEOUT * 1000)
+        # a's command stopped (SIGTERM, a "stop" line) before b's started.
+        self.assertIsNotNone(ta.pid)
+        old = [i for i in self.intervals(log) if i.id == 'a']
+        self.assertEqual(len(old), 1)
+        self.assertIsNotNone(old[0].end, 'a never stopped:\n' + self.container_log(a))
+        self.assertLessEqual(old[0].end, tb.start)
+        state = json.loads(docker('inspect', '-f', '{{json .State}}', a).stdout)
+        # 137: docker had to SIGKILL elect after the timeout.
+        self.assertNotEqual(state['ExitCode'], 137, self.container_log(a))
+        self.assertIn('signal 15', self.container_log(a))
+        self.check_intervals(log)
+        self.assertEqual(self.status(b, 'b')['state'], 'leader')
+
+    def zombies_and(self, cname, pids):
+        """(zombies in the container, {pid: ppid} of the pids still there)."""
+        r = docker('exec', cname, 'sh', '-c', 'cat /proc/[0-9]*/stat 2>/dev/null', check=False)
+        zombies, alive = [], {}
+        for line in r.stdout.splitlines():
+            rest = line[line.rfind(')') + 2:].split()
+            pid = int(line.split()[0])
+            if rest[0] == 'Z':
+                zombies.append(line)
+            if pid in pids:
+                alive[pid] = int(rest[1])
+        return zombies, alive
+
+    def read_pids(self, name):
+        try:
+            with open(os.path.join(self.shared, name)) as f:
+                return [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    def test_orphans_are_reaped(self):
+        # Orphans of the leader command go to its guard (a subreaper); those
+        # of a hook to PID 1, elect itself. Both must reap them when they
+        # exit, or they stay zombies for the container's lifetime.
+        lc, _ = self.leadercmd()
+        log = os.path.join(self.shared, 'intervals.log')
+        d = self.shared
+        cmd = ['sh', '-c', (
+            '(sleep 2 & echo $! >> {d}/cmd.pids)\n'
+            'sh -c "sleep 2 & echo \\$! >> {d}/cmd.pids; sleep 2 & echo \\$! >> {d}/cmd.pids; exit 0"\n'
+            'setsid sh -c "sleep 2 & echo \\$! >> {d}/cmd.pids; exit 0"\n'
+            'exec "$0" "$1"\n').format(d=d), lc, log]
+        hook = os.path.join(d, 'elected.sh')
+        with open(hook, 'w') as f:
+            f.write('#!/bin/sh\n'
+                    # Out of the hook's process group, which gets SIGKILL
+                    # when the hook exits.
+                    '(setsid sleep 2 & echo $! >> {d}/hook.pids)\n'
+                    'setsid sh -c "sleep 2 & echo \\$! >> {d}/hook.pids; exit 0"\n'
+                    'echo done >> {d}/hook.done\n'.format(d=d))
+        os.chmod(hook, 0o755)
+        c = self.start_agent('a', cmd, args=['--on-elected', hook])
+        self.wait_leading(log, 'a')
+        wait_for(lambda: len(self.read_pids('cmd.pids')) == 4 and len(self.read_pids('hook.pids')) == 2
+                 and os.path.exists(os.path.join(d, 'hook.done')), 10,
+                 msg='the orphans started:\n' + self.container_log(c))
+        cmd_pids, hook_pids = self.read_pids('cmd.pids'), self.read_pids('hook.pids')
+        zombies, alive = self.zombies_and(c, set(cmd_pids + hook_pids))
+        # While they sleep: the command's orphans are the guard's (not PID
+        # 1's), the hook's are PID 1's: so both reapers are put to the test.
+        guard = {alive[p] for p in cmd_pids if p in alive}
+        self.assertEqual(len(guard), 1, 'parents of the command orphans: %r' % alive)
+        self.assertNotIn(1, guard)
+        self.assertEqual({alive[p] for p in hook_pids if p in alive}, {1},
+                         'parents of the hook orphans: %r' % alive)
+        self.assertEqual(len(alive), 6, 'orphans gone too early: %r' % alive)
+
+        def all_reaped():
+            zs, left = self.zombies_and(c, set(cmd_pids + hook_pids))
+            return not zs and not left
+        wait_for(all_reaped, 10, interval=0.1, msg='the orphans reaped')
+        self.assertEqual(self.zombies_and(c, set())[0], [])
+        self.assertTrue(self.holders(log), 'the leader command still runs')
+        # And when the command ends, the tree goes with it, leaving none.
+        docker('exec', c, 'sh', '-c', 'kill -TERM %d' % self.intervals(log)[0].pid)
+        wait_for(lambda: docker('inspect', '-f', '{{.State.Running}}', c).stdout.strip() == 'false',
+                 15, interval=0.1, msg='elect exits with its command')
+        self.check_intervals(log)
+
+
+class EtcdHosts(ContainerTestCase):
+    """Three "hosts" on a private Docker network (--internal: no way out):
+    each a container running an etcd member (Debian's etcd-server, image
+    containers.ETCD_IMAGE) with an elect agent in a container of its own in
+    the host's network namespace (--network container:HOST), talking to its
+    local member only. The leader commands (leadercmd) write one interval
+    log in a shared directory; CLOCK_MONOTONIC is the one kernel's, so the
+    checker compares the hosts' times directly."""
+
+    TTL = '3s'
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if not containers.image_id(containers.ETCD_IMAGE):
+            raise AssertionError('%s is missing (tests/containers.py --prepare builds it)'
+                                 % containers.ETCD_IMAGE)
+
+    def start_cluster(self, n=3):
+        self.net = self.docker.network(self.docker.name('net'), '--internal')
+        self.hosts = {}
+        names = ['h%d' % (i + 1) for i in range(n)]
+        cluster = ','.join('%s=http://%s:2380' % (h, h) for h in names)
+        for h in names:
+            cname = self.docker.name(h)
+            self.docker.run(cname, containers.ETCD_IMAGE, [
+                '--name', h, '--data-dir', '/var/lib/etcd-test',
+                '--listen-peer-urls', 'http://0.0.0.0:2380',
+                '--listen-client-urls', 'http://0.0.0.0:2379',
+                '--advertise-client-urls', 'http://%s:2379' % h,
+                '--initial-advertise-peer-urls', 'http://%s:2380' % h,
+                '--initial-cluster', cluster, '--initial-cluster-state', 'new',
+                '--initial-cluster-token', self.net,
+                '--heartbeat-interval', '100', '--election-timeout', '1000',
+                # A member back from a partition must not depose the raft
+                # leader with its higher term (elections there would make
+                # every lease keepalive wait).
+                '--pre-vote'],
+                ['--network', self.net, '--network-alias', h, '--hostname', h])
+            self.hosts[h] = cname
+        return names
+
+    def start_agent_on(self, h, log):
+        """elect (the image's, PID 1) in host h's network namespace."""
+        lc, env = self.leadercmd()
+        cname = self.docker.name('agent-' + h)
+        self.docker.run(cname, self.image, [
+            '--name', 'e', '--id', h, '--backend', 'etcd://127.0.0.1:2379/elect/e',
+            '--ttl', self.TTL, '--kill-grace', '500ms', '-v', '--', lc, log],
+            ['--network', 'container:' + self.hosts[h], '--stop-timeout', str(STOP_TIMEOUT),
+             '-v', '%s:%s' % (self.shared, self.shared)] + env)
+        return cname
+
+    def running(self, cname):
+        r = docker('inspect', '-f', '{{.State.Running}}', cname, check=False)
+        return r.stdout.strip() == 'true'
+
+    def current(self, log):
+        """The interval still running, when exactly one is."""
+        open_ = self.holders(log)
+        return open_[0] if len(open_) == 1 else None
+
+    def settled(self, log, agents, timeout=60):
+        """Waits until one leader runs its command and every agent names it
+        (elect status in each container); returns its interval."""
+        def agreed():
+            cur = self.current(log)
+            if cur is None:
+                return None
+            for h, c in agents.items():
+                if (self.status(c, h) or {}).get('leader') != cur.id:
+                    return None
+            return cur
+        try:
+            return wait_for(agreed, timeout, interval=0.1, msg='one leader that all agents see')
+        except AssertionError as e:
+            raise AssertionError('%s\n%s' % (e, self.diag(agents)))
+
+    def diag(self, agents):
+        out = ['--- %s\n%s' % (h, self.container_log(c)) for h, c in agents.items()]
+        out += ['--- etcd %s\n%s' % (h, self.container_log(c)[-1500:]) for h, c in self.hosts.items()]
+        return '\n'.join(out)
+
+    def test_partition_kill_and_stop(self):
+        log = os.path.join(self.shared, 'intervals.log')
+        names = self.start_cluster()
+        agents = {h: self.start_agent_on(h, log) for h in names}
+        first = self.settled(log, agents, 90)
+
+        # 1. The leader's host is cut off: its command stops (its deadline:
+        # renewals through its minority member fail) before any other host
+        # leads (after the lease expired in the majority).
+        t0 = now_ns()
+        docker('network', 'disconnect', self.net, self.hosts[first.id])
+        second = self.wait_new_term(log, after_ns=t0, exclude_id=first.id, timeout=60)
+        old = next(i for i in self.intervals(log) if i.pid == first.pid and i.start == first.start)
+        self.assertIsNotNone(old.end, 'the cut-off leader still runs its command:\n'
+                             + self.diag(agents))
+        self.assertLess(old.end, second.start, 'the cut-off leader stopped after %s led'
+                        % second.id)
+        sys.stderr.write('[partition: old command stopped after %.0f ms, %s leads after %.0f ms] '
+                         % ((old.end - t0) / 1e6, second.id, (second.start - t0) / 1e6))
+        docker('network', 'connect', '--alias', first.id, self.net, self.hosts[first.id])
+        self.check_intervals(log)
+        # Back in the majority, its member catches up; whoever leads then.
+        second = self.settled(log, agents)
+
+        # 2. docker kill of the leader's container (elect, PID 1, and its
+        # command with it): another host leads once the lease expired.
+        t0 = now_ns()
+        docker('kill', agents[second.id])
+        third = self.wait_new_term(log, after_ns=t0, exclude_id=second.id, timeout=60)
+        old = next(i for i in self.intervals(log) if i.pid == second.pid and i.start == second.start)
+        self.assertIsNotNone(old.dead, 'no dead line for the killed command')
+        self.assertLess(old.end, third.start)
+        sys.stderr.write('[docker kill: %s leads after %.0f ms] '
+                         % (third.id, (third.start - t0) / 1e6))
+        del agents[second.id]
+        third = self.settled(log, agents)
+
+        # 3. docker stop of the leader's container: SIGTERM, the command
+        # stops, the key is deleted, the last host leads at once.
+        t0 = now_ns()
+        stop = subprocess.Popen(['docker', 'stop', '-t', str(STOP_TIMEOUT), agents[third.id]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            fourth = self.wait_new_term(log, after_ns=t0, exclude_id=third.id, timeout=STOP_TIMEOUT)
+        finally:
+            _, err = stop.communicate(timeout=STOP_TIMEOUT + 30)
+        self.assertEqual(stop.returncode, 0, err)
+        old = next(i for i in self.intervals(log) if i.pid == third.pid and i.start == third.start)
+        self.assertIsNotNone(old.stop, 'the stopped leader\'s command did not stop on SIGTERM')
+        self.assertLess(old.end, fourth.start)
+        sys.stderr.write('[docker stop: %s leads after %.0f ms] '
+                         % (fourth.id, (fourth.start - t0) / 1e6))
+        self.assertLess(fourth.start - t0, STOP_TIMEOUT * 1e9)
+        rep = self.check_intervals(log)
+        self.assertGreaterEqual(rep.terms, 4, rep.table())
+        sys.stderr.write("[%d terms] " % rep.terms)
+
+
+if __name__ == '__main__':
+    unittest.main()
