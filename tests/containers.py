@@ -203,7 +203,20 @@ def build_image(out=sys.stdout, nice=None):
     new = image_id(tag)
     if old and new != old:
         docker('image', 'rm', old, check=False)
+    prune_build_stages()
     return time.monotonic() - t0
+
+
+def prune_build_stages():
+    """The untagged last images of earlier build stages (LABEL elect.stage=
+    build in deploy/Dockerfile), but the newest: the layer cache for the
+    next build. Each holds a copy of the sources and objects."""
+    r = docker('images', '--filter', 'dangling=true', '--filter', 'label=elect.stage=build',
+               '--format', '{{.CreatedAt}}\t{{.ID}}', check=False)
+    stale = sorted(r.stdout.split('\n'), reverse=True)[1:]
+    for line in stale:
+        if line.strip():
+            docker('image', 'rm', line.split('\t')[1], check=False)
 
 
 # The etcd members of the multi-host tests: Debian's etcd-server on the
