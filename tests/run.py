@@ -257,8 +257,10 @@ def main():
     for r in results:
         for t, why in r.skipped:
             print('run.py: skipped tests count as failures: %s (%s)' % (t.id(), why))
-    passed = sum(r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped)
-                 - len(r.unexpectedSuccesses) for r in results)
+    # An error in setUpClass is no test run (its tests did not run at all).
+    passed = sum(r.testsRun - len(r.failures) - len(r.skipped) - len(r.unexpectedSuccesses)
+                 - sum(1 for t, _ in r.errors if isinstance(t, unittest.TestCase))
+                 for r in results)
     print('integration: %d passed, %d failed' % (passed, failed))
     return 1 if failed else 0
 
