@@ -102,7 +102,7 @@ integration: all
 # priority.
 IMAGE ?= elect:$(VERSION)
 image:
-	docker build -f deploy/Dockerfile $(if $(BASE),--build-arg BASE=$(BASE)) \
+	docker build --force-rm -f deploy/Dockerfile $(if $(BASE),--build-arg BASE=$(BASE)) \
 	  $(if $(BUILD_BASE),--build-arg BUILD_BASE=$(BUILD_BASE)) \
 	  $(if $(NICE),--build-arg NICE=$(NICE)) -t $(IMAGE) .
 

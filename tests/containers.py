@@ -238,7 +238,7 @@ def build_etcd_image(out=sys.stdout):
     t0 = time.monotonic()
     out.write('$ docker build -t %s - <<EOF\n%sEOF\n' % (ETCD_IMAGE, ETCD_DOCKERFILE % BASE_IMAGE))
     out.flush()
-    r = subprocess.run(['docker', 'build', '-t', ETCD_IMAGE, '-'],
+    r = subprocess.run(['docker', 'build', '--force-rm', '-t', ETCD_IMAGE, '-'],
                        input=(ETCD_DOCKERFILE % BASE_IMAGE).encode(), stdout=out,
                        stderr=subprocess.STDOUT, timeout=3600)
     if r.returncode != 0:
