@@ -36,13 +36,28 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import containers  # noqa: E402
 from containers import docker  # noqa: E402
-from harness import ROOT, ElectTestCase, leadercmd_path, now_ns, wait_for  # noqa: E402
+from harness import ROOT, ElectTestCase, now_ns, wait_for  # noqa: E402
 
 # What the image adds to its base: the runtime libraries and the programs
 # are ~19 MB; the build stage's compiler and headers alone would be ~200 MB.
 MAX_ADDED_MB = 40
 STOP_TIMEOUT = 10    # docker stop -t
 UID = 10001          # the image's user (deploy/Dockerfile)
+
+
+def static_leadercmd():
+    """tests/leadercmd.c linked statically into build/tools/: it runs in the
+    image whatever glibc the machine that built it has."""
+    src = os.path.join(ROOT, 'tests', 'leadercmd.c')
+    out = os.path.join(ROOT, 'build', 'tools', 'leadercmd-static')
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + '.%d' % os.getpid()
+    subprocess.run([os.environ.get('CC', 'cc'), '-std=gnu11', '-O2', '-g', '-Wall', '-Wextra',
+                    '-Werror', '-static', '-o', tmp, src], check=True)
+    os.replace(tmp, out)
+    return out
 
 
 def version():
@@ -112,13 +127,13 @@ class ContainerTestCase(ElectTestCase):
         return docker('run', *opts, self.image, *args, check=False, timeout=timeout)
 
     def leadercmd(self):
-        """leadercmd (tests/leadercmd.c, built for this Debian) in the shared
-        directory, and a watch server of our own there that writes the
+        """leadercmd (tests/leadercmd.c, static) in the shared directory,
+        and a watch server of our own there that writes the
         "dead" lines (harness.py's socket is in a directory the container's
         user may not enter). Returns (leadercmd path, environment options)."""
         path = os.path.join(self.shared, 'leadercmd')
         if not os.path.exists(path):
-            shutil.copy2(leadercmd_path(), path)
+            shutil.copy2(static_leadercmd(), path)
             sock = os.path.join(self.shared, 'watch.sock')
             self.spawn([path, '--serve-watch', sock], 'watch')
             wait_for(lambda: os.path.exists(sock), 10, msg='the watch server')
