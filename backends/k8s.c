@@ -85,6 +85,7 @@ struct k8s {
 	 * us; read only if it has not by then (0: not waiting). */
 	int64_t conflict_wait_until_ns;
 	int64_t conflict_sent_ns;  /* that acquire's send time */
+	bool acquire_put;          /* the acquire in flight is a PUT (not a create) */
 
 	/* The Lease as last seen (valid when have_cur), and when we first
 	 * received its resourceVersion. absent: it does not exist. */
@@ -370,7 +371,7 @@ static void acquire_done(struct k8s_req *r, long status, const char *err)
 		json_decref(doc);
 		now_leading(b, r, tr, acq_copy, b->acq_record);
 		free(acq_copy);
-	} else if (err == NULL && status == 409 && b->r_watch.busy) {
+	} else if (err == NULL && status == 409 && b->r_watch.busy && b->acquire_put) {
 		/* Someone wrote first, and the watch brings what they wrote:
 		 * reading it as well would double what every follower sends
 		 * when a Lease many wait on is released. */
@@ -394,6 +395,8 @@ static void acquire(struct k8s *b)
 	struct k8s_spec s = { .holder = b->p.id, .duration_s = b->ttl_s };
 
 	set_str(&b->acq_record, b->have_cur ? b->cur.handover : NULL);
+	/* A create's 409 is followed by a read: "absent" is no news then. */
+	b->acquire_put = b->have_cur;
 	if (!b->have_cur) {
 		s.transitions = b->max_transitions + 1;
 		log_info("k8s: creating Lease %s/%s", b->ns, b->name);
@@ -451,10 +454,20 @@ static void send_renew(struct k8s *b)
  * and acquireTime as we wrote them), or taken. */
 static void settle_conflict(struct k8s *b)
 {
+	const char *rt;
+
 	b->renew_conflict = false;
 	if (b->have_cur && strcmp(b->cur.holder, b->p.id) == 0 &&
 	    b->cur.transitions == b->my_transitions && b->cur.acquire_time && b->my_acquire_time &&
 	    strcmp(b->cur.acquire_time, b->my_acquire_time) == 0) {
+		/* The record may be a renewal of ours whose answer was lost:
+		 * client-go sees its renewTime second, so a renewal of ours in
+		 * that same second must not count as seen. Our deadline stays
+		 * at the last one we know was seen (sent earlier: safe). */
+		rt = json_string_value(json_object_get(json_object_get(b->cur.obj, "spec"),
+		                                       "renewTime"));
+		if (rt != NULL)
+			snprintf(b->visible_sec, sizeof(b->visible_sec), "%.19s", rt);
 		send_renew(b);       /* with the resourceVersion just read */
 		return;
 	}
