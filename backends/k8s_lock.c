@@ -155,14 +155,28 @@ static bool our_term(const struct lock_hold *h, const struct k8s_seen *e)
 }
 
 /* A refusal or another answer that is not the one asked for. A 401 or 403
- * on a hold's write is not transient: the hold fails with the line. */
+ * on a hold's write is not transient: the hold fails with the line. While
+ * an acquire's outcome is unknown (the re-read refused) the hold stays
+ * KH_WRITING and reads again after the pause, never waits anew; released
+ * by lockd meanwhile, it is dropped (a Lease it may have got expires after
+ * its duration) and lockd, which forgot it, hears nothing. */
 static void hold_refused(struct lock_hold *h, long status)
 {
 	char line[900];
 
 	k8s_lock_refused(h->s, &h->r, status, line, sizeof(line));   /* logged once */
+	if (h->release_wanted) {
+		k8s_hold_free(h);
+		return;
+	}
 	if (status == 401 || status == 403) {
 		lose_quiet(h, line);
+		k8s_lock_update_alive(h->s);
+		return;
+	}
+	if (h->unsure_sent_ns != 0) {
+		h->state = KH_WRITING;
+		back_off(h, k8s_req_retry_ns(&h->r));
 		return;
 	}
 	h->state = KH_PENDING;
@@ -491,7 +505,14 @@ static void renew_reread_done(struct k8s_req *r, long status, const char *err)
 	}
 	e = k8s_seen_observe_json(h->s, r->resp, r->resp_len);
 	if (our_term(h, e)) {
-		write_adopt(h, e);           /* a renewal of ours whose answer was lost */
+		/* A renewal of ours whose answer was lost: what client-go sees
+		 * now is its renewTime second. A later renewal in that second is
+		 * invisible; visible_ns stays that of the write before (earlier,
+		 * so the deadline only errs early). */
+		const char *rt;
+		write_adopt(h, e);
+		rt = json_string_value(json_object_get(json_object_get(h->obj, "spec"), "renewTime"));
+		snprintf(h->visible_sec, sizeof(h->visible_sec), "%.19s", rt ? rt : "");
 		return;
 	}
 	snprintf(why, sizeof(why), "its Lease %s was taken over (holder now '%.100s')", h->lease,

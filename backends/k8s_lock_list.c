@@ -109,23 +109,37 @@ static bool lock_of(const struct k8s_lock_list *l, const struct k8s_lease *le, c
                     size_t len, unsigned *limit, unsigned *slot)
 {
 	const struct lock_session *s = l->s;
-	size_t pl = strlen(s->prefix);
-	char want[K8S_NAME_MAX + 1];
+	size_t pl = strlen(s->prefix), nl;
+	const char *rest;
 
 	*slot = 0;
 	if (le->lock_name != NULL) {
 		if (!lock_name_valid(le->lock_name) || le->lock_limit == 0 || le->lock_limit > 100000)
 			return false;
 		*limit = le->lock_limit;
-		for (unsigned k = 0; k < (*limit > 1 ? *limit : 1); k++) {
-			k8s_lock_lease_name(s, le->lock_name, *limit, k, want, sizeof(want));
-			if (strcmp(want, le->name) == 0) {
-				snprintf(name, len, "%s", le->lock_name);
-				*slot = k;
-				return true;
-			}
+		/* PREFIX-NAME, or PREFIX-NAME-K with K < N written as "%u" does
+		 * (parsed: the limit is anyone's annotation, no loop over it). */
+		nl = strlen(le->lock_name);
+		if (strncmp(le->name, s->prefix, pl) != 0 ||
+		    strncmp(le->name + pl, le->lock_name, nl) != 0)
+			return false;
+		rest = le->name + pl + nl;
+		if (*limit == 1) {
+			if (*rest != '\0')
+				return false;
+		} else {
+			unsigned long k = 0;
+			size_t digits = strspn(rest + 1, "0123456789");
+			if (rest[0] != '-' || digits == 0 || digits > 6 || rest[1 + digits] != '\0' ||
+			    (rest[1] == '0' && digits > 1))
+				return false;
+			k = strtoul(rest + 1, NULL, 10);
+			if (k >= *limit)
+				return false;
+			*slot = (unsigned)k;
 		}
-		return false;
+		snprintf(name, len, "%s", le->lock_name);
+		return true;
 	}
 	/* A plain Lease: a lock named by what follows the prefix. */
 	if (strncmp(le->name, s->prefix, pl) != 0 || !lock_name_valid(le->name + pl))

@@ -460,6 +460,12 @@ static void session_lost(struct lock_session *s, const char *reason)
 		next = TAILQ_NEXT(h, link);
 		if (h->state == KH_RELEASING)
 			continue;            /* on our resourceVersion: safe to go on */
+		if (h->release_wanted) {
+			/* Released by lockd while its acquire was unanswered:
+			 * lockd calls release() no more. */
+			k8s_hold_free(h);
+			continue;
+		}
 		k8s_req_cancel(&h->r);
 		ev_timer_stop(s->loop, &h->retry);
 		h->unsure_sent_ns = 0;
@@ -513,8 +519,8 @@ static bool releases_left(const struct lock_session *s)
 	const struct lock_hold *h;
 
 	TAILQ_FOREACH(h, &s->holds, link)
-		if (h->state == KH_RELEASING && h->r.busy)
-			return true;
+		if (h->state == KH_RELEASING)
+			return true;         /* in flight, or its retry is due (lk_close) */
 	return false;
 }
 
@@ -563,6 +569,12 @@ static void lk_close(struct lock_session *s)
 			k8s_req_cancel(&h->r);
 			ev_timer_stop(s->loop, &h->retry);
 			h->state = KH_DEAD;
+		} else if (!h->r.busy) {
+			/* A release pausing after a failure: its one retry now
+			 * (release_done gives up on a failure while closing). */
+			ev_timer_stop(s->loop, &h->retry);
+			ev_timer_set(&h->retry, 0., 0.);
+			ev_timer_start(s->loop, &h->retry);
 		}
 	}
 	s->close_by_ns = clock_now_ns() + s->c.req_timeout_ns + NS_PER_SEC / 2;

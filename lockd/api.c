@@ -198,7 +198,7 @@ static int parse_acquire(struct lockd_api *a, struct http_request *req, json_t *
 {
 	json_t *name = json_object_get(body, "name"), *limit = json_object_get(body, "limit");
 	json_t *bind = json_object_get(body, "bind");
-	char msg[400];
+	char msg[768];
 
 	if (!json_is_string(name) || !lock_name_valid(json_string_value(name))) {
 		snprintf(msg, sizeof(msg), "bad name: want 1-%d letters, digits, '.', '_' or '-', "

@@ -194,7 +194,7 @@ static void on_list_abort(struct http_request *req, void *data)
  * answer to bad input. */
 static int parse_query(struct http_request *req, struct list_req *lr, bool *local)
 {
-	char buf[32], *end, msg[400];
+	char buf[32], *end, msg[768];
 	long v;
 	int rc = httpd_query_param(req, "name", lr->name, sizeof(lr->name));
 

@@ -13,7 +13,10 @@ The Kubernetes-only cases: a client-go candidate holding Lease PREFIX-NAME
 and lockd's holders of lock NAME exclude each other, tokens in one order;
 a dead client-go holder's Lease is taken over only after its duration; the
 Lease layout, annotations and tokens; a limit conflict (409); a name that is
-no Kubernetes name gets one clear line; a missing RBAC verb is named.
+no Kubernetes name gets one clear line (the longest too); a missing RBAC verb
+is named; list() reads a slot from the Lease name; a release pausing after a
+failure is retried during a clean exit; an acquire of unknown outcome that
+lockd released, whose re-read is refused, is dropped quietly.
 """
 
 import json
@@ -252,7 +255,108 @@ class K8sLocks(K8sSharedServerMixin, LockdCases, SessionCutCases, ElectTestCase)
         self.assertIn('use e.g. "web"', r.stderr)
         r = self.lockctl(d, 'list', 'Web')
         self.assertEqual(r.returncode, 2, r.stderr)
+        # The longest name: the suggestion at the end is not cut off.
+        long_name = 'A' * 128
+        st, body = d.acquire(long_name)
+        self.assertEqual(st, 400, body)
+        self.assertIn('use e.g. "%s"' % long_name.lower(), body['error'])
+        st, body = d.request('GET', '/v1/locks?name=' + long_name)
+        self.assertEqual(st, 400, body)
+        self.assertIn('use e.g. "%s"' % long_name.lower(), body['error'])
         self.assertEqual(self.leases(), {})
+
+    @valgrind_ok
+    def test_list_reads_the_slot_from_the_lease_name(self):
+        """A slot Lease's K is parsed from its name, whatever the limit
+        annotation says (no loop over it); only K < N written plainly."""
+        d = self.lockd('ls')
+        for name, limit in (('locks-big-99999', 100000), ('locks-big-07', 100000),
+                            ('locks-small-5', 5), ('locks-one', 1), ('locks-one-0', 1)):
+            lock = name.split('-')[1]
+            st, body = self.srv.api('POST', '%s/namespaces/%s/leases' % (COORD, self.K8S_NS), {
+                'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+                'metadata': {'name': name, 'annotations': {'elect.io/lock': lock,
+                                                           'elect.io/limit': str(limit)}},
+                'spec': {'holderIdentity': 'h-' + name, 'leaseDurationSeconds': 30,
+                         'leaseTransitions': 1}})
+            self.assertEqual(st, 201, body)
+        got = {lk['name']: sorted((e['owner'], e['token']) for e in lk['holders'])
+               for lk in d.locks()}
+        self.assertEqual(got, {'big': [('h-locks-big-99999', 2 * 100000 - 1)],
+                               'one': [('h-locks-one', 1)]})
+
+    @valgrind_ok
+    def test_release_retried_during_a_clean_exit(self):
+        """A release that failed and waits for its retry when lockd is
+        stopped is sent at once (within the close timeout), not dropped."""
+        from proxy import FaultProxy
+        p = FaultProxy(self.backend_addr())
+        p.start()
+        self.addCleanup(p.stop)
+        d = self.lockd('rc', url=self.lock_url(proxy_port=p.port))
+        conn = HoldConn(d)
+        st, held = conn.acquire('rc', wait='0')
+        self.assertEqual(st, 200, held)
+        p.reset()
+        self.assertEqual(conn.release(held['hold'])[0], 200)
+        time.sleep(0.2)              # failed at once; the retry comes after >= 0.5 s
+        self.assertEqual(self.lease('%s-rc' % PREFIX)['spec']['holderIdentity'], 'rc')
+        p.pass_()
+        self.assertEqual(d.stop(), 0, d.log())
+        self.assertEqual(self.lease('%s-rc' % PREFIX)['spec'].get('holderIdentity', ''), '',
+                         d.log())
+        conn.close()
+
+    def test_released_while_unsure_and_reread_refused(self):
+        """An acquire whose answer is lost, released by lockd meanwhile
+        (try-once), then the re-read refused (403): the hold is dropped
+        quietly, not reported lost to lockd, which forgot it."""
+        from proxy import FaultProxy
+        ns, verbs = self.K8S_NS, ['get', 'list', 'watch', 'create', 'update']
+        role = self.srv.grant(ns, verbs, user='norbac')
+        kc = self.srv.kubeconfig(self.path('kc-uf'), user='norbac')
+        p = FaultProxy(self.backend_addr())
+        p.start()
+        self.addCleanup(p.stop)
+        d = self.lockd('uf', url=self.lock_url(proxy_port=p.port),
+                       args=['--kubeconfig', kc, '--request-timeout', '1s'])
+        # A waiter keeps the view (LIST, then WATCH) live through the cut.
+        st, body = self.srv.api('POST', '%s/namespaces/%s/leases' % (COORD, ns), {
+            'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+            'metadata': {'name': '%s-w' % PREFIX},
+            'spec': {'holderIdentity': 'x', 'leaseDurationSeconds': 30}})
+        self.assertEqual(st, 201, body)
+        res = {}
+        waiter = threading.Thread(target=lambda: res.setdefault('w', d.acquire('w', wait='5s')))
+        waiter.start()
+        wait_for(lambda: [lk['name'] for lk in d.locks(local=True)] == ['w'], 10, msg='waiting')
+        time.sleep(0.5)
+        p.blackhole()                # the create goes nowhere: times out after 1 s
+        t0 = time.monotonic()
+        st, body = d.acquire('uf', wait='300ms')
+        self.assertEqual(st, 408, body)
+        st, body = self.srv.api('PUT', '/apis/rbac.authorization.k8s.io/v1/namespaces/%s/roles/%s'
+                                % (ns, role), {
+            'apiVersion': 'rbac.authorization.k8s.io/v1', 'kind': 'Role',
+            'metadata': {'name': role},
+            'rules': [{'apiGroups': ['coordination.k8s.io'], 'resources': ['leases'],
+                       'verbs': [v for v in verbs if v != 'get']}]})
+        self.assertEqual(st, 200, body)
+        time.sleep(max(0, t0 + 1.3 * scale() - time.monotonic()))
+        p.pass_()                    # the re-read (after the pause) is refused
+        try:
+            wait_for(lambda: 'cannot get resource "leases"' in d.log(), 15 * scale(),
+                     msg='re-read refused')
+        except AssertionError:
+            sys.stderr.write(d.log())
+            raise
+        time.sleep(0.3)
+        self.assertTrue(d.alive(), d.log())
+        self.assertEqual([lk['name'] for lk in d.locks(local=True)], ['w'])
+        waiter.join(30 * scale())
+        self.assertEqual(res['w'][0], 408, res['w'])
+        self.assertTrue(d.alive(), d.log())
+        self.assertEqual(d.locks(local=True), [])
 
     @valgrind_ok
     def test_missing_permission_is_named(self):
