@@ -202,6 +202,7 @@ class K8sEnv(NetEnv):
 
     K8S_NS = 'chaos'
     VERBS = ['get', 'create', 'update', 'watch']     # what the backend needs
+    DRAIN_S = 3
 
     def __init__(self, case, rng):
         from k8s_server import KubeApiServer
@@ -247,10 +248,12 @@ class K8sEnv(NetEnv):
 
     def stop_all(self, hard=True, pick=None):
         """kube-apiserver (pick < 0.5), its etcd (pick < 0.75) or both
-        (pick None: both); returns what went down."""
+        (pick None: both); returns what went down. On SIGTERM kube-apiserver
+        stops listening at once but stays up while watches are open (tens
+        of seconds): SIGKILL after DRAIN_S of that."""
         pick = 1.0 if pick is None else pick
         if pick < 0.5 or pick >= 0.75:
-            _halt(self.srv, hard)
+            _halt(self.srv, hard, self.DRAIN_S)
             self.down.add('kube-apiserver')
         if pick >= 0.5:
             _halt(self.srv.etcd, hard)
