@@ -66,6 +66,7 @@ AGENTS = 3
 LEADERCMD = None            # path of the leader command; None: the harness's build
 SHORT_EVENTS = 2            # per single scenario in the short version
 SHORT_MIXED_S = 20          # seconds of the mixed scenario in the short version
+MAX_UNEXPECTED = 6          # agent exits nobody caused before a scenario gives up
 
 
 def _dur(s):
@@ -265,6 +266,11 @@ class Scenario:
             self.res.unexpected.append('agent %s pid %d exited with %s; log tail:\n%s'
                                        % (aid, a.pid, a.returncode, a.log()[-2500:]))
         self._forget(a)
+        if len(self.res.unexpected) >= MAX_UNEXPECTED:
+            # e.g. a configuration elect refuses: restarting forever would
+            # never let the scenario end (it is never quiet, so no stall).
+            raise RuntimeError('agents exited on their own %d times; giving up'
+                               % len(self.res.unexpected))
         self.restart_at[aid] = now + (exp[1] if exp else 0.5)
 
     def tick(self):
