@@ -28,7 +28,8 @@
 #define K8S_LIMIT_ANNOTATION "elect.io/limit"
 /* The Leases of a namespace (printf format, the namespace %-escaped). */
 #define K8S_LEASES "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
-/* Backing off after 429, 5xx and refusals, up to this. */
+/* Backing off after 429, 5xx, connection errors and refusals, up to this,
+ * and never longer than the lease duration (k8s_client.backoff_max_ns). */
 #define K8S_BACKOFF_MAX_NS (30 * NS_PER_SEC)
 /* The token file is read again after this (bound tokens rotate). */
 #define K8S_TOKEN_REREAD_NS (60 * NS_PER_SEC)
@@ -123,6 +124,7 @@ struct k8s_client {
 	char *user_agent;          /* "elect (ID)": who sent it, in audit logs */
 	int64_t token_read_ns;     /* when the token file was last read */
 	int64_t req_timeout_ns, retry_ns;
+	int64_t backoff_max_ns;    /* K8S_BACKOFF_MAX_NS, at most the lease duration */
 	bool failing;              /* logging: one line per change */
 };
 
@@ -144,7 +146,7 @@ void k8s_req_cancel(struct k8s_req *r);
 void k8s_req_free(struct k8s_req *r);
 /* How long to wait before retrying what r last did: the client's retry
  * pause while r's requests succeed, else a jittered back-off that doubles
- * up to K8S_BACKOFF_MAX_NS (429, 5xx, connection errors, 401, 403). */
+ * up to the client's backoff_max_ns (429, 5xx, connection errors, 401, 403). */
 int64_t k8s_req_retry_ns(const struct k8s_req *r);
 /* One line for a log or an event about an answer that is not the one asked
  * for: "HTTP 403: leases.coordination.k8s.io \"web\" is forbidden: User

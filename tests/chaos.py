@@ -2,13 +2,15 @@
 """The chaos suite (issue 6): faults against three elect agents, checked for
 two leaders at once and for token order. `make chaos` runs it.
 
-  python3 tests/chaos.py --backend file|etcd|zk|consul --duration SECONDS [--seed N]
+  python3 tests/chaos.py --backend file|etcd|zk|consul|k8s --duration SECONDS [--seed N]
                          [--short] [--scenario NAME]... [--no-tables]
 
 Runs, for the backend, each single scenario (kill_agent, kill_cmd, sigstop;
-for etcd and zk also cut, slow, restart, and member_kill on a 3-member
-cluster) on half of the duration, then the mixed scenario (all faults at
-random; on the cluster for etcd and zk) on the other half. --scenario runs
+for etcd, zk, consul and k8s also cut, slow and restart; for etcd, zk and
+consul member_kill on a 3-member cluster) on half of the duration, then the
+mixed scenario (all faults at random; on the cluster for etcd, zk and
+consul) on the other half. k8s is a kube-apiserver on its own etcd; its
+restart stops either or both. --scenario runs
 only the named ones (mixed alone gets the whole duration). --short is the
 `make check` version: two events per single scenario, 20 s of mixed.
 See tests/chaos_lib.py for what each scenario does.
@@ -67,7 +69,7 @@ def snapshot_binaries(case):
 
 def main():
     ap = argparse.ArgumentParser(description='elect chaos suite (issue 6)')
-    ap.add_argument('--backend', choices=('file', 'etcd', 'zk', 'consul'), required=True)
+    ap.add_argument('--backend', choices=('file', 'etcd', 'zk', 'consul', 'k8s'), required=True)
     ap.add_argument('--duration', type=float, default=60, help='seconds (default 60)')
     ap.add_argument('--seed', type=int)
     ap.add_argument('--short', action='store_true', help='the make check version')
@@ -78,7 +80,7 @@ def main():
     if not os.access(harness.elect_bin(), os.X_OK):
         print('chaos: %s not found (run make first)' % harness.elect_bin())
         return 2
-    if a.backend == 'etcd':
+    if a.backend in ('etcd', 'k8s'):       # kube-apiserver stores in Debian's etcd
         from etcd_server import have_etcd
         if not have_etcd():
             print('chaos: etcd-server/etcd-client are not installed')
@@ -92,6 +94,13 @@ def main():
         from consul_server import build_consul
         try:
             build_consul()
+        except RuntimeError as e:
+            print('chaos: %s' % e)
+            return 2
+    if a.backend == 'k8s':
+        from k8s_server import require_k8s
+        try:
+            require_k8s()
         except RuntimeError as e:
             print('chaos: %s' % e)
             return 2

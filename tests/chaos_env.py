@@ -2,23 +2,34 @@
 
 One object per backend set-up, all on loopback:
 
-    env = make_env(case, 'etcd', cluster=False, rng=rng)   # or 'file', 'zk', 'consul'
+    env = make_env(case, 'etcd', cluster=False, rng=rng)   # or 'file', 'zk', 'consul', 'k8s'
     env.start()                      # servers up (blocking until ready)
     env.url(election, agent_id, i)   # backend URL for agent number i
+    env.agent_args(agent_id)         # extra elect options (k8s: --kubeconfig)
     env.link(agent_id)               # that agent's FaultProxy list ([] for file)
     env.stop_member(m, hard)         # one server down (hard: SIGKILL)
     env.start_member(m)              # and up again, same ports and data
-    env.stop_all(hard) / env.start_all()
+    env.stop_all(hard, pick) / env.start_all()   # stop_all returns what went
+                                     # down (k8s: pick chooses kube-apiserver,
+                                     # its etcd, or both; the others: all)
     env.traffic(agent_id)            # bytes sent so far through each proxy
     env.close()                      # proxies and servers gone, by pid
 
 Every agent gets its own FaultProxy per server, so a fault on one agent's
 link leaves the others alone; in a cluster agent i lists the members
 starting with member i, so the agents spread over the members.
+
+Kubernetes (K8sEnv) is one kube-apiserver on its own Debian etcd
+(tests/k8s_server.py), one Lease per scenario in namespace K8S_NS, reached
+as k8s://127.0.0.1:PROXY/K8S_NS/LEASE with a kubeconfig (CA and token of a
+user allowed only what the backend does). A client-go style deployment has
+one API server address per client, so there is no member cluster: its
+backend restart stops kube-apiserver, its etcd, or both.
 """
 
 import os
 import signal
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,6 +58,9 @@ class FileEnv:
         return self.case.path(election + '.lock')
 
     def link(self, agent_id):
+        return []
+
+    def agent_args(self, agent_id):
         return []
 
     def close(self):
@@ -127,9 +141,10 @@ class NetEnv:
     def start_member(self, m):
         self._launch([m])
 
-    def stop_all(self, hard=True):
+    def stop_all(self, hard=True, pick=None):
         for m in range(self.members):
             self.stop_member(m, hard)
+        return 'all %d' % self.members if self.members > 1 else self.kind
 
     def start_all(self):
         self._launch(sorted(self.down))
@@ -151,6 +166,9 @@ class NetEnv:
         hosts = ','.join('127.0.0.1:%d' % p.port for p in ps[k:] + ps[:k])
         return '%s://%s/chaos/%s' % (self.kind, hosts, election)
 
+    def agent_args(self, agent_id):
+        return []
+
     def traffic(self, agent_id):
         return [p.stats()['bytes_up'] for p in self.link(agent_id)]
 
@@ -168,7 +186,100 @@ class NetEnv:
                 sys.stderr.write('chaos: stopping %s: %r\n' % (getattr(s, 'name', s), e))
 
 
+def _halt(proc, hard, timeout=10):
+    """SIGKILL, or SIGTERM and SIGKILL after timeout s; by pid."""
+    if proc.alive() and not hard:
+        os.kill(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill(signal.SIGKILL)       # also closes its log when it is gone
+
+
+class K8sEnv(NetEnv):
+    """kube-apiserver on Debian's etcd; each agent through its own proxy."""
+
+    K8S_NS = 'chaos'
+    VERBS = ['get', 'create', 'update', 'watch']     # what the backend needs
+    DRAIN_S = 3
+
+    def __init__(self, case, rng):
+        from k8s_server import KubeApiServer
+        self.case = case
+        self.kind = 'k8s'
+        self.cluster = False
+        self.rng = rng
+        self.proxies = {}
+        self.down = set()           # 'kube-apiserver', 'etcd'
+        self.closed = False
+        self.srv = KubeApiServer(case.tmp, 'kube-chaos')
+        self.servers = [self.srv]   # srv.stop() stops its etcd too
+        self.members = 1
+        self.kubeconfig = case.path('kubeconfig-chaos')
+
+    def describe(self):
+        return 'kube-apiserver on a single etcd'
+
+    def port(self, m):
+        return self.srv.port
+
+    def start(self):
+        self.srv.start(timeout=90)
+        self.srv.create_namespace(self.K8S_NS)
+        self.srv.grant(self.K8S_NS, self.VERBS, user='tester')
+        self.srv.kubeconfig(self.kubeconfig, user='tester')
+
+    def url(self, election, agent_id, i):
+        # A Lease name is a DNS subdomain: no '_'.
+        return 'k8s://127.0.0.1:%d/%s/%s' % (self.link(agent_id)[0].port, self.K8S_NS,
+                                             election.replace('_', '-'))
+
+    def agent_args(self, agent_id):
+        # The URL's host wins over the kubeconfig's server; the kubeconfig
+        # gives the CA and the token.
+        return ['--kubeconfig', self.kubeconfig]
+
+    def stop_member(self, m, hard=True):
+        self.stop_all(hard)
+
+    def start_member(self, m):
+        self.start_all()
+
+    def stop_all(self, hard=True, pick=None):
+        """kube-apiserver (pick < 0.5), its etcd (pick < 0.75) or both
+        (pick None: both); returns what went down. On SIGTERM kube-apiserver
+        stops listening at once but stays up while watches are open (tens
+        of seconds): SIGKILL after DRAIN_S of that."""
+        pick = 1.0 if pick is None else pick
+        if pick < 0.5 or pick >= 0.75:
+            _halt(self.srv, hard, self.DRAIN_S)
+            self.down.add('kube-apiserver')
+        if pick >= 0.5:
+            _halt(self.srv.etcd, hard)
+            self.down.add('etcd')
+        return ' and '.join(sorted(self.down))
+
+    def start_all(self):
+        """Up again on the same ports with the same data; waits for /readyz."""
+        if 'etcd' in self.down:
+            self.srv.etcd.start(wait=False)
+            self.srv.etcd.wait_healthy(60)
+            self.down.discard('etcd')
+        if 'kube-apiserver' in self.down:
+            port = self.srv.port
+            self.srv.start(timeout=90)
+            if self.srv.port != port:       # its port was taken meanwhile
+                for ps in self.proxies.values():
+                    for p in ps:
+                        p.target = ('127.0.0.1', self.srv.port)
+            self.down.discard('kube-apiserver')
+        self.srv.wait_until(self.srv.ready, 60, 'not ready (/readyz) after its etcd restarted')
+
+
 def make_env(case, kind, cluster, rng):
     if kind == 'file':
         return FileEnv(case, rng)
+    if kind == 'k8s':
+        return K8sEnv(case, rng)
     return NetEnv(case, kind, cluster, rng)

@@ -9,7 +9,7 @@ gets three fresh agents (wrapper mode, tests/leadercmd.c as the leader
 command writing one interval log), its own election, and a Random seeded
 from (seed, backend, scenario), through which every choice and timing
 goes; the same seed replays the same sequence of choices (process races may
-still differ). Scenarios (NET_ONLY ones for etcd, zk and consul only):
+still differ). Scenarios (NET_ONLY ones for etcd, zk, consul and k8s only):
 
   kill_agent   kill -9 of the leader agent, restarted after a random pause
   kill_cmd     kill -9 of the leader command (the agent exits with 137 and
@@ -22,12 +22,13 @@ still differ). Scenarios (NET_ONLY ones for etcd, zk and consul only):
   slow         0.6..1.2 x the renew interval of delay each way on the
                leader's links, for 1..3 TTL
   restart      the backend (all its servers) down for up to 1.5 TTL,
-               SIGKILL or SIGTERM
-  member_kill  (3-member cluster) the member the leader's renewals go to
-               (the proxy that carried its traffic) killed for 1..3 TTL
+               SIGKILL or SIGTERM; k8s: kube-apiserver, its etcd, or both
+  member_kill  (3-member cluster: etcd, zk, consul) the member the leader's
+               renewals go to (the proxy that carried its traffic) killed
+               for 1..3 TTL
   rm_lock      (file only) the lock file removed, or replaced by a copy of
                itself (as `sed -i` does), under the running leader
-  mixed        (cluster for etcd/zk) all of the above plus connection
+  mixed        (cluster for etcd/zk/consul) all of the above plus connection
                resets and flaky links (a share of new connections reset),
                at random times and targets, several at once
 
@@ -57,6 +58,7 @@ SCENARIOS = ('kill_agent', 'kill_cmd', 'sigstop', 'cut', 'slow', 'restart', 'mem
 NET_ONLY = {'cut', 'slow', 'restart', 'member_kill'}
 FILE_ONLY = {'rm_lock'}
 ON_CLUSTER = {'member_kill', 'mixed'}
+CLUSTER_KINDS = ('etcd', 'zk', 'consul')     # the backends with a member cluster
 MIXED_WEIGHTS = (('kill_agent', 2), ('kill_cmd', 2), ('sigstop', 1), ('cut', 2), ('slow', 1),
                  ('reset', 1), ('flaky', 1), ('restart', 0.5), ('member_kill', 1),
                  ('rm_lock', 1))
@@ -64,6 +66,7 @@ AGENTS = 3
 LEADERCMD = None            # path of the leader command; None: the harness's build
 SHORT_EVENTS = 2            # per single scenario in the short version
 SHORT_MIXED_S = 20          # seconds of the mixed scenario in the short version
+MAX_UNEXPECTED = 6          # agent exits nobody caused before a scenario gives up
 
 
 def _dur(s):
@@ -75,11 +78,14 @@ class Timing:
     """Short TTLs for many terms per minute; etcd's smallest lease is 2 s, a
     ZooKeeper session must be >= 2 ticks (the test servers tick 100 ms)."""
     BASE = {'file': (1.0, 0.25, 0.2), 'etcd': (2.0, 0.5, 0.3), 'zk': (2.0, 0.5, 0.3),
-            'consul': (10.0, 2.0, 0.5)}     # Consul refuses session TTLs under 10 s
+            'consul': (10.0, 2.0, 0.5),     # Consul refuses session TTLs under 10 s
+            'k8s': (3.0, 1.0, 0.3)}         # whole seconds, renewals >= 1 s (renewTime)
 
     def __init__(self, kind):
         k = harness.scale()
         self.ttl, self.renew, self.grace = (x * k for x in self.BASE[kind])
+        if kind == 'k8s':
+            self.ttl, self.renew = float(round(self.ttl)), float(max(1, round(self.renew)))
         # No stable leader this long after every fault healed: a stall.
         self.bound = 10 * k + 6 * self.ttl
 
@@ -95,7 +101,7 @@ def plan(kind, duration, short, only=None):
     """[(scenario, seconds or None, max events or None)] for one backend."""
     names = [s for s in SCENARIOS
              if (kind != 'file' or s not in NET_ONLY) and (kind == 'file' or s not in FILE_ONLY)
-             and (not only or s in only)]
+             and (kind in CLUSTER_KINDS or s != 'member_kill') and (not only or s in only)]
     singles = [s for s in names if s != 'mixed']
     out = []
     if short:
@@ -228,7 +234,7 @@ class Scenario:
         a = harness.Agent(self.case, name='chaos', id=aid,
                           backend=self.env.url(self.name, aid, self.ids.index(aid)),
                           cmd=[LEADERCMD or harness.leadercmd_path(), self.log],
-                          **self.t.agent_args())
+                          args=self.env.agent_args(aid), **self.t.agent_args())
         self.agents[aid] = a
         self.note('start agent %s pid %d' % (aid, a.pid))
 
@@ -260,6 +266,11 @@ class Scenario:
             self.res.unexpected.append('agent %s pid %d exited with %s; log tail:\n%s'
                                        % (aid, a.pid, a.returncode, a.log()[-2500:]))
         self._forget(a)
+        if len(self.res.unexpected) >= MAX_UNEXPECTED:
+            # e.g. a configuration elect refuses: restarting forever would
+            # never let the scenario end (it is never quiet, so no stall).
+            raise RuntimeError('agents exited on their own %d times; giving up'
+                               % len(self.res.unexpected))
         self.restart_at[aid] = now + (exp[1] if exp else 0.5)
 
     def tick(self):
@@ -430,9 +441,9 @@ class Scenario:
             return None
         d = self.t.ttl * (0.05 + 1.45 * r[2])
         hard = r[3] < 0.5
-        self.env.stop_all(hard)
+        what = self.env.stop_all(hard, r[4])
         self.schedule(d, 'backend', 'backend restart', self.env.start_all)
-        return 'backend down (%s) for %.2fs' % ('SIGKILL' if hard else 'SIGTERM', d)
+        return 'backend (%s) down (%s) for %.2fs' % (what, 'SIGKILL' if hard else 'SIGTERM', d)
 
     def ev_member_kill(self, aid, r):
         if self.env.members < 3 or 'backend' in self.busy:
@@ -497,7 +508,8 @@ class Scenario:
     def run_mixed(self, t_end):
         kinds = [(k, w) for k, w in MIXED_WEIGHTS
                  if (self.env.has_link or k not in NET_ONLY | {'reset', 'flaky'})
-                 and (not self.env.has_link or k not in FILE_ONLY)]
+                 and (not self.env.has_link or k not in FILE_ONLY)
+                 and (self.env.members >= 3 or k != 'member_kill')]
         total = sum(w for _, w in kinds)
         while time.monotonic() < t_end:
             r = [self.rng.random() for _ in range(10)]
@@ -643,7 +655,7 @@ def run_backend(case, kind, seed, duration=60, short=False, only=None, out=sys.s
     envs = {}
     try:
         for name, seconds, max_events in plan(kind, duration, short, only):
-            cluster = kind != 'file' and name in ON_CLUSTER
+            cluster = kind in CLUSTER_KINDS and name in ON_CLUSTER
             if cluster not in envs:
                 for e in envs.values():         # one set of servers at a time
                     e.close()

@@ -122,6 +122,8 @@ class ConsulServer(ServerProc):
                 '-dns-port', '-1',
                 '-grpc-port', '-1', '-serf-lan-port', str(self.ports[0]),
                 '-serf-wan-port', str(self.ports[1]), '-server-port', str(self.ports[2]),
+                # No lookup of checkpoint-api.hashicorp.com: loopback only.
+                '-hcl', 'disable_update_check = true',
                 '-log-level', 'info'] + self._tls_args() + self.extra_args
 
     def _tls_args(self):

@@ -21,6 +21,7 @@ import zk_server  # noqa: E402
 from consul_server import build_consul  # noqa: E402
 from etcd_server import have_etcd  # noqa: E402
 from harness import ElectTestCase, scale  # noqa: E402
+from k8s_server import require_k8s  # noqa: E402
 
 
 class Chaos(ElectTestCase):
@@ -66,3 +67,7 @@ class Chaos(ElectTestCase):
     def test_consul(self):
         build_consul()      # once per machine, then cached; fails, never skips
         self.chaos('consul')
+
+    def test_k8s(self):
+        require_k8s()       # once per machine, then cached; fails, never skips
+        self.chaos('k8s')

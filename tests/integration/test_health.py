@@ -1,5 +1,6 @@
 """Leadership that follows health checks (issue 14, first part), on the
-file backend and on real etcd and ZooKeeper servers started by the tests.
+file backend and on real etcd, ZooKeeper, Consul and Kubernetes servers
+started by the tests (tests/server_mixins.py).
 
 Each agent's --health-cmd passes while a file the test controls exists
 (DIR/ok.ID). The leader turning unhealthy hands over to a healthy candidate
@@ -24,7 +25,8 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, elect_bin, pid_alive, scale, valgrind_ok, wait_for  # noqa: E402
 from etcd_server import have_etcd  # noqa: E402
-from server_mixins import EtcdServerMixin, ZkServerMixin  # noqa: E402
+from server_mixins import (ConsulServerMixin, EtcdServerMixin, K8sServerMixin,  # noqa: E402
+                           ZkServerMixin)
 
 IDS = ['h0', 'h1', 'h2']
 HEALTH = ['--health-interval', '200ms', '--health-timeout', '1s', '--health-fails', '2',
@@ -461,6 +463,30 @@ class HealthZk(ZkServerMixin, HealthCases, LeaderScopeCases, ElectTestCase):
 
     def agent_timing(self):
         return dict(ttl='2s', kill_grace='300ms')
+
+
+class HealthConsul(ConsulServerMixin, HealthCases, LeaderScopeCases, ElectTestCase):
+    """Consul refuses session TTLs under 10 s; a step-down releases the
+    key, so handovers still take no TTL."""
+
+    def timing_args(self):
+        return []
+
+    def agent_timing(self):
+        if scale() >= 5:
+            return dict(ttl='15s', renew='3s', kill_grace='1s')
+        return dict(ttl='10s', renew='2s', kill_grace='500ms')
+
+
+class HealthK8s(K8sServerMixin, HealthCases, LeaderScopeCases, ElectTestCase):
+
+    def timing_args(self):
+        return ['--kubeconfig', self.kubeconfig_path]
+
+    def agent_timing(self):
+        if scale() >= 2:
+            return dict(ttl='6s', renew='1s', kill_grace='300ms')
+        return dict(ttl='3s', renew='1s', kill_grace='300ms')
 
 
 if __name__ == '__main__':
