@@ -156,35 +156,53 @@ start_command(pid_t self, void (*exec_child)(pid_t guard, void *arg), void *arg)
 	return cmd;
 }
 
-static void close_all_but(int keep_fd)
+/* Closes every descriptor above stdio but keep_a and keep_b (<= 2: none). */
+static void close_all_but(int keep_a, int keep_b)
 {
 	struct rlimit nofile;
+	unsigned from = 3;
+	int keep[2], ok = 1;
 
-	if (keep_fd > 2) {
-		if ((keep_fd == 3 || syscall(SYS_close_range, 3U, (unsigned)keep_fd - 1, 0U) == 0) &&
-		    syscall(SYS_close_range, (unsigned)keep_fd + 1, ~0U, 0U) == 0)
-			return;
-	} else if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0) {
-		return;
+	keep[0] = keep_a < keep_b ? keep_a : keep_b;
+	keep[1] = keep_a < keep_b ? keep_b : keep_a;
+	for (int i = 0; i < 2 && ok; i++) {
+		if (keep[i] < (int)from)
+			continue;
+		if ((unsigned)keep[i] > from)
+			ok = syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0U) == 0;
+		from = (unsigned)keep[i] + 1;
 	}
+	if (ok && syscall(SYS_close_range, from, ~0U, 0U) == 0)
+		return;
 	/* Kernels before 5.9 have no close_range. */
 	if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur > 65536)
 		nofile.rlim_cur = 65536;
 	for (int fd = 3; fd < (int)nofile.rlim_cur; fd++)
-		if (fd != keep_fd)
+		if (fd != keep_a && fd != keep_b)
 			close(fd);
 }
 
-static void __attribute__((noreturn)) exit_like(int status)
+/* The whole tree is gone: tell the agent at once (done_fd), then exit with
+ * the command's status. The agent need not wait for our exit, which takes a
+ * while: we are a copy of its whole address space. */
+static void __attribute__((noreturn)) finish(int status, int keep_fd, int done_fd)
 {
-	if (WIFEXITED(status))
-		_exit(WEXITSTATUS(status));
 	/* A signal death is passed on as the shell shows it: raising it here
 	 * would make the guard dump core for a command that did. */
-	_exit(WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255);
+	int code = WIFEXITED(status) ? WEXITSTATUS(status)
+	                             : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
+	int as_waited = code << 8;     /* what waitpid() will say of our exit */
+
+	if (done_fd >= 0) {
+		if (keep_fd > 2)
+			close(keep_fd);
+		while (write(done_fd, &as_waited, sizeof(as_waited)) < 0 && errno == EINTR)
+			;
+	}
+	_exit(code);
 }
 
-void guard_main(pid_t parent, int keep_fd, int err_fd,
+void guard_main(pid_t parent, int keep_fd, int err_fd, int done_fd,
                 void (*exec_child)(pid_t guard, void *arg), void *arg)
 {
 	const int kill_sig = guard_kill_signal();
@@ -215,7 +233,7 @@ void guard_main(pid_t parent, int keep_fd, int err_fd,
 	setpgid(cmd, cmd);
 	/* The agent's sockets, pipes and loop must not live on in us; the
 	 * command has its own copies of what it needs. */
-	close_all_but(keep_fd);
+	close_all_but(keep_fd, done_fd);
 
 	sigfillset(&all);
 	for (;;) {
@@ -235,7 +253,7 @@ void guard_main(pid_t parent, int keep_fd, int err_fd,
 			}
 		}
 		if (w < 0 && errno == ECHILD && cmd_reaped)
-			exit_like(cmd_status);
+			finish(cmd_status, keep_fd, done_fd);
 		if (!killing)
 			continue;
 		/* Until the group is empty its id cannot name another group. */

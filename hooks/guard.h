@@ -40,10 +40,14 @@ int guard_kill_signal(void);
  * the guard keeps open until the tree is gone (0: none); every other one but
  * stdio is closed once the command has been forked. err_fd: where a failure
  * of the guard itself is reported as an errno (as exec_child() reports a
- * failed exec). exec_child() runs in the command's process, a vfork() child
+ * failed exec). done_fd (-1: none): kept open too; once the whole tree is
+ * gone the guard closes keep_fd, writes there the int that waitpid() will
+ * report for its own exit, and exits: the agent may go on at once instead of
+ * waiting for the exit of a process that is a copy of its address space
+ * (tearing that down costs about half a millisecond). exec_child() runs in the command's process, a vfork() child
  * of the guard: only system calls on its own stack until the exec or _exit,
  * and it must not return. Never returns. */
-void guard_main(pid_t parent, int keep_fd, int err_fd,
+void guard_main(pid_t parent, int keep_fd, int err_fd, int done_fd,
                 void (*exec_child)(pid_t guard, void *arg), void *arg)
 	__attribute__((noreturn));
 

@@ -37,6 +37,8 @@ struct proc {
 	ev_timer kill_w;      /* SIGKILL after the grace of proc_stop() */
 	ev_io out_w;          /* read end of the output pipe, if captured */
 	int out_fd;           /* -1 when not captured or already closed */
+	ev_io done_w;         /* a guard's word that its tree is gone (guard.h) */
+	int done_fd;          /* -1 when not guarded or already closed */
 	int stopping;
 	int exited;           /* inside the exit callback: no more signals */
 	bool guarded;         /* pid is a guard (hooks/guard.h) around the command */
@@ -159,23 +161,31 @@ static void output_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- exit and stop ---- */
 
+static void close_done(struct proc *p)
+{
+	if (p->done_fd < 0)
+		return;
+	ev_io_stop(p->loop, &p->done_w);
+	close(p->done_fd);
+	p->done_fd = -1;
+}
+
 static void free_proc(struct proc *p)
 {
 	close_output(p);
+	close_done(p);
 	ev_child_stop(p->loop, &p->child_w);
 	ev_timer_stop(p->loop, &p->kill_w);
 	free(p->tag);
 	free(p);
 }
 
-static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+/* The child has exited (status as from waitpid), or its guard said that
+ * the whole tree is gone (then its exit follows, reaped by libev). */
+static void exited(struct proc *p, int status)
 {
-	struct proc *p = w->data;
-	int status = w->rstatus;
-
-	(void)loop;
-	(void)revents;
 	ev_child_stop(p->loop, &p->child_w);
+	close_done(p);
 	/* Grandchildren of a leader command must not keep doing leader work
 	 * after it is gone. The group id cannot have been reused yet: a pid is
 	 * not handed out again while a group of that id still has members. A
@@ -192,6 +202,34 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	p->exited = 1;
 	p->cb(p, status, p->data);
 	free_proc(p);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	exited(w->data, w->rstatus);
+}
+
+static void done_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct proc *p = w->data;
+	int status;
+	ssize_t n;
+
+	(void)loop;
+	(void)revents;
+	do
+		n = read(p->done_fd, &status, sizeof(status));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return;
+	if (n == (ssize_t)sizeof(status)) {
+		exited(p, status);
+		return;
+	}
+	/* EOF without a word: the guard was killed; its exit tells. */
+	close_done(p);
 }
 
 static void kill_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -371,17 +409,25 @@ static int read_exec_errno(int fd)
 	return n == (ssize_t)sizeof(e) ? e : 0;
 }
 
-/* Forks and execs; returns the pid, or -1 with err filled in. */
-static pid_t fork_exec(const struct proc_spec *spec, char **envp, int out_w,
+/* Forks and execs; returns the pid, or -1 with err filled in. A guard's
+ * done pipe (guard.h): its read end in *done_r, else -1. */
+static pid_t fork_exec(const struct proc_spec *spec, char **envp, int out_w, int *done_r,
                        char *err, size_t errlen)
 {
 	const char *cmd = spec->argv[0];
 	sigset_t all, old;
-	int status_pipe[2], exec_errno;
+	int status_pipe[2], done_pipe[2] = { -1, -1 }, exec_errno;
 	pid_t parent = getpid(), pid;
 
+	*done_r = -1;
 	if (make_pipe(status_pipe) < 0) {
 		snprintf(err, errlen, "cannot start %s: pipe: %s", cmd, strerror(errno));
+		return -1;
+	}
+	if (spec->guard && make_pipe(done_pipe) < 0) {
+		snprintf(err, errlen, "cannot start %s: pipe: %s", cmd, strerror(errno));
+		close(status_pipe[0]);
+		close(status_pipe[1]);
 		return -1;
 	}
 	sigfillset(&all);
@@ -389,15 +435,19 @@ static pid_t fork_exec(const struct proc_spec *spec, char **envp, int out_w,
 	pid = fork();
 	if (pid == 0 && spec->guard) {
 		struct exec_args x = { spec->argv, envp, out_w, status_pipe[1], spec->inherit_fd };
-		guard_main(parent, spec->inherit_fd, status_pipe[1], exec_in_guard, &x);
+		guard_main(parent, spec->inherit_fd, status_pipe[1], done_pipe[1], exec_in_guard, &x);
 	}
 	if (pid == 0)
 		child_exec(parent, spec->argv, envp, out_w, status_pipe[1], spec->inherit_fd);
 	int fork_errno = errno;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	close(status_pipe[1]);
+	if (done_pipe[1] >= 0)
+		close(done_pipe[1]);
 	if (pid < 0) {
 		close(status_pipe[0]);
+		if (done_pipe[0] >= 0)
+			close(done_pipe[0]);
 		snprintf(err, errlen, "cannot start %s: fork: %s", cmd, strerror(fork_errno));
 		errno = fork_errno;
 		return -1;
@@ -412,10 +462,13 @@ static pid_t fork_exec(const struct proc_spec *spec, char **envp, int out_w,
 		/* It exits at once; reap it here so no ev_child is needed. */
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
+		if (done_pipe[0] >= 0)
+			close(done_pipe[0]);
 		snprintf(err, errlen, "cannot execute %s: %s", cmd, strerror(exec_errno));
 		errno = exec_errno;
 		return -1;
 	}
+	*done_r = done_pipe[0];
 	return pid;
 }
 
@@ -437,6 +490,7 @@ static struct proc *proc_new(struct ev_loop *loop, const struct proc_spec *spec,
 	p->cb = cb;
 	p->data = data;
 	p->out_fd = -1;
+	p->done_fd = -1;
 	ev_timer_init(&p->kill_w, kill_cb, 0.0, 0.0);
 	p->kill_w.data = p;
 	return p;
@@ -465,7 +519,7 @@ struct proc *proc_spawn(struct ev_loop *loop, const struct proc_spec *spec,
 		snprintf(err, errlen, "cannot start %s: pipe: %s", spec->argv[0], strerror(errno));
 		goto fail;
 	}
-	p->pid = fork_exec(spec, envp, out_pipe[1], err, errlen);
+	p->pid = fork_exec(spec, envp, out_pipe[1], &p->done_fd, err, errlen);
 	saved_errno = errno;
 	if (out_pipe[1] >= 0)
 		close(out_pipe[1]);   /* the child has its copy */
@@ -479,6 +533,12 @@ struct proc *proc_spawn(struct ev_loop *loop, const struct proc_spec *spec,
 		ev_io_init(&p->out_w, output_cb, p->out_fd, EV_READ);
 		p->out_w.data = p;
 		ev_io_start(loop, &p->out_w);
+	}
+	if (p->done_fd >= 0) {
+		fcntl(p->done_fd, F_SETFL, fcntl(p->done_fd, F_GETFL) | O_NONBLOCK);
+		ev_io_init(&p->done_w, done_cb, p->done_fd, EV_READ);
+		p->done_w.data = p;
+		ev_io_start(loop, &p->done_w);
 	}
 	/* ev_child only works in the default loop; libev reaps the child. */
 	ev_child_init(&p->child_w, child_cb, p->pid, 0);
