@@ -15,8 +15,14 @@ in the container).
 Three hosts on a private Docker network (EtcdHosts): an etcd member each
 and an elect agent in its network namespace; `docker network disconnect` of
 the leader's host stops its command before another host leads, then
-`docker kill` and `docker stop` of the leader's container; the leader
-commands' interval log is checked for overlaps and token order.
+`docker kill` and `docker stop` of the leader's container; `docker pause`
+of the leader's host (its agent, command and etcd member frozen: another
+host leads after the TTL, the two overlap only inside the pause window, and
+on unpause the old agent, past its deadline, stops its command at once),
+then the etcd raft leader member's container killed (a new raft leader, one
+elect leader throughout). The leader commands' interval log is checked for
+overlaps (those inside a pause window apart, as in the chaos suite) and
+token order.
 
 The containers have no network (--network none) but EtcdHosts' internal
 one, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
@@ -36,7 +42,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import containers  # noqa: E402
 from containers import docker  # noqa: E402
-from harness import ROOT, ElectTestCase, now_ns, wait_for  # noqa: E402
+from harness import ROOT, ElectTestCase, now_ns, scale, wait_for  # noqa: E402
 
 # What the image adds to its base: the runtime libraries and the programs
 # are ~19 MB; the build stage's compiler and headers alone would be ~200 MB.
@@ -405,6 +411,29 @@ class EtcdHosts(ContainerTestCase):
         out += ['--- etcd %s\n%s' % (h, self.container_log(c)[-1500:]) for h, c in self.hosts.items()]
         return '\n'.join(out)
 
+    def etcd_is_leader(self, h):
+        """Whether host h's etcd member is the raft leader (its /metrics,
+        read with bash's /dev/tcp in its container: the network is
+        internal, and the image has no HTTP client)."""
+        r = docker('exec', self.hosts[h], 'bash', '-c',
+                   'exec 3<>/dev/tcp/127.0.0.1/2379 && '
+                   'printf "GET /metrics HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3', check=False)
+        if r.returncode != 0:
+            return None
+        m = re.search(r'^etcd_server_is_leader (\d)', r.stdout, re.M)
+        return m.group(1) == '1' if m else None
+
+    def etcd_leader(self, names):
+        """The host whose member leads the etcd cluster, once exactly one of
+        names says so (and the others say they follow)."""
+        def one():
+            says = {h: self.etcd_is_leader(h) for h in names}
+            if None in says.values():
+                return None
+            leaders = [h for h, v in says.items() if v]
+            return leaders[0] if len(leaders) == 1 else None
+        return wait_for(one, 30, interval=0.1, msg='one etcd leader among %s' % names)
+
     def test_partition_kill_and_stop(self):
         log = os.path.join(self.shared, 'intervals.log')
         names = self.start_cluster()
@@ -462,6 +491,77 @@ class EtcdHosts(ContainerTestCase):
         self.assertGreaterEqual(rep.terms, 4, rep.table())
         sys.stderr.write("[%d terms] " % rep.terms)
 
+
+    def test_pause_and_etcd_leader_killed(self):
+        log = os.path.join(self.shared, 'intervals.log')
+        names = self.start_cluster()
+        agents = {h: self.start_agent_on(h, log) for h in names}
+        first = self.settled(log, agents, 90)
+
+        # 1. docker pause of the leader's host, agent and etcd member both
+        # (the cgroup freezer: a VM freeze, or SIGSTOP of all): its command
+        # freezes with them and cannot be stopped. Another host leads once
+        # the lease expired; the two commands overlap only inside the pause
+        # window (checker.py's frozen windows, as in the chaos suite). On
+        # unpause the old agent is past its deadline and must stop its
+        # command at once.
+        frozen = [agents[first.id], self.hosts[first.id]]
+        t_pause = now_ns()
+        docker('pause', *frozen)
+        try:
+            second = self.wait_new_term(log, after_ns=t_pause, exclude_id=first.id, timeout=60)
+        finally:
+            t_unpause = now_ns()
+            docker('unpause', *frozen)
+            t_unpaused = now_ns()
+        windows = [(first.id, t_pause, t_unpaused)]
+
+        def old_ended():
+            old = next(i for i in self.intervals(log)
+                       if i.pid == first.pid and i.start == first.start)
+            return old if old.end is not None else None
+        old = wait_for(old_ended, 10, interval=0.005,
+                       msg='the resumed leader\'s command stopped:\n' + self.diag(agents))
+        resume_ms = (old.end - t_unpause) / 1e6
+        sys.stderr.write('[pause: %s leads after %.0f ms; the resumed command stopped %.0f ms '
+                         'after unpause] ' % (second.id, (second.start - t_pause) / 1e6,
+                                              resume_ms))
+        self.assertGreater(old.end, t_unpause, 'the frozen command ended while frozen')
+        self.assertLess(resume_ms, 500 + 1000 * scale(),
+                        'the resumed agent kept its command running next to %s' % second.id)
+        # It stepped down for its deadline (core.c), not on an answer of
+        # the backend's that came later.
+        self.assertIn('deadline: no successful renewal', self.container_log(agents[first.id]))
+        rep = self.check_intervals(log, frozen=windows)
+        self.assertEqual(len(rep.sigstop_overlaps), 1, rep.table())
+        second = self.settled(log, agents)
+
+        # 2. The etcd cluster's raft leader killed (its host's container:
+        # the agent there loses its member and its network with it). The
+        # other two members elect a new raft leader; elect keeps one leader
+        # throughout, among the agents that still reach a member.
+        dead = self.etcd_leader(names)
+        t0 = now_ns()
+        docker('kill', self.hosts[dead])
+        live = [h for h in names if h != dead]
+        sys.stderr.write('[etcd leader %s killed, elect leader was %s; new etcd leader %s] '
+                         % (dead, second.id, self.etcd_leader(live)))
+        cut_off = agents.pop(dead)
+        if second.id == dead:
+            third = self.wait_new_term(log, after_ns=t0, exclude_id=dead, timeout=60)
+            old = next(i for i in self.intervals(log)
+                       if i.pid == second.pid and i.start == second.start)
+            self.assertIsNotNone(old.end, 'the cut-off leader still runs its command')
+            self.assertLess(old.end, third.start)
+        third = self.settled(log, agents)
+        self.assertNotEqual(third.id, dead)
+        st = self.status(cut_off, dead)
+        self.assertIsNotNone(st, self.container_log(cut_off))
+        self.assertNotIn(st['state'], ('leader', 'suspended'), st)
+        rep = self.check_intervals(log, frozen=windows)
+        self.assertEqual(len(rep.sigstop_overlaps), 1, rep.table())
+        sys.stderr.write('[%d terms, %d overlap inside the pause window] '
+                         % (rep.terms, len(rep.sigstop_overlaps)))
 
 if __name__ == '__main__':
     unittest.main()
