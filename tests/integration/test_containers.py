@@ -24,8 +24,13 @@ elect leader throughout). The leader commands' interval log is checked for
 overlaps (those inside a pause window apart, as in the chaos suite) and
 token order.
 
-The containers have no network (--network none) but EtcdHosts' internal
-one, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
+Compose: deploy/compose/docker-compose.yml brought up as a user would
+(`docker compose` or `docker-compose`), with the test images: one of its
+three apps says it leads and every sidecar names it; `stop` of that
+sidecar makes another lead.
+
+The containers have no network (--network none) but EtcdHosts' and
+Compose's internal ones, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
 check` the image is built in the background while other tests run
 (run.py). Not in the valgrind and ASan passes: elect here is the image's.
 """
@@ -562,6 +567,160 @@ class EtcdHosts(ContainerTestCase):
         self.assertEqual(len(rep.sigstop_overlaps), 1, rep.table())
         sys.stderr.write('[%d terms, %d overlap inside the pause window] '
                          % (rep.terms, len(rep.sigstop_overlaps)))
+
+
+def compose_command():
+    """`docker compose` (v2) or `docker-compose` (v1), whichever works."""
+    for argv in (['docker', 'compose'], ['docker-compose']):
+        try:
+            r = subprocess.run(argv + ['version'], capture_output=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        except OSError:
+            continue
+        if r.returncode == 0:
+            return argv
+    raise AssertionError('neither `docker compose` nor `docker-compose` works')
+
+
+class Compose(ContainerTestCase):
+    """deploy/compose/docker-compose.yml as a user starts it (`up`), with
+    the test images through its variables (ELECT_IMAGE, ETCD_IMAGE: the
+    example's own etcd.Dockerfile on the base, APP_IMAGE) and --no-build,
+    under a project name of our own; an override file makes its network
+    internal. `down -v` in cleanup, also when the test fails."""
+
+    APPS = ('app1', 'app2', 'app3')
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cmd = compose_command()
+        t0 = time.monotonic()
+        os.makedirs(os.path.join(ROOT, 'build'), exist_ok=True)
+        with open(os.path.join(ROOT, 'build', 'containers-compose.log'), 'w') as out:
+            try:
+                containers.build_compose_etcd_image(out)
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                raise AssertionError('%s: %s; see build/containers-compose.log'
+                                     % (containers.COMPOSE_ETCD_IMAGE, e))
+        sys.stderr.write('[%s, %s ready in %.1fs] ' % (' '.join(cls.cmd),
+                                                       containers.COMPOSE_ETCD_IMAGE,
+                                                       time.monotonic() - t0))
+
+    def setUp(self):
+        super().setUp()
+        self.project = self.docker.name('compose')
+        self.override = self.path('compose-test.yml')
+        with open(self.override, 'w') as f:
+            f.write('networks:\n  default:\n    internal: true\n')
+        self.env = dict(os.environ, ELECT_IMAGE=self.image,
+                        ETCD_IMAGE=containers.COMPOSE_ETCD_IMAGE,
+                        APP_IMAGE=containers.BASE_IMAGE, BASE=containers.BASE_IMAGE)
+        self.env.pop('COMPOSE_FILE', None)
+
+    def compose(self, *args, timeout=120):
+        argv = self.cmd + ['-p', self.project, '-f', os.path.join(containers.COMPOSE_DIR,
+                                                                  'docker-compose.yml'),
+                           '-f', self.override] + list(args)
+        r = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise AssertionError('%s: exit %d\n%s%s' % (' '.join(argv), r.returncode,
+                                                       r.stdout[-3000:], r.stderr[-3000:]))
+        return r
+
+    def ours(self, kind):
+        """Our project's containers (all), volumes or networks, by label."""
+        label = 'label=com.docker.compose.project=' + self.project
+        if kind == 'container':
+            r = docker('ps', '-aq', '--filter', label, check=False)
+        else:
+            r = docker(kind, 'ls', '-q', '--filter', label, check=False)
+        return r.stdout.split()
+
+    def down(self):
+        """`down -v`; then nothing of the project may be left (what is, is
+        removed by id and reported)."""
+        errors = []
+        try:
+            self.compose('down', '-v', '-t', '3')
+        except (AssertionError, subprocess.SubprocessError) as e:
+            errors.append(str(e))
+        for kind, rm in (('container', ['rm', '-f', '-v']), ('volume', ['volume', 'rm', '-f']),
+                         ('network', ['network', 'rm'])):
+            left = self.ours(kind)
+            if left:
+                errors.append('%s left after down -v: %s' % (kind, left))
+                docker(*(rm + left), check=False)
+        if errors:
+            raise RuntimeError('compose cleanup: ' + '; '.join(errors))
+
+    def container(self, service):
+        r = docker('ps', '-q', '--filter', 'label=com.docker.compose.project=' + self.project,
+                   '--filter', 'label=com.docker.compose.service=' + service)
+        ids = r.stdout.split()
+        return ids[0] if len(ids) == 1 else None
+
+    def roles(self, apps):
+        """{app: what it says (leader, follower, unknown)}: its /tmp/role."""
+        out = {}
+        for a in apps:
+            r = docker('exec', self.container(a), 'cat', '/tmp/role', check=False)
+            out[a] = r.stdout.strip() if r.returncode == 0 else None
+        return out
+
+    def agree(self, apps):
+        """The leader when exactly one app says it leads, the others that
+        they follow, and every sidecar of apps names it (elect status)."""
+        roles = self.roles(apps)
+        leaders = [a for a, r in roles.items() if r == 'leader']
+        if len(leaders) != 1 or any(r != 'follower' for a, r in roles.items() if a != leaders[0]):
+            return None
+        for a in apps:
+            r = docker('exec', self.container('elect' + a[3:]), 'elect', 'status', check=False)
+            if r.returncode != 0 or json.loads(r.stdout).get('leader') != leaders[0]:
+                return None
+        return leaders[0]
+
+    def diag(self):
+        try:
+            return self.compose('logs', '--no-color', '--tail', '30').stdout[-6000:]
+        except AssertionError as e:
+            return str(e)
+
+    def test_up_one_app_leads_and_stop_hands_over(self):
+        # The default image is the one `make image` tags.
+        with open(os.path.join(containers.COMPOSE_DIR, 'docker-compose.yml')) as f:
+            self.assertIn('${ELECT_IMAGE:-elect:%s}' % version(), f.read())
+        self.addCleanup(self.down)
+        t0 = time.monotonic()
+        self.compose('up', '-d', '--no-build')
+        try:
+            first = wait_for(lambda: self.agree(self.APPS), 60, interval=0.2,
+                             msg='exactly one app reporting that it leads')
+        except AssertionError as e:
+            raise AssertionError('%s\n%s' % (e, self.diag()))
+        sys.stderr.write('[up to one leader (%s): %.1fs] ' % (first, time.monotonic() - t0))
+
+        # Its sidecar stopped: it hands over at once (no TTL to wait), its
+        # app no longer hears that it leads, another app does.
+        t1 = time.monotonic()
+        self.compose('stop', 'elect' + first[3:])
+        rest = [a for a in self.APPS if a != first]
+        try:
+            second = wait_for(lambda: self.agree(rest), 30, interval=0.1,
+                              msg='another app leading')
+        except AssertionError as e:
+            raise AssertionError('%s\n%s' % (e, self.diag()))
+        sys.stderr.write('[stop of %s\'s sidecar to %s leading: %.1fs] '
+                         % (first, second, time.monotonic() - t1))
+        self.assertNotEqual(self.roles([first])[first], 'leader')
+        # Nothing restarted behind our back (restart: unless-stopped).
+        for s in rest + ['elect' + a[3:] for a in rest] + ['etcd1', 'etcd2', 'etcd3']:
+            c = self.container(s)
+            self.assertIsNotNone(c, '%s is not running\n%s' % (s, self.diag()))
+            self.assertEqual(docker('inspect', '-f', '{{.RestartCount}}', c).stdout.strip(), '0',
+                             '%s restarted\n%s' % (s, self.diag()))
 
 if __name__ == '__main__':
     unittest.main()
