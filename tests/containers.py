@@ -17,9 +17,12 @@ here, once, and kept in the engine.
 
   ETCD_IMAGE (elect-test-etcd:bookworm): Debian's etcd-server on the base,
       for the etcd members of the multi-host tests; built when missing.
+  COMPOSE_ETCD_IMAGE (elect-test-etcd-compose:bookworm): the compose
+      example's deploy/compose/etcd.Dockerfile on the base, built every time
+      (cached: a second).
 
-  python3 tests/containers.py --prepare   all three, with their times and the size
-  python3 tests/containers.py --remove    the image of this checkout, the etcd one, the base
+  python3 tests/containers.py --prepare   all four, with their times and the size
+  python3 tests/containers.py --remove    the image of this checkout, the etcd ones, the base
 
 Containers, networks and volumes the tests make are named NAME_PREFIX + a
 random part, so they are clearly ours; the tests remove them by name
@@ -246,6 +249,23 @@ def build_etcd_image(out=sys.stdout):
     return time.monotonic() - t0
 
 
+# The etcd members of the compose example (deploy/compose/etcd.Dockerfile,
+# the user's recipe) on the base: built every time, as the elect image (the
+# layer cache makes it a second's work; its package layer is the same as
+# ETCD_IMAGE's), so that the test runs the Dockerfile of this checkout.
+COMPOSE_DIR = os.path.join(ROOT, 'deploy', 'compose')
+COMPOSE_ETCD_IMAGE = 'elect-test-etcd-compose:bookworm'
+
+
+def build_compose_etcd_image(out=sys.stdout):
+    """COMPOSE_ETCD_IMAGE; returns the seconds it took."""
+    t0 = time.monotonic()
+    _run_logged(['docker', 'build', '--force-rm', '-f', os.path.join(COMPOSE_DIR, 'etcd.Dockerfile'),
+                 '--build-arg', 'BASE=' + BASE_IMAGE, '-t', COMPOSE_ETCD_IMAGE, COMPOSE_DIR],
+                out, timeout=3600)
+    return time.monotonic() - t0
+
+
 # The compile's priority in the tests' builds, background or not (the same
 # value everywhere, so that they share the layer cache).
 TEST_NICE = 19
@@ -256,10 +276,12 @@ def prepare(out=sys.stdout, nice=TEST_NICE):
     t_image = build_image(out, nice)
     size = image_size(image_tag())
     t_etcd = build_etcd_image(out)
-    out.write('containers: base %s %s; image %s built in %.0fs, %.1f MB; %s %s\n'
+    t_compose = build_compose_etcd_image(out)
+    out.write('containers: base %s %s; image %s built in %.0fs, %.1f MB; %s %s; %s built in %.0fs\n'
               % (BASE_IMAGE, 'made in %.0fs' % t_base if t_base else 'was there',
                  image_tag(), t_image, size / 1e6, ETCD_IMAGE,
-                 'built in %.0fs' % t_etcd if t_etcd else 'was there'))
+                 'built in %.0fs' % t_etcd if t_etcd else 'was there',
+                 COMPOSE_ETCD_IMAGE, t_compose))
     out.flush()
     return t_base, t_image, size
 
@@ -316,7 +338,7 @@ def main():
                     help='priority of the compile inside the image build (default %(default)s)')
     a = ap.parse_args()
     if a.remove:
-        for name in (image_tag(), ETCD_IMAGE, BASE_IMAGE):
+        for name in (image_tag(), ETCD_IMAGE, COMPOSE_ETCD_IMAGE, BASE_IMAGE):
             if image_id(name):
                 docker('image', 'rm', name)
         return 0

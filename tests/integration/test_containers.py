@@ -15,11 +15,22 @@ in the container).
 Three hosts on a private Docker network (EtcdHosts): an etcd member each
 and an elect agent in its network namespace; `docker network disconnect` of
 the leader's host stops its command before another host leads, then
-`docker kill` and `docker stop` of the leader's container; the leader
-commands' interval log is checked for overlaps and token order.
+`docker kill` and `docker stop` of the leader's container; `docker pause`
+of the leader's host (its agent, command and etcd member frozen: another
+host leads after the TTL, the two overlap only inside the pause window, and
+on unpause the old agent, past its deadline, stops its command at once),
+then the etcd raft leader member's container killed (a new raft leader, one
+elect leader throughout). The leader commands' interval log is checked for
+overlaps (those inside a pause window apart, as in the chaos suite) and
+token order.
 
-The containers have no network (--network none) but EtcdHosts' internal
-one, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
+Compose: deploy/compose/docker-compose.yml brought up as a user would
+(`docker compose` or `docker-compose`), with the test images: one of its
+three apps says it leads and every sidecar names it; `stop` of that
+sidecar makes another lead.
+
+The containers have no network (--network none) but EtcdHosts' and
+Compose's internal ones, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
 check` the image is built in the background while other tests run
 (run.py). Not in the valgrind and ASan passes: elect here is the image's.
 """
@@ -36,7 +47,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 import containers  # noqa: E402
 from containers import docker  # noqa: E402
-from harness import ROOT, ElectTestCase, now_ns, wait_for  # noqa: E402
+from harness import ROOT, ElectTestCase, now_ns, scale, wait_for  # noqa: E402
 
 # What the image adds to its base: the runtime libraries and the programs
 # are ~19 MB; the build stage's compiler and headers alone would be ~200 MB.
@@ -405,6 +416,29 @@ class EtcdHosts(ContainerTestCase):
         out += ['--- etcd %s\n%s' % (h, self.container_log(c)[-1500:]) for h, c in self.hosts.items()]
         return '\n'.join(out)
 
+    def etcd_is_leader(self, h):
+        """Whether host h's etcd member is the raft leader (its /metrics,
+        read with bash's /dev/tcp in its container: the network is
+        internal, and the image has no HTTP client)."""
+        r = docker('exec', self.hosts[h], 'bash', '-c',
+                   'exec 3<>/dev/tcp/127.0.0.1/2379 && '
+                   'printf "GET /metrics HTTP/1.0\\r\\n\\r\\n" >&3 && cat <&3', check=False)
+        if r.returncode != 0:
+            return None
+        m = re.search(r'^etcd_server_is_leader (\d)', r.stdout, re.M)
+        return m.group(1) == '1' if m else None
+
+    def etcd_leader(self, names):
+        """The host whose member leads the etcd cluster, once exactly one of
+        names says so (and the others say they follow)."""
+        def one():
+            says = {h: self.etcd_is_leader(h) for h in names}
+            if None in says.values():
+                return None
+            leaders = [h for h, v in says.items() if v]
+            return leaders[0] if len(leaders) == 1 else None
+        return wait_for(one, 30, interval=0.1, msg='one etcd leader among %s' % names)
+
     def test_partition_kill_and_stop(self):
         log = os.path.join(self.shared, 'intervals.log')
         names = self.start_cluster()
@@ -462,6 +496,231 @@ class EtcdHosts(ContainerTestCase):
         self.assertGreaterEqual(rep.terms, 4, rep.table())
         sys.stderr.write("[%d terms] " % rep.terms)
 
+
+    def test_pause_and_etcd_leader_killed(self):
+        log = os.path.join(self.shared, 'intervals.log')
+        names = self.start_cluster()
+        agents = {h: self.start_agent_on(h, log) for h in names}
+        first = self.settled(log, agents, 90)
+
+        # 1. docker pause of the leader's host, agent and etcd member both
+        # (the cgroup freezer: a VM freeze, or SIGSTOP of all): its command
+        # freezes with them and cannot be stopped. Another host leads once
+        # the lease expired; the two commands overlap only inside the pause
+        # window (checker.py's frozen windows, as in the chaos suite). On
+        # unpause the old agent is past its deadline and must stop its
+        # command at once.
+        frozen = [agents[first.id], self.hosts[first.id]]
+        t_pause = now_ns()
+        docker('pause', *frozen)
+        try:
+            second = self.wait_new_term(log, after_ns=t_pause, exclude_id=first.id, timeout=60)
+        finally:
+            t_unpause = now_ns()
+            docker('unpause', *frozen)
+            t_unpaused = now_ns()
+        windows = [(first.id, t_pause, t_unpaused)]
+
+        def old_ended():
+            old = next(i for i in self.intervals(log)
+                       if i.pid == first.pid and i.start == first.start)
+            return old if old.end is not None else None
+        old = wait_for(old_ended, 10, interval=0.005,
+                       msg='the resumed leader\'s command stopped:\n' + self.diag(agents))
+        resume_ms = (old.end - t_unpause) / 1e6
+        sys.stderr.write('[pause: %s leads after %.0f ms; the resumed command stopped %.0f ms '
+                         'after unpause] ' % (second.id, (second.start - t_pause) / 1e6,
+                                              resume_ms))
+        self.assertGreater(old.end, t_unpause, 'the frozen command ended while frozen')
+        self.assertLess(resume_ms, 500 + 1000 * scale(),
+                        'the resumed agent kept its command running next to %s' % second.id)
+        # It stepped down for its deadline (core.c), not on an answer of
+        # the backend's that came later.
+        self.assertIn('deadline: no successful renewal', self.container_log(agents[first.id]))
+        rep = self.check_intervals(log, frozen=windows)
+        self.assertEqual(len(rep.sigstop_overlaps), 1, rep.table())
+        second = self.settled(log, agents)
+
+        # 2. The etcd cluster's raft leader killed (its host's container:
+        # the agent there loses its member and its network with it). The
+        # other two members elect a new raft leader; elect keeps one leader
+        # throughout, among the agents that still reach a member.
+        dead = self.etcd_leader(names)
+        t0 = now_ns()
+        docker('kill', self.hosts[dead])
+        live = [h for h in names if h != dead]
+        sys.stderr.write('[etcd leader %s killed, elect leader was %s; new etcd leader %s] '
+                         % (dead, second.id, self.etcd_leader(live)))
+        cut_off = agents.pop(dead)
+        if second.id == dead:
+            third = self.wait_new_term(log, after_ns=t0, exclude_id=dead, timeout=60)
+            old = next(i for i in self.intervals(log)
+                       if i.pid == second.pid and i.start == second.start)
+            self.assertIsNotNone(old.end, 'the cut-off leader still runs its command')
+            self.assertLess(old.end, third.start)
+        third = self.settled(log, agents)
+        self.assertNotEqual(third.id, dead)
+        st = self.status(cut_off, dead)
+        self.assertIsNotNone(st, self.container_log(cut_off))
+        self.assertNotIn(st['state'], ('leader', 'suspended'), st)
+        rep = self.check_intervals(log, frozen=windows)
+        self.assertEqual(len(rep.sigstop_overlaps), 1, rep.table())
+        sys.stderr.write('[%d terms, %d overlap inside the pause window] '
+                         % (rep.terms, len(rep.sigstop_overlaps)))
+
+
+def compose_command():
+    """`docker compose` (v2) or `docker-compose` (v1), whichever works."""
+    for argv in (['docker', 'compose'], ['docker-compose']):
+        try:
+            r = subprocess.run(argv + ['version'], capture_output=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        except OSError:
+            continue
+        if r.returncode == 0:
+            return argv
+    raise AssertionError('neither `docker compose` nor `docker-compose` works')
+
+
+class Compose(ContainerTestCase):
+    """deploy/compose/docker-compose.yml as a user starts it (`up`), with
+    the test images through its variables (ELECT_IMAGE, ETCD_IMAGE: the
+    example's own etcd.Dockerfile on the base, APP_IMAGE) and --no-build,
+    under a project name of our own; an override file makes its network
+    internal. `down -v` in cleanup, also when the test fails."""
+
+    APPS = ('app1', 'app2', 'app3')
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cmd = compose_command()
+        t0 = time.monotonic()
+        os.makedirs(os.path.join(ROOT, 'build'), exist_ok=True)
+        with open(os.path.join(ROOT, 'build', 'containers-compose.log'), 'w') as out:
+            try:
+                containers.build_compose_etcd_image(out)
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                raise AssertionError('%s: %s; see build/containers-compose.log'
+                                     % (containers.COMPOSE_ETCD_IMAGE, e))
+        sys.stderr.write('[%s, %s ready in %.1fs] ' % (' '.join(cls.cmd),
+                                                       containers.COMPOSE_ETCD_IMAGE,
+                                                       time.monotonic() - t0))
+
+    def setUp(self):
+        super().setUp()
+        self.project = self.docker.name('compose')
+        self.override = self.path('compose-test.yml')
+        with open(self.override, 'w') as f:
+            f.write('networks:\n  default:\n    internal: true\n')
+        self.env = dict(os.environ, ELECT_IMAGE=self.image,
+                        ETCD_IMAGE=containers.COMPOSE_ETCD_IMAGE,
+                        APP_IMAGE=containers.BASE_IMAGE, BASE=containers.BASE_IMAGE)
+        self.env.pop('COMPOSE_FILE', None)
+
+    def compose(self, *args, timeout=120):
+        argv = self.cmd + ['-p', self.project, '-f', os.path.join(containers.COMPOSE_DIR,
+                                                                  'docker-compose.yml'),
+                           '-f', self.override] + list(args)
+        r = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            raise AssertionError('%s: exit %d\n%s%s' % (' '.join(argv), r.returncode,
+                                                       r.stdout[-3000:], r.stderr[-3000:]))
+        return r
+
+    def ours(self, kind):
+        """Our project's containers (all), volumes or networks, by label."""
+        label = 'label=com.docker.compose.project=' + self.project
+        if kind == 'container':
+            r = docker('ps', '-aq', '--filter', label, check=False)
+        else:
+            r = docker(kind, 'ls', '-q', '--filter', label, check=False)
+        return r.stdout.split()
+
+    def down(self):
+        """`down -v`; then nothing of the project may be left (what is, is
+        removed by id and reported)."""
+        errors = []
+        try:
+            self.compose('down', '-v', '-t', '3')
+        except (AssertionError, subprocess.SubprocessError) as e:
+            errors.append(str(e))
+        for kind, rm in (('container', ['rm', '-f', '-v']), ('volume', ['volume', 'rm', '-f']),
+                         ('network', ['network', 'rm'])):
+            left = self.ours(kind)
+            if left:
+                errors.append('%s left after down -v: %s' % (kind, left))
+                docker(*(rm + left), check=False)
+        if errors:
+            raise RuntimeError('compose cleanup: ' + '; '.join(errors))
+
+    def container(self, service):
+        r = docker('ps', '-q', '--filter', 'label=com.docker.compose.project=' + self.project,
+                   '--filter', 'label=com.docker.compose.service=' + service)
+        ids = r.stdout.split()
+        return ids[0] if len(ids) == 1 else None
+
+    def roles(self, apps):
+        """{app: what it says (leader, follower, unknown)}: its /tmp/role."""
+        out = {}
+        for a in apps:
+            r = docker('exec', self.container(a), 'cat', '/tmp/role', check=False)
+            out[a] = r.stdout.strip() if r.returncode == 0 else None
+        return out
+
+    def agree(self, apps):
+        """The leader when exactly one app says it leads, the others that
+        they follow, and every sidecar of apps names it (elect status)."""
+        roles = self.roles(apps)
+        leaders = [a for a, r in roles.items() if r == 'leader']
+        if len(leaders) != 1 or any(r != 'follower' for a, r in roles.items() if a != leaders[0]):
+            return None
+        for a in apps:
+            r = docker('exec', self.container('elect' + a[3:]), 'elect', 'status', check=False)
+            if r.returncode != 0 or json.loads(r.stdout).get('leader') != leaders[0]:
+                return None
+        return leaders[0]
+
+    def diag(self):
+        try:
+            return self.compose('logs', '--no-color', '--tail', '30').stdout[-6000:]
+        except AssertionError as e:
+            return str(e)
+
+    def test_up_one_app_leads_and_stop_hands_over(self):
+        # The default image is the one `make image` tags.
+        with open(os.path.join(containers.COMPOSE_DIR, 'docker-compose.yml')) as f:
+            self.assertIn('${ELECT_IMAGE:-elect:%s}' % version(), f.read())
+        self.addCleanup(self.down)
+        t0 = time.monotonic()
+        self.compose('up', '-d', '--no-build')
+        try:
+            first = wait_for(lambda: self.agree(self.APPS), 60, interval=0.2,
+                             msg='exactly one app reporting that it leads')
+        except AssertionError as e:
+            raise AssertionError('%s\n%s' % (e, self.diag()))
+        sys.stderr.write('[up to one leader (%s): %.1fs] ' % (first, time.monotonic() - t0))
+
+        # Its sidecar stopped: it hands over at once (no TTL to wait), its
+        # app no longer hears that it leads, another app does.
+        t1 = time.monotonic()
+        self.compose('stop', 'elect' + first[3:])
+        rest = [a for a in self.APPS if a != first]
+        try:
+            second = wait_for(lambda: self.agree(rest), 30, interval=0.1,
+                              msg='another app leading')
+        except AssertionError as e:
+            raise AssertionError('%s\n%s' % (e, self.diag()))
+        sys.stderr.write('[stop of %s\'s sidecar to %s leading: %.1fs] '
+                         % (first, second, time.monotonic() - t1))
+        self.assertNotEqual(self.roles([first])[first], 'leader')
+        # Nothing restarted behind our back (restart: unless-stopped).
+        for s in rest + ['elect' + a[3:] for a in rest] + ['etcd1', 'etcd2', 'etcd3']:
+            c = self.container(s)
+            self.assertIsNotNone(c, '%s is not running\n%s' % (s, self.diag()))
+            self.assertEqual(docker('inspect', '-f', '{{.RestartCount}}', c).stdout.strip(), '0',
+                             '%s restarted\n%s' % (s, self.diag()))
 
 if __name__ == '__main__':
     unittest.main()
