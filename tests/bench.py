@@ -202,7 +202,8 @@ class Run:
         a = self.agents.pop(h.id)
         t0 = now_ns()
         a.kill(sig)
-        nxt = self.ctx.wait_new_term(self.log, after_ns=t0, exclude_id=h.id, timeout=30)
+        nxt = self.ctx.wait_new_term(self.log, after_ns=t0, exclude_id=h.id,
+                                     timeout=getattr(self.be, 'failover_timeout', 30))
         a.wait_exit(30)
         self.add_agent()
         return (nxt.start - t0) / 1e6
