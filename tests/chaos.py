@@ -29,6 +29,7 @@ on failure (ELECT_KEEP_TMP=1 keeps them always).
 """
 
 import argparse
+import importlib
 import os
 import random
 import shutil
@@ -90,17 +91,12 @@ def main():
         if not zk_server.available():
             print('chaos: ZooKeeper (Debian package zookeeper) is not installed')
             return 2
-    if a.backend == 'consul':
-        from consul_server import build_consul
+    # Servers built from Go modules: once per machine, then cached.
+    go_built = {'consul': ('consul_server', 'build_consul'), 'k8s': ('k8s_server', 'require_k8s')}
+    if a.backend in go_built:
+        module, build = go_built[a.backend]
         try:
-            build_consul()
-        except RuntimeError as e:
-            print('chaos: %s' % e)
-            return 2
-    if a.backend == 'k8s':
-        from k8s_server import require_k8s
-        try:
-            require_k8s()
+            getattr(importlib.import_module(module), build)()
         except RuntimeError as e:
             print('chaos: %s' % e)
             return 2
