@@ -205,6 +205,19 @@ static void granted(struct lock_hold *h, int64_t sent_ns)
 	k8s_lock_update_alive(h->s);
 }
 
+/* The Lease is ours: granted, or released at once if lockd let the hold
+ * go meanwhile. */
+static void won(struct lock_hold *h, int64_t sent_ns)
+{
+	if (h->release_wanted) {
+		h->unsure_sent_ns = 0;
+		h->state = KH_RELEASING;
+		send_release(h);
+		return;
+	}
+	granted(h, sent_ns);
+}
+
 /* After a write whose outcome is not known: read the Lease. */
 static void reread_done(struct k8s_req *r, long status, const char *err)
 {
@@ -225,13 +238,7 @@ static void reread_done(struct k8s_req *r, long status, const char *err)
 	}
 	if (our_term(h, e)) {
 		write_adopt(h, e);
-		if (h->release_wanted) {
-			h->unsure_sent_ns = 0;
-			h->state = KH_RELEASING;
-			send_release(h);
-			return;
-		}
-		granted(h, h->unsure_sent_ns);
+		won(h, h->unsure_sent_ns);
 		return;
 	}
 	h->unsure_sent_ns = 0;
@@ -270,13 +277,7 @@ static void write_done(struct k8s_req *r, long status, const char *err)
 			send_reread(h);
 			return;
 		}
-		if (h->release_wanted) {
-			h->unsure_sent_ns = 0;
-			h->state = KH_RELEASING;
-			send_release(h);
-			return;
-		}
-		granted(h, r->sent_ns);
+		won(h, r->sent_ns);
 		return;
 	}
 	h->unsure_sent_ns = 0;

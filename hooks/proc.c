@@ -182,7 +182,7 @@ static void free_proc(struct proc *p)
 
 /* The child has exited (status as from waitpid), or its guard said that
  * the whole tree is gone (then its exit follows, reaped by libev). */
-static void exited(struct proc *p, int status)
+static void finish_exit(struct proc *p, int status)
 {
 	ev_child_stop(p->loop, &p->child_w);
 	close_done(p);
@@ -208,7 +208,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	(void)loop;
 	(void)revents;
-	exited(w->data, w->rstatus);
+	finish_exit(w->data, w->rstatus);
 }
 
 static void done_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -225,7 +225,7 @@ static void done_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (n < 0 && errno == EAGAIN)
 		return;
 	if (n == (ssize_t)sizeof(status)) {
-		exited(p, status);
+		finish_exit(p, status);
 		return;
 	}
 	/* EOF without a word: the guard was killed; its exit tells. */
