@@ -117,8 +117,9 @@ struct etcd_lease {
 	struct etcd_client *c;
 	int64_t id, ttl_ns;
 	struct etcd_req r;         /* grant, keepalive or revoke */
+	struct etcd_req r_status;  /* the member's version, once (etcd_session.c) */
 	ev_timer close_timer;
-	bool closed_sent;
+	bool closed_sent, status_asked;
 	const struct etcd_lease_events *ev;
 	void *owner;
 };

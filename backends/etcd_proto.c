@@ -182,6 +182,23 @@ enum etcd_answer etcd_parse_answer(const char *body, size_t len, json_t **out, i
 	return ETCD_OK;
 }
 
+int etcd_parse_status_revokes_early(const json_t *a, char *ver, size_t verlen)
+{
+	const char *v = json_string_value(json_object_get(a, "version"));
+	unsigned major, minor, patch;
+
+	if (v == NULL || sscanf(v, "%u.%u.%u", &major, &minor, &patch) != 3)
+		return -1;
+	snprintf(ver, verlen, "%s", v);
+	if (major != 3)
+		return major < 3;
+	if (minor == 4)
+		return patch < 28;
+	if (minor == 5)
+		return patch < 11;
+	return minor < 4;
+}
+
 int etcd_parse_grant(const json_t *a, int64_t *id, int64_t *ttl, char *err, size_t errlen)
 {
 	const json_t *e = json_object_get(a, "error");

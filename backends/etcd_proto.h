@@ -49,6 +49,11 @@ enum etcd_answer etcd_parse_answer(const char *body, size_t len, json_t **out, i
 
 /* LeaseGrant: the lease id and the TTL granted. */
 int etcd_parse_grant(const json_t *a, int64_t *id, int64_t *ttl, char *err, size_t errlen);
+/* Maintenance Status: whether the member's version (its "version", e.g.
+ * "3.4.23") is one whose stalled raft leader can revoke live leases on
+ * resume (etcd issue #15247; fixed in 3.4.28 and 3.5.11): 1 yes, 0 no, -1
+ * no version in the answer. The version goes to ver (NUL-terminated). */
+int etcd_parse_status_revokes_early(const json_t *a, char *ver, size_t verlen);
 /* LeaseKeepAlive: *ttl is 0 when the lease is gone (the gateway omits TTL). */
 int etcd_parse_keepalive(const json_t *a, int64_t *ttl, char *err, size_t errlen);
 /* The campaign txn (see etcd_body_campaign): the create revision of our key,

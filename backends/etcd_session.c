@@ -13,6 +13,23 @@
 
 /* ---- the lease ---- */
 
+/* The member's version, asked once after the first grant: a version whose
+ * stalled raft leader revokes live leases on resume gets a warning (README,
+ * Safety 6), as no client can see such a revocation coming. */
+static void status_done(struct etcd_req *r, const json_t *ans, const char *err)
+{
+	char ver[32];
+
+	if (err != NULL || ans == NULL) {
+		log_debug("etcd: no version from %s: %s", r->c->ep.list[r->endpoint], err ? err : "-");
+		return;
+	}
+	if (etcd_parse_status_revokes_early(ans, ver, sizeof(ver)) == 1)
+		log_warnx("etcd: %s runs etcd %s, which can revoke live leases when a stalled raft "
+		          "leader resumes (etcd issue #15247): two leaders are possible then; run "
+		          "etcd 3.5.11 or later, or 3.4.28 or later", r->c->ep.list[r->endpoint], ver);
+}
+
 static void grant_done(struct etcd_req *r, const json_t *ans, const char *err)
 {
 	struct etcd_lease *l = r->owner;
@@ -35,6 +52,10 @@ static void grant_done(struct etcd_req *r, const json_t *ans, const char *err)
 	l->id = id;
 	log_info("etcd: lease %" PRIx64 " granted by %s (TTL %" PRId64 "s)", (uint64_t)id,
 	         r->c->ep.list[r->endpoint], ttl);
+	if (!l->status_asked) {
+		l->status_asked = true;
+		etcd_req_call(&l->r_status, "status", status_done, "/v3/maintenance/status", strdup("{}"));
+	}
 	l->ev->granted(l->owner, r->sent_ns);
 }
 
@@ -108,6 +129,7 @@ void etcd_lease_init(struct etcd_lease *l, struct etcd_client *c, int64_t ttl_ns
 	l->ev = ev;
 	l->owner = owner;
 	etcd_req_init(c, &l->r, l, "lease", grant_done);
+	etcd_req_init(c, &l->r_status, l, "status", status_done);
 	ev_init(&l->close_timer, close_timer_cb);
 	l->close_timer.data = l;
 }
@@ -144,6 +166,7 @@ void etcd_lease_free(struct etcd_lease *l)
 		return;
 	ev_timer_stop(l->c->loop, &l->close_timer);
 	etcd_req_free(&l->r);
+	etcd_req_free(&l->r_status);
 }
 
 /* ---- the event queue ---- */

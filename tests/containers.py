@@ -15,13 +15,12 @@ here, once, and kept in the engine.
       time (the layer cache makes an unchanged tree a few seconds' work); the
       image it replaces under that tag is removed.
 
-  ETCD_IMAGE (elect-test-etcd:bookworm): Debian's etcd-server on the base,
-      for the etcd members of the multi-host tests; built when missing.
-  COMPOSE_ETCD_IMAGE (elect-test-etcd-compose:bookworm): the compose
-      example's deploy/compose/etcd.Dockerfile on the base, built every time
-      (cached: a second).
+  ETCD_IMAGE (elect-test-etcd:3.5): the compose example's
+      deploy/compose/etcd.Dockerfile (Debian 13's etcd-server 3.5) on the
+      base, for the etcd members of the multi-host and compose tests; built
+      every time (cached: a second).
 
-  python3 tests/containers.py --prepare   all four, with their times and the size
+  python3 tests/containers.py --prepare   all three, with their times and the size
   python3 tests/containers.py --remove    the image of this checkout, the etcd ones, the base
 
 Containers, networks and volumes the tests make are named NAME_PREFIX + a
@@ -222,46 +221,21 @@ def prune_build_stages():
             docker('image', 'rm', line.split('\t')[1], check=False)
 
 
-# The etcd members of the multi-host tests: Debian's etcd-server on the
-# base, nothing of elect (the agents run the elect image in the members'
-# network namespaces), so it is built once and stays cached.
-ETCD_IMAGE = 'elect-test-etcd:bookworm'
-ETCD_DOCKERFILE = """\
-FROM %s
-RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
-      etcd-server && rm -rf /var/lib/apt/lists/*
-ENTRYPOINT ["/usr/bin/etcd"]
-"""
+# The etcd members of the multi-host tests and of the compose example: the
+# user's recipe (deploy/compose/etcd.Dockerfile: Debian 13's etcd-server
+# 3.5 on the Debian 12 base; Debian 12's 3.4.23 revokes live leases after a
+# stalled raft leader resumes, etcd issue #15247, README Safety), built
+# every time, as the elect image (the layer cache makes it a second's work),
+# so that the tests run the Dockerfile of this checkout.
+COMPOSE_DIR = os.path.join(ROOT, 'deploy', 'compose')
+ETCD_IMAGE = 'elect-test-etcd:3.5'
 
 
 def build_etcd_image(out=sys.stdout):
-    """ETCD_IMAGE unless the engine has it; returns the seconds it took."""
-    if image_id(ETCD_IMAGE):
-        return 0.0
-    t0 = time.monotonic()
-    out.write('$ docker build -t %s - <<EOF\n%sEOF\n' % (ETCD_IMAGE, ETCD_DOCKERFILE % BASE_IMAGE))
-    out.flush()
-    r = subprocess.run(['docker', 'build', '--force-rm', '-t', ETCD_IMAGE, '-'],
-                       input=(ETCD_DOCKERFILE % BASE_IMAGE).encode(), stdout=out,
-                       stderr=subprocess.STDOUT, timeout=3600)
-    if r.returncode != 0:
-        raise RuntimeError('docker build %s: exit %d' % (ETCD_IMAGE, r.returncode))
-    return time.monotonic() - t0
-
-
-# The etcd members of the compose example (deploy/compose/etcd.Dockerfile,
-# the user's recipe) on the base: built every time, as the elect image (the
-# layer cache makes it a second's work; its package layer is the same as
-# ETCD_IMAGE's), so that the test runs the Dockerfile of this checkout.
-COMPOSE_DIR = os.path.join(ROOT, 'deploy', 'compose')
-COMPOSE_ETCD_IMAGE = 'elect-test-etcd-compose:bookworm'
-
-
-def build_compose_etcd_image(out=sys.stdout):
-    """COMPOSE_ETCD_IMAGE; returns the seconds it took."""
+    """ETCD_IMAGE; returns the seconds it took."""
     t0 = time.monotonic()
     _run_logged(['docker', 'build', '--force-rm', '-f', os.path.join(COMPOSE_DIR, 'etcd.Dockerfile'),
-                 '--build-arg', 'BASE=' + BASE_IMAGE, '-t', COMPOSE_ETCD_IMAGE, COMPOSE_DIR],
+                 '--build-arg', 'BASE=' + BASE_IMAGE, '-t', ETCD_IMAGE, COMPOSE_DIR],
                 out, timeout=3600)
     return time.monotonic() - t0
 
@@ -276,12 +250,9 @@ def prepare(out=sys.stdout, nice=TEST_NICE):
     t_image = build_image(out, nice)
     size = image_size(image_tag())
     t_etcd = build_etcd_image(out)
-    t_compose = build_compose_etcd_image(out)
-    out.write('containers: base %s %s; image %s built in %.0fs, %.1f MB; %s %s; %s built in %.0fs\n'
+    out.write('containers: base %s %s; image %s built in %.0fs, %.1f MB; %s built in %.0fs\n'
               % (BASE_IMAGE, 'made in %.0fs' % t_base if t_base else 'was there',
-                 image_tag(), t_image, size / 1e6, ETCD_IMAGE,
-                 'built in %.0fs' % t_etcd if t_etcd else 'was there',
-                 COMPOSE_ETCD_IMAGE, t_compose))
+                 image_tag(), t_image, size / 1e6, ETCD_IMAGE, t_etcd))
     out.flush()
     return t_base, t_image, size
 
@@ -338,7 +309,7 @@ def main():
                     help='priority of the compile inside the image build (default %(default)s)')
     a = ap.parse_args()
     if a.remove:
-        for name in (image_tag(), ETCD_IMAGE, COMPOSE_ETCD_IMAGE, BASE_IMAGE):
+        for name in (image_tag(), ETCD_IMAGE, BASE_IMAGE):
             if image_id(name):
                 docker('image', 'rm', name)
         return 0

@@ -173,6 +173,36 @@ static void test_grant(void **state)
 	json_decref(a);
 }
 
+static void test_status_version(void **state)
+{
+	static const struct { const char *ans; int want; } cases[] = {
+		{ "{\"version\":\"3.4.23\",\"dbSize\":\"20480\"}", 1 },
+		{ "{\"version\":\"3.4.27\"}", 1 },
+		{ "{\"version\":\"3.4.28\"}", 0 },
+		{ "{\"version\":\"3.5.10\"}", 1 },
+		{ "{\"version\":\"3.5.11\"}", 0 },
+		{ "{\"version\":\"3.5.16\"}", 0 },
+		{ "{\"version\":\"3.6.0\"}", 0 },
+		{ "{\"version\":\"3.3.25\"}", 1 },
+		{ "{\"version\":\"4.0.0\"}", 0 },
+		{ "{\"version\":\"3.5\"}", -1 },
+		{ "{\"version\":35}", -1 },
+		{ "{}", -1 },
+	};
+	char ver[32];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *a = json_loads(cases[i].ans, 0, NULL);
+
+		assert_non_null(a);
+		assert_int_equal(etcd_parse_status_revokes_early(a, ver, sizeof(ver)), cases[i].want);
+		if (cases[i].want >= 0)
+			assert_string_equal(ver, json_string_value(json_object_get(a, "version")));
+		json_decref(a);
+	}
+}
+
 static void test_campaign(void **state)
 {
 	char err[200];
@@ -780,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_errors_and_garbage),
 		cmocka_unit_test(test_int64_fields),
 		cmocka_unit_test(test_grant),
+		cmocka_unit_test(test_status_version),
 		cmocka_unit_test(test_campaign),
 		cmocka_unit_test(test_check),
 		cmocka_unit_test(test_check_handover),
