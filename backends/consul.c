@@ -44,7 +44,6 @@
 #include "common/handover.h"
 #include "common/log.h"
 
-#define MAX_LOCK_DELAY_NS (60 * NS_PER_SEC)   /* Consul's limit */
 #define CLEAR_TRIES 3      /* the old leader's clear of its handover record */
 
 
@@ -667,43 +666,10 @@ static void consul_destroy(struct backend *be)
 		etcd_events_destroy(&b->q);
 }
 
-/* The session's LockDelay: the TTL unless the URL asks for more. Consul
- * ends a session early when its node leaves the catalog (a dead server
- * reaped by autopilot, a client agent that left); the key is then free at
- * once but for the lock-delay, while a holder cut off from Consul leads on
- * until its deadline, at most TTL after its last renewal, which came before
- * the session ended. So a lock-delay shorter than the TTL is refused. */
-int consul_parse_lock_delay(const char *query, int64_t ttl_ns, int64_t *lock_delay_ns, char *err,
-                            size_t errlen)
-{
-	*lock_delay_ns = ttl_ns;
-	if (ttl_ns > MAX_LOCK_DELAY_NS) {
-		snprintf(err, errlen, "consul: a TTL over 60s is longer than Consul's longest lock-delay "
-		         "(60s), which must cover a session Consul ends early: use --ttl 60s or less");
-		return -1;
-	}
-	if (query == NULL || *query == '\0')
-		return 0;
-	if (strncmp(query, "lock-delay=", 11) != 0 || strchr(query, '&') != NULL ||
-	    duration_parse(query + 11, lock_delay_ns) < 0 || *lock_delay_ns < 0 ||
-	    *lock_delay_ns > MAX_LOCK_DELAY_NS) {
-		snprintf(err, errlen, "consul: unknown URL option '%s': the only one is lock-delay=DURATION "
-		         "(the TTL to 60s), as in consul://HOST/PREFIX?lock-delay=30s", query);
-		return -1;
-	}
-	if (*lock_delay_ns < ttl_ns) {
-		snprintf(err, errlen, "consul: lock-delay=%s is shorter than the TTL (%llds): if Consul ended "
-		         "the session early (its node removed from the catalog) the key would be free while "
-		         "this holder may still run; leave lock-delay out (it is the TTL then) or make it at "
-		         "least the TTL", query + 11, (long long)(ttl_ns / NS_PER_SEC));
-		return -1;
-	}
-	return 0;
-}
-
 static int consul_create(struct backend **out, const struct backend_params *p, char *err, size_t errlen)
 {
 	struct consul *b;
+	struct consul_opts opts;
 	char *path = NULL, *query = NULL, *prefix = NULL;
 	size_t n;
 
@@ -722,8 +688,9 @@ static int consul_create(struct backend **out, const struct backend_params *p, c
 	consul_req_init(&b->c, &b->r_elect, b);
 	consul_req_init(&b->c, &b->r_clear, b);
 	if (consul_client_init(&b->c, p, &path, &query, err, errlen) < 0 ||
-	    consul_parse_lock_delay(query, p->ttl_ns, &b->lock_delay_ns, err, errlen) < 0)
+	    consul_parse_options(query, p->ttl_ns, &opts, err, errlen) < 0)
 		goto fail;
+	b->lock_delay_ns = opts.lock_delay_ns;
 	b->wait_ns = p->ttl_ns;
 	n = strlen(path);
 	while (n > 0 && path[n - 1] == '/')

@@ -65,12 +65,6 @@ struct consul_client {
 	int64_t req_timeout_ns, retry_ns;
 };
 
-/* consul.c: the URL's options (?lock-delay=DURATION, the TTL to 60s); the
- * default, when query is NULL or empty, is the TTL. A TTL over 60 s or a
- * shorter lock-delay is refused with a line in err. */
-int consul_parse_lock_delay(const char *query, int64_t ttl_ns, int64_t *lock_delay_ns, char *err,
-                            size_t errlen);
-
 /* consul_http.c */
 int consul_check_timing(const struct backend_params *p, char *err, size_t errlen);
 /* Checks p, reads the Consul environment (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN,

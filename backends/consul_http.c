@@ -17,6 +17,7 @@
 #include "backends/consul.h"
 #include "common/clock.h"
 #include "common/curl_ev.h"
+#include "common/duration.h"
 #include "common/log.h"
 
 #define CONSUL_MAX_ANSWER (1024 * 1024)
@@ -24,13 +25,21 @@
 
 int consul_check_timing(const struct backend_params *p, char *err, size_t errlen)
 {
+	const char *q = p->url ? strchr(p->url, '?') : NULL;
+	struct consul_opts o;
+	char min[32];
+
 	if (p->ttl_ns % NS_PER_SEC != 0) {
 		snprintf(err, errlen, "Consul session TTLs have whole seconds: use a TTL like 10s or 15s");
 		return -1;
 	}
-	if (p->ttl_ns < CONSUL_MIN_TTL_S * NS_PER_SEC) {
-		snprintf(err, errlen, "Consul refuses session TTLs under %ds: use a TTL of at least %ds",
-		         CONSUL_MIN_TTL_S, CONSUL_MIN_TTL_S);
+	if (consul_parse_options(q ? q + 1 : NULL, p->ttl_ns, &o, err, errlen) < 0)
+		return -1;
+	if (p->ttl_ns < o.ttl_min_ns) {
+		duration_format(o.ttl_min_ns, min, sizeof(min));
+		snprintf(err, errlen, "Consul refuses session TTLs under %s (its session_ttl_min, 10s by "
+		         "default): use a TTL of at least %s, or give the servers' lower session_ttl_min "
+		         "in the URL (?session-ttl-min=2s)", min, min);
 		return -1;
 	}
 	if (p->request_timeout_ns < 0 || p->request_timeout_ns >= p->ttl_ns) {

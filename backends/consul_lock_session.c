@@ -358,6 +358,7 @@ static int lk_create(struct lock_session **out, const struct backend_params *p,
 {
 	struct lock_session *s;
 	char *path = NULL, *query = NULL;
+	struct consul_opts opts;
 	size_t n;
 
 	*out = NULL;
@@ -375,8 +376,9 @@ static int lk_create(struct lock_session **out, const struct backend_params *p,
 	etcd_events_init(&s->q, s->loop, deliver, lk_free, s);
 	consul_req_init(&s->c, &s->r_verify, s);
 	if (consul_client_init(&s->c, p, &path, &query, err, errlen) < 0 ||
-	    consul_parse_lock_delay(query, p->ttl_ns, &s->lock_delay_ns, err, errlen) < 0)
+	    consul_parse_options(query, p->ttl_ns, &opts, err, errlen) < 0)
 		goto fail;
+	s->lock_delay_ns = opts.lock_delay_ns;
 	n = strlen(path);
 	while (n > 0 && path[n - 1] == '/')
 		n--;

@@ -8,6 +8,8 @@
 
 #include "backends/consul_proto.h"
 #include "backends/etcd_proto.h"   /* etcd_b64_decode */
+#include "common/clock.h"
+#include "common/duration.h"
 
 char *consul_body_session(const char *name, int64_t ttl_s, int64_t lock_delay_ms, const char *behavior)
 {
@@ -543,5 +545,72 @@ int consul_parse_txn_errors(const char *body, size_t len, size_t *ops, size_t ma
 	rc = 0;
 out:
 	json_decref(a);
+	return rc;
+}
+
+/* One DURATION option value in [min, max]; -1 (err set) if it is not. */
+static int option_duration(const char *name, const char *v, int64_t min, int64_t max, int64_t *out,
+                           char *err, size_t errlen)
+{
+	char lo[32], hi[32];
+
+	if (duration_parse(v, out) == 0 && *out >= min && *out <= max)
+		return 0;
+	duration_format(min, lo, sizeof(lo));
+	duration_format(max, hi, sizeof(hi));
+	snprintf(err, errlen, "consul: URL option %s=%s: give a duration from %s to %s", name, v, lo, hi);
+	return -1;
+}
+
+/* The session's LockDelay is the TTL unless the URL asks for more. Consul
+ * ends a session early when its node leaves the catalog (a dead server
+ * reaped by autopilot, a client agent that left); the key is then free at
+ * once but for the lock-delay, while a holder cut off from Consul leads on
+ * until its deadline, at most TTL after its last renewal, which came before
+ * the session ended. So a lock-delay shorter than the TTL is refused. */
+int consul_parse_options(const char *query, int64_t ttl_ns, struct consul_opts *o, char *err,
+                         size_t errlen)
+{
+	char *copy, *item, *save = NULL;
+	int rc = 0;
+
+	o->lock_delay_ns = ttl_ns;
+	o->ttl_min_ns = CONSUL_MIN_TTL_S * NS_PER_SEC;
+	if (ttl_ns > CONSUL_MAX_LOCK_DELAY_NS) {
+		snprintf(err, errlen, "consul: a TTL over 60s is longer than Consul's longest lock-delay "
+		         "(60s), which must cover a session Consul ends early: use --ttl 60s or less");
+		return -1;
+	}
+	if (query == NULL || *query == '\0')
+		return 0;
+	if ((copy = strdup(query)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (item = strtok_r(copy, "&", &save); item && rc == 0; item = strtok_r(NULL, "&", &save)) {
+		if (strncmp(item, "lock-delay=", 11) == 0)
+			rc = option_duration("lock-delay", item + 11, 0, CONSUL_MAX_LOCK_DELAY_NS, &o->lock_delay_ns,
+			                     err, errlen);
+		else if (strncmp(item, "session-ttl-min=", 16) == 0)
+			rc = option_duration("session-ttl-min", item + 16, NS_PER_SEC, 24 * 3600 * NS_PER_SEC,
+			                     &o->ttl_min_ns, err, errlen);
+		else {
+			snprintf(err, errlen, "consul: unknown URL option '%s': there are lock-delay=DURATION "
+			         "(the TTL to 60s) and session-ttl-min=DURATION (the servers' session_ttl_min), "
+			         "as in consul://HOST/PREFIX?lock-delay=30s", item);
+			rc = -1;
+		}
+	}
+	free(copy);
+	if (rc == 0 && o->lock_delay_ns < ttl_ns) {
+		char d[32];
+
+		duration_format(o->lock_delay_ns, d, sizeof(d));
+		snprintf(err, errlen, "consul: lock-delay=%s is shorter than the TTL (%llds): if Consul "
+		         "ended the session early (its node removed from the catalog) the key would be free "
+		         "while this holder may still run; leave lock-delay out (it is the TTL then) or make "
+		         "it at least the TTL", d, (long long)(ttl_ns / NS_PER_SEC));
+		rc = -1;
+	}
 	return rc;
 }

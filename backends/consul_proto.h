@@ -18,7 +18,8 @@
 /* consul lock's flag values (api/lock.go, api/semaphore.go). */
 #define CONSUL_LOCK_FLAG UINT64_C(0x2ddccbc058a50c18)  /* 3304740253564472344 */
 #define CONSUL_SEM_FLAG  UINT64_C(0xe0f69a2baa414de0)  /* 16210313421097356768 */
-#define CONSUL_MIN_TTL_S 10      /* Consul refuses session TTLs below 10s */
+#define CONSUL_MIN_TTL_S 10      /* Consul refuses session TTLs below 10s by default */
+#define CONSUL_MAX_LOCK_DELAY_NS (60 * INT64_C(1000000000))   /* Consul's longest lock-delay */
 
 /* PUT /v1/session/create: TTL in whole seconds, LockDelay, release
  * behaviour, and no health checks at all ("NodeChecks": [], "Checks": []):
@@ -92,5 +93,18 @@ uint64_t consul_parse_index(const char *s);
 
 /* A key path with every byte outside [A-Za-z0-9/_.~-] %-escaped (malloc'd). */
 char *consul_escape_key(const char *key);
+
+/* The URL's options, '&'-separated (query NULL or empty: none):
+ *   lock-delay=DURATION       the session's LockDelay, the TTL to 60s
+ *                             (default: the TTL);
+ *   session-ttl-min=DURATION  the servers' session_ttl_min, the shortest
+ *                             TTL they take (default: Consul's 10s).
+ * A TTL over 60 s, a lock-delay shorter than the TTL or an unknown option is
+ * refused with a line in err. */
+struct consul_opts {
+	int64_t lock_delay_ns, ttl_min_ns;
+};
+int consul_parse_options(const char *query, int64_t ttl_ns, struct consul_opts *o, char *err,
+                         size_t errlen);
 
 #endif

@@ -22,6 +22,16 @@ static void create_done(struct consul_req *r, long status, const char *err)
 		consul_note_failure(r, perr);
 		err = perr;
 	}
+	if (err != NULL && strstr(err, "Invalid Session TTL") != NULL) {
+		/* The servers' session_ttl_min is above our TTL (a URL's
+		 * ?session-ttl-min= that is not theirs): say what to change. */
+		char hint[sizeof(perr) + 100];
+
+		snprintf(hint, sizeof(hint), "%s; the servers' session_ttl_min is above --ttl: raise --ttl "
+		         "or their session_ttl_min", err);
+		s->ev->create_failed(s->owner, hint);
+		return;
+	}
 	if (err != NULL) {
 		s->ev->create_failed(s->owner, err);
 		return;

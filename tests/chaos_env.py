@@ -88,8 +88,11 @@ class NetEnv:
         elif kind == 'consul':
             # Servers with data dirs (not -dev): a restart keeps the state,
             # so tokens (Raft indexes) never go back.
-            from consul_server import ConsulCluster
-            self.servers = ConsulCluster(case.tmp, 3 if cluster else 1).members
+            # session_ttl_min 1s: TTLs of a few seconds, as for the others
+            # (the agents' URLs say so: ?session-ttl-min=1s).
+            from consul_server import CONSUL_TTL_MIN_ARGS, ConsulCluster
+            self.servers = ConsulCluster(case.tmp, 3 if cluster else 1,
+                                         extra_args=CONSUL_TTL_MIN_ARGS).members
         else:
             import zk_server
             if cluster:
@@ -164,7 +167,8 @@ class NetEnv:
         ps = self.link(agent_id)
         k = i % len(ps)
         hosts = ','.join('127.0.0.1:%d' % p.port for p in ps[k:] + ps[:k])
-        return '%s://%s/chaos/%s' % (self.kind, hosts, election)
+        query = '?session-ttl-min=1s' if self.kind == 'consul' else ''
+        return '%s://%s/chaos/%s%s' % (self.kind, hosts, election, query)
 
     def agent_args(self, agent_id):
         return []

@@ -78,14 +78,16 @@ class Timing:
     """Short TTLs for many terms per minute; etcd's smallest lease is 2 s, a
     ZooKeeper session must be >= 2 ticks (the test servers tick 100 ms)."""
     BASE = {'file': (1.0, 0.25, 0.2), 'etcd': (2.0, 0.5, 0.3), 'zk': (2.0, 0.5, 0.3),
-            'consul': (10.0, 2.0, 0.5),     # Consul refuses session TTLs under 10 s
+            'consul': (3.0, 1.0, 0.3),      # whole seconds; servers' session_ttl_min 1s
             'k8s': (3.0, 1.0, 0.3)}         # whole seconds, renewals >= 1 s (renewTime)
 
     def __init__(self, kind):
         k = harness.scale()
         self.ttl, self.renew, self.grace = (x * k for x in self.BASE[kind])
+        if kind in ('k8s', 'consul'):
+            self.ttl = float(round(self.ttl))
         if kind == 'k8s':
-            self.ttl, self.renew = float(round(self.ttl)), float(max(1, round(self.renew)))
+            self.renew = float(max(1, round(self.renew)))
         # No stable leader this long after every fault healed: a stall.
         self.bound = 10 * k + 6 * self.ttl
 

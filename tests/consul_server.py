@@ -85,6 +85,11 @@ def build_consul(log=sys.stderr):
     return path
 
 
+# Servers that take session TTLs down to 1 s (Consul's session_ttl_min,
+# 10 s by default); agents say so with ?session-ttl-min=1s in the URL.
+CONSUL_TTL_MIN_ARGS = ('-hcl', 'session_ttl_min = "1s"')
+
+
 class ConsulServer(ServerProc):
     """One `consul agent -dev` server on loopback."""
 
@@ -222,10 +227,11 @@ class ConsulCluster(ServerGroup):
     """n servers on loopback (-server -bootstrap-expect n, data dirs under
     base_dir), started together; ready when each sees a Raft leader."""
 
-    def __init__(self, base_dir=None, n=3):
+    def __init__(self, base_dir=None, n=3, extra_args=()):
         super().__init__(base_dir, 'consul-cluster-')
         for i in range(n):
-            self.members.append(ConsulServer(self.base_dir, 's%d' % i, cluster=self))
+            self.members.append(ConsulServer(self.base_dir, 's%d' % i, extra_args=extra_args,
+                                             cluster=self))
 
     def start(self, timeout=90):
         try:

@@ -17,7 +17,7 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from harness import ElectTestCase, now_ns, scale, valgrind_ok, wait_for  # noqa: E402
-from consul_server import ConsulCluster, ConsulServer, build_consul  # noqa: E402
+from consul_server import CONSUL_TTL_MIN_ARGS, ConsulCluster, ConsulServer, build_consul  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 
 LOCK_FLAG = 0x2ddccbc058a50c18
@@ -166,6 +166,35 @@ class ConsulElection(ConsulTestCase):
                        env={'CONSUL_HTTP_ADDR': srv.http_addr}, **timing())
         a.wait_state('leader', 20)
         self.assertEqual(srv.kv_get('byname/.lock')['Value'], 'p0')
+
+    @valgrind_ok
+    def test_session_ttl_min_below_ten_seconds(self):
+        # Servers that take short TTLs (session_ttl_min 1s), and the URL that
+        # says so: a 3 s TTL, with crash failover in 2-3 TTLs (the session's
+        # expiry, Consul's grace and the lock-delay).
+        srv = self.consul(extra_args=CONSUL_TTL_MIN_ARGS)
+        log = self.path('iv.log')
+        k = max(1, round(scale()))
+        t = dict(ttl='%ds' % (3 * k), renew='%ds' % k, kill_grace='%dms' % (300 * k))
+        url = 'consul://%s/web?session-ttl-min=1s' % srv.endpoint
+        agents = self.agents(url, log, ['s0', 's1'], t=t)
+        first = self.one_holder(log)
+        self.assertIn('(TTL %ds, lock delay %dms' % (3 * k, 3000 * k), ''.join(a.log() for a in agents))
+        leader = [a for a in agents if a.id == first.id][0]
+        t0 = now_ns()
+        leader.kill(signal.SIGKILL)
+        nxt = self.wait_new_term(log, after_ns=t0, exclude_id=first.id, timeout=3 * 3 * k + 10)
+        self.assertGreater(int(nxt.token), int(first.token))
+        self.check_intervals(log, t_end=now_ns())
+        # Servers at Consul's default (10s): they refuse the session, and the
+        # agent says why and what to change (it does not lead, and retries).
+        plain = self.consul()
+        a = self.agent(mode='sidecar', id='p0', name='short',
+                       backend='consul://%s/web2?session-ttl-min=2s' % plain.endpoint, ttl='2s',
+                       renew='500ms', kill_grace='300ms')
+        wait_for(lambda: 'Invalid Session TTL' in a.log(), 20, msg='the servers\' refusal logged')
+        self.assertIn("the servers' session_ttl_min is above --ttl", a.log())
+        self.assertNotEqual(a.status()['state'], 'leader')
 
     @valgrind_ok
     def test_foreign_key_is_a_conflict(self):

@@ -353,6 +353,41 @@ static void test_txn_results_and_errors(void **state)
 			fail_msg("accepted: %s", bad_err[i]);
 }
 
+static void test_url_options(void **state)
+{
+	const int64_t s = INT64_C(1000000000);
+	struct consul_opts o;
+	char err[400];
+
+	(void)state;
+	/* None: lock-delay = TTL, session-ttl-min = Consul's 10 s. */
+	assert_int_equal(consul_parse_options(NULL, 15 * s, &o, err, sizeof(err)), 0);
+	assert_true(o.lock_delay_ns == 15 * s && o.ttl_min_ns == 10 * s);
+	assert_int_equal(consul_parse_options("", 15 * s, &o, err, sizeof(err)), 0);
+	assert_true(o.lock_delay_ns == 15 * s && o.ttl_min_ns == 10 * s);
+	assert_int_equal(consul_parse_options("lock-delay=30s", 15 * s, &o, err, sizeof(err)), 0);
+	assert_true(o.lock_delay_ns == 30 * s && o.ttl_min_ns == 10 * s);
+	assert_int_equal(consul_parse_options("session-ttl-min=1s&lock-delay=4s", 3 * s, &o, err,
+	                                      sizeof(err)), 0);
+	assert_true(o.lock_delay_ns == 4 * s && o.ttl_min_ns == 1 * s);
+	assert_int_equal(consul_parse_options("session-ttl-min=2s", 3 * s, &o, err, sizeof(err)), 0);
+	assert_true(o.lock_delay_ns == 3 * s && o.ttl_min_ns == 2 * s);
+	/* Refused, each with its reason. */
+	assert_int_equal(consul_parse_options("lock-delay=2s", 3 * s, &o, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "shorter than the TTL"));
+	assert_int_equal(consul_parse_options("lock-delay=61s", 15 * s, &o, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "lock-delay=61s"));
+	assert_int_equal(consul_parse_options(NULL, 61 * s, &o, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "over 60s"));
+	assert_int_equal(consul_parse_options("session-ttl-min=500ms", 3 * s, &o, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "session-ttl-min=500ms"));
+	assert_int_equal(consul_parse_options("session-ttl-min=x", 3 * s, &o, err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_options("lock-delay=30s&x=1", 15 * s, &o, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unknown URL option 'x=1'"));
+	assert_int_equal(consul_parse_options("lock-delay", 15 * s, &o, err, sizeof(err)), -1);
+	assert_int_equal(consul_parse_options("&&", 15 * s, &o, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_txn),
 		cmocka_unit_test(test_semaphore_value),
 		cmocka_unit_test(test_txn_results_and_errors),
+		cmocka_unit_test(test_url_options),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
