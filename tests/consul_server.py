@@ -197,9 +197,18 @@ class ConsulServer(ServerProc):
             return status, data, hdrs
 
     def ready(self):
+        """A Raft leader, and this node in the catalog: before that, a
+        session made through this agent is refused ("Missing node
+        registration"). With ACLs on, default deny, the anonymous catalog
+        read sees no node: the leader alone then."""
         try:
             status, leader, _ = self.request('GET', '/v1/status/leader', timeout=1)
-            return status == 200 and isinstance(leader, str) and leader != ''
+            if status != 200 or not isinstance(leader, str) or leader == '':
+                return False
+            if any('default_policy = "deny"' in str(a) for a in self.extra_args):
+                return True
+            status, node, _ = self.request('GET', '/v1/catalog/node/' + self.name, timeout=1)
+            return status == 200 and isinstance(node, dict) and node.get('Node') is not None
         except OSError:
             return False
 

@@ -21,13 +21,22 @@ from consul_server import CONSUL_TTL_MIN_ARGS, ConsulCluster, ConsulServer, buil
 from proxy import FaultProxy  # noqa: E402
 
 LOCK_FLAG = 0x2ddccbc058a50c18
-TTL_S = 10                      # Consul's smallest session TTL
+# The test servers take session TTLs down to 1 s (CONSUL_TTL_MIN_ARGS; the
+# URLs say so, consul_url()), so the failover tests wait a few seconds, not
+# tens: Consul's own default minimum is 10 s.
+TTL_MIN = '?session-ttl-min=1s'
 
 
-def timing():
-    if scale() >= 5:
-        return dict(ttl='15s', renew='3s', kill_grace='1s')
-    return dict(ttl='%ds' % TTL_S, renew='2s', kill_grace='500ms')
+def consul_url(hosts, prefix='web'):
+    return 'consul://%s/%s%s' % (hosts, prefix, TTL_MIN)
+
+
+def timing(ttl_s=3):
+    """TTL ttl_s, renewals every TTL/3, kill grace 300 ms; longer by the
+    harness's scale (ASan 2x; valgrind 3x here, as elect's own timing
+    check needs)."""
+    k = min(3, max(1, round(scale())))
+    return dict(ttl='%ds' % (ttl_s * k), renew='%ds' % k, kill_grace='%dms' % (300 * k))
 
 
 def ttl_ns(t):
@@ -48,14 +57,17 @@ class ConsulTestCase(ElectTestCase):
         for s in reversed(self._servers):
             s.stop()
 
-    def consul(self, extra_args=(), tls=None):
+    def consul(self, extra_args=(), tls=None, ttl_min=True):
+        """A -dev server; ttl_min: taking TTLs down to 1 s (else Consul's
+        default 10 s)."""
+        extra_args = tuple(extra_args) + (CONSUL_TTL_MIN_ARGS if ttl_min else ())
         s = ConsulServer(self.tmp, 'consul%d' % len(self._servers), extra_args=extra_args, tls=tls)
         self._servers.append(s)
         s.start()
         return s
 
     def cluster(self, n=3):
-        c = ConsulCluster(self.tmp, n)
+        c = ConsulCluster(self.tmp, n, extra_args=CONSUL_TTL_MIN_ARGS)
         self._servers.append(c)
         c.start()
         return c
@@ -96,7 +108,7 @@ class ConsulElection(ConsulTestCase):
     def test_one_leader_among_three_and_graceful_handover(self):
         srv = self.consul()
         log = self.path('iv.log')
-        agents = self.agents('consul://%s/web' % srv.endpoint, log, ['n0', 'n1', 'n2'])
+        agents = self.agents(consul_url(srv.endpoint), log, ['n0', 'n1', 'n2'])
         first = self.one_holder(log)
         wait_for(lambda: len(self.leaders(agents)) == 1, 10)
         leader = [a for a in agents if a.id == first.id][0]
@@ -133,7 +145,7 @@ class ConsulElection(ConsulTestCase):
         srv = self.consul()
         log = self.path('iv.log')
         t = timing()
-        agents = self.agents('consul://%s/web' % srv.endpoint, log, ['k0', 'k1', 'k2'], t)
+        agents = self.agents(consul_url(srv.endpoint), log, ['k0', 'k1', 'k2'], t)
         first = self.one_holder(log)
         leader = [a for a in agents if a.id == first.id][0]
         t0 = now_ns()
@@ -163,7 +175,8 @@ class ConsulElection(ConsulTestCase):
         self.assertIn('lock-delay', r.stderr)
         # No host: CONSUL_HTTP_ADDR; no path: the election name.
         a = self.agent(mode='sidecar', id='p0', name='byname', backend='consul://',
-                       env={'CONSUL_HTTP_ADDR': srv.http_addr}, **timing())
+                       env={'CONSUL_HTTP_ADDR': srv.http_addr}, ttl='10s', renew='2s',
+                       kill_grace='500ms')
         a.wait_state('leader', 20)
         self.assertEqual(srv.kv_get('byname/.lock')['Value'], 'p0')
 
@@ -172,11 +185,11 @@ class ConsulElection(ConsulTestCase):
         # Servers that take short TTLs (session_ttl_min 1s), and the URL that
         # says so: a 3 s TTL, with crash failover in 2-3 TTLs (the session's
         # expiry, Consul's grace and the lock-delay).
-        srv = self.consul(extra_args=CONSUL_TTL_MIN_ARGS)
+        srv = self.consul()
         log = self.path('iv.log')
-        k = max(1, round(scale()))
-        t = dict(ttl='%ds' % (3 * k), renew='%ds' % k, kill_grace='%dms' % (300 * k))
-        url = 'consul://%s/web?session-ttl-min=1s' % srv.endpoint
+        t = timing()
+        k = int(t['ttl'][:-1]) // 3
+        url = consul_url(srv.endpoint)
         agents = self.agents(url, log, ['s0', 's1'], t=t)
         first = self.one_holder(log)
         self.assertIn('(TTL %ds, lock delay %dms' % (3 * k, 3000 * k), ''.join(a.log() for a in agents))
@@ -188,7 +201,7 @@ class ConsulElection(ConsulTestCase):
         self.check_intervals(log, t_end=now_ns())
         # Servers at Consul's default (10s): they refuse the session, and the
         # agent says why and what to change (it does not lead, and retries).
-        plain = self.consul()
+        plain = self.consul(ttl_min=False)
         a = self.agent(mode='sidecar', id='p0', name='short',
                        backend='consul://%s/web2?session-ttl-min=2s' % plain.endpoint, ttl='2s',
                        renew='500ms', kill_grace='300ms')
@@ -203,7 +216,7 @@ class ConsulElection(ConsulTestCase):
         st, _, _ = srv.request('PUT', '/v1/kv/web/.lock?flags=16210313421097356768', '{"Limit":2}')
         self.assertEqual(st, 200)
         log = self.path('iv.log')
-        a = self.agents('consul://%s/web' % srv.endpoint, log, ['c0'])[0]
+        a = self.agents(consul_url(srv.endpoint), log, ['c0'])[0]
         wait_for(lambda: 'not a lock' in a.log(), 20, msg='conflict logged')
         time.sleep(1)
         self.assertEqual(self.holders(log), [])
@@ -218,18 +231,20 @@ class ConsulFaults(ConsulTestCase):
 
     def test_partition_of_leader_steps_down_before_anyone_leads(self):
         srv = self.consul()
-        t = timing()
+        # A TTL that leaves room for the demoted hook's 500 ms (elect's
+        # timing check counts each of the hooks that may run).
+        t = timing(4)
         p = self.proxy(srv.endpoint)
         log = self.path('iv.log')
         demoted = self.path('demoted.ts')
         hook = self.script('demoted.sh', 'python3 -c "import time; print(time.monotonic_ns())" >> %s\n'
                            % demoted)
         extra = ('--on-demoted', hook, '--hook-timeout', '500ms')
-        a = self.agent(id='cut', name='web', backend='consul://127.0.0.1:%d/web' % p.port,
+        a = self.agent(id='cut', name='web', backend=consul_url('127.0.0.1:%d' % p.port),
                        cmd=self.leader_cmd(log), args=extra, **t)
         first = self.one_holder(log)
         self.assertEqual(first.id, 'cut')
-        b = self.agents('consul://%s/web' % srv.endpoint, log, ['other'], t)[0]
+        b = self.agents(consul_url(srv.endpoint), log, ['other'], t)[0]
         wait_for(lambda: b.status()['leader'] == 'cut', 10)
 
         t_cut = now_ns()
@@ -261,7 +276,7 @@ class ConsulFaults(ConsulTestCase):
         eps = c.endpoints
         # Each agent talks to its own server first, the others after it.
         agents = [self.agent(id='c%d' % i, name='web', cmd=self.leader_cmd(log),
-                             backend='consul://%s/web' % ','.join(eps[i:] + eps[:i]), **t)
+                             backend=consul_url(','.join(eps[i:] + eps[:i])), **t)
                   for i in range(3)]
         first = self.one_holder(log, 60)
         i = int(first.id[1:])
@@ -285,7 +300,7 @@ class ConsulFaults(ConsulTestCase):
         srv = self.cluster(1).members[0]
         log = self.path('iv.log')
         t = timing()
-        agents = self.agents('consul://%s/web' % srv.endpoint, log, ['r0', 'r1'], t)
+        agents = self.agents(consul_url(srv.endpoint), log, ['r0', 'r1'], t)
         self.one_holder(log, 30)
         srv.stop()
         time.sleep(1)
@@ -312,7 +327,7 @@ class ConsulInterop(ConsulTestCase):
     @valgrind_ok
     def test_with_consul_lock_both_ways(self):
         srv = self.consul()
-        url = 'consul://%s/web' % srv.endpoint
+        url = consul_url(srv.endpoint)
         log = self.path('iv.log')
         cl1 = self.consul_lock(srv, 'lock1')
         wait_for(cl1.held, 20, msg='consul lock holds')
@@ -351,7 +366,7 @@ class ConsulInterop(ConsulTestCase):
         srv = self.consul()
         log = self.path('iv.log')
         t = timing()
-        a = self.agents('consul://%s/web' % srv.endpoint, log, ['z0'], t)[0]
+        a = self.agents(consul_url(srv.endpoint), log, ['z0'], t)[0]
         first = self.one_holder(log)
         cl = self.consul_lock(srv, 'lock1')
         time.sleep(1)
