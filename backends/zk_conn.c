@@ -158,15 +158,16 @@ static bool server_answered(int rc)
 	       rc == ZBADVERSION || rc == ZNOAUTH || rc == ZINVALIDACL || rc == ZNOCHILDRENFOREPHEMERALS;
 }
 
-/* Keeps (sent, answered) of an answered request. Answers closer than
- * lag/8 to the last kept one replace it (the later send is the better
- * proof; its answer is at most lag/8 later), so ZK_ANSWERS entries span at
- * least 4 lags; when full, the oldest goes. */
+/* Keeps (sent, answered) of an answered request. Answers within lag/8 of
+ * the first answer an entry stands for replace it (the later send is the
+ * better proof; its answer is at most lag/8 later; counted from the first,
+ * so that steady traffic cannot push one entry ahead for ever), so
+ * ZK_ANSWERS entries span at least 4 lags; when full, the oldest goes. */
 static void note_answer(struct zk_conn *c, int64_t sent_ns, int64_t answered_ns)
 {
 	struct zk_answer *last = c->n_answers > 0 ? &c->answers[c->n_answers - 1] : NULL;
 
-	if (last != NULL && answered_ns - last->answered_ns < c->lag_ns / 8) {
+	if (last != NULL && answered_ns - last->opened_ns < c->lag_ns / 8) {
 		if (sent_ns > last->sent_ns) {
 			last->sent_ns = sent_ns;
 			last->answered_ns = answered_ns;
@@ -179,6 +180,7 @@ static void note_answer(struct zk_conn *c, int64_t sent_ns, int64_t answered_ns)
 	}
 	c->answers[c->n_answers].sent_ns = sent_ns;
 	c->answers[c->n_answers].answered_ns = answered_ns;
+	c->answers[c->n_answers].opened_ns = answered_ns;
 	c->n_answers++;
 }
 

@@ -53,9 +53,10 @@ enum zk_op {
 #define ZK_DEFAULT_TICK_NS (2 * NS_PER_SEC)
 #define ZK_ANSWERS 32
 
-/* When an answered request was sent and when its answer came. */
+/* When an answered request was sent and when its answer came; opened_ns:
+ * when the first answer this entry stands for came (see note_answer). */
 struct zk_answer {
-	int64_t sent_ns, answered_ns;
+	int64_t sent_ns, answered_ns, opened_ns;
 };
 
 /* One asynchronous request. Owned by the connection, not by the completion:
