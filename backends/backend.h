@@ -12,7 +12,9 @@
  *     (clock_now_ns() taken just before the send) and has now succeeded. The
  *     core computes the leader's deadline as sent_ns + ttl - margin. Report it
  *     for the session's creation and every successful renewal. Reporting the
- *     time the answer arrived instead would be unsafe.
+ *     time the answer arrived instead would be unsafe. A backend whose
+ *     renewal proves only an earlier request (ZooKeeper) reports that one's
+ *     send time and declares the lag (alive_lag).
  *   - elected(token, handover): we now lead. Call session_alive first (the
  *     core refuses to lead without a known alive time). The token strictly
  *     increases across all holders of this election (etcd: create revision of
@@ -110,6 +112,11 @@ struct backend_ops {
 	/* Optional: extra static check of timing (e.g. etcd's 2 s minimum TTL, ZooKeeper's
 	 * tick bounds). NULL = none. Return -1 with a message to refuse. */
 	int (*check_timing)(const struct backend_params *p, char *err, size_t errlen);
+	/* Optional: how much older than a renewal's send time the sent_ns of
+	 * the session_alive it yields may be (ZooKeeper proves a renewal with a
+	 * request sent at least a lag before it, see backends/zk_conn.h). The
+	 * core's timing check counts it. NULL = 0: sent_ns is the renewal's. */
+	int64_t (*alive_lag)(const struct backend_params *p);
 	/* Optional: a descriptor the leader command inherits, so that the hold
 	 * outlives a killed agent until the command is gone too. The file
 	 * backend needs it: the kernel closes a dying agent's files (releasing

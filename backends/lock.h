@@ -152,6 +152,8 @@ struct lock_backend_ops {
 	 * answers 400 with it (lockctl exits 2). NULL: every valid name. */
 	int (*name_check)(const struct lock_session *s, const char *name, char *err, size_t errlen);
 	int (*check_timing)(const struct backend_params *p, char *err, size_t errlen);
+	/* Optional: as backend_ops.alive_lag (backends/backend.h). */
+	int64_t (*alive_lag)(const struct backend_params *p);
 };
 
 /* Every lock backend, in backends/registry.c (lock_backends[]). */

@@ -234,4 +234,5 @@ const struct backend_ops zk_backend_ops = {
 	.close = zk_close,
 	.destroy = zk_destroy,
 	.check_timing = NULL,
+	.alive_lag = zk_alive_lag,
 };

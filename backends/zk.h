@@ -15,10 +15,16 @@
 #define ZK_LOCK_SUFFIX "-lock-"
 
 /* "zk://h1:2181,h2:2181/elect/web" -> hosts "h1:2181,h2:2181" and path
- * "/elect/web" (no trailing '/'); an empty path becomes "/<name>".
+ * "/elect/web" (no trailing '/'); an empty path becomes "/<name>". The
+ * options after '?' are left to zk_url_tick().
  * Both malloc'd. -1 with a one-line message on a malformed URL. */
 int zk_parse_url(const char *url, const char *name, char **hosts, char **path,
                  char *err, size_t errlen);
+
+/* The URL's options: "?tick=DURATION", the servers' tickTime (between 1ms
+ * and 60s); *tick_ns is default_ns without it. -1 with a one-line message
+ * for anything else. */
+int zk_url_tick(const char *url, int64_t default_ns, int64_t *tick_ns, char *err, size_t errlen);
 
 /* The sequence number a ZooKeeper sequential node name ends with (the
  * trailing decimal digits), or -1 if the name has none. */

@@ -13,6 +13,11 @@
  * before we step down: such a session is refused (error in the log, closed,
  * retried later). A LONGER one is safe (we step down before the server can
  * expire us) and only makes crash failover slower: a warning.
+ *
+ * The alive proof comes from answered syncs only (see zk_conn.h): every
+ * answered request is kept in answers[] with its send and answer times, and
+ * a sync's answer reports the send time of the latest one answered a lag
+ * before the sync was sent.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,8 +37,7 @@ void zk_queue(struct zk_conn *c, enum zk_event_kind kind, int64_t num, const cha
 {
 	struct zk_event *e;
 
-	/* Every answered request proves the session: many alive reports in a
-	 * row say no more than the last one. */
+	/* Many alive reports in a row say no more than the last one. */
 	if (kind == ZE_ALIVE && c->qlen > c->qhead && c->q[c->qlen - 1].kind == ZE_ALIVE) {
 		c->q[c->qlen - 1].num = num;
 		return;
@@ -147,11 +151,112 @@ bool zk_connection_error(int rc)
 	       rc == ZCLOSING || rc == ZINVALIDSTATE || rc == ZSESSIONMOVED || rc == ZSYSTEMERROR;
 }
 
-/* The server handled the request: our session was alive when it was sent. */
+/* The server handled the request (a candidate for a sync's alive proof). */
 static bool server_answered(int rc)
 {
 	return rc == ZOK || rc == ZNONODE || rc == ZNODEEXISTS || rc == ZNOTEMPTY ||
 	       rc == ZBADVERSION || rc == ZNOAUTH || rc == ZINVALIDACL || rc == ZNOCHILDRENFOREPHEMERALS;
+}
+
+/* Keeps (sent, answered) of an answered request. Answers within lag/8 of
+ * the first answer an entry stands for replace it (the later send is the
+ * better proof; its answer is at most lag/8 later; counted from the first,
+ * so that steady traffic cannot push one entry ahead for ever), so
+ * ZK_ANSWERS entries span at least 4 lags; when full, the oldest goes. */
+static void note_answer(struct zk_conn *c, int64_t sent_ns, int64_t answered_ns)
+{
+	struct zk_answer *last = c->n_answers > 0 ? &c->answers[c->n_answers - 1] : NULL;
+
+	if (last != NULL && answered_ns - last->opened_ns < c->lag_ns / 8) {
+		if (sent_ns > last->sent_ns) {
+			last->sent_ns = sent_ns;
+			last->answered_ns = answered_ns;
+		}
+		return;
+	}
+	if (c->n_answers == ZK_ANSWERS) {
+		memmove(&c->answers[0], &c->answers[1], (ZK_ANSWERS - 1) * sizeof(c->answers[0]));
+		c->n_answers--;
+	}
+	c->answers[c->n_answers].sent_ns = sent_ns;
+	c->answers[c->n_answers].answered_ns = answered_ns;
+	c->answers[c->n_answers].opened_ns = answered_ns;
+	c->n_answers++;
+}
+
+/* A sync sent at sync_sent_ns was answered: the send time of the latest
+ * request answered at least a lag before it (0: none). Entries older than
+ * the one chosen are no longer needed. */
+static int64_t lagged_anchor(struct zk_conn *c, int64_t sync_sent_ns)
+{
+	int64_t anchor = 0;
+	int chosen = -1;
+
+	for (int i = 0; i < c->n_answers; i++) {
+		if (c->answers[i].answered_ns > sync_sent_ns - c->lag_ns)
+			break;
+		if (c->answers[i].sent_ns > anchor)
+			anchor = c->answers[i].sent_ns;
+		chosen = i;
+	}
+	if (chosen > 0) {
+		memmove(&c->answers[0], &c->answers[chosen],
+		        (size_t)(c->n_answers - chosen) * sizeof(c->answers[0]));
+		c->n_answers -= chosen;
+	}
+	return anchor;
+}
+
+static void zk_renew_answered(struct zk_conn *c, int rc);
+
+static void sync_done(int rc, const char *value, const void *data)
+{
+	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
+	struct zk_conn *c = r->c;
+	int64_t anchor;
+
+	(void)value;
+	if (c->in_zk_close) {
+		zk_req_free(r);
+		return;
+	}
+	if (rc == ZOK) {
+		anchor = lagged_anchor(c, r->sent_ns);
+		note_answer(c, r->sent_ns, clock_now_ns());
+		if (anchor > 0)
+			zk_note_alive(c, anchor);
+		else
+			log_debug("zk: sync answered; no request was answered %lldms before it yet",
+			          (long long)(c->lag_ns / NS_PER_MS));
+	}
+	if (r->op == OP_RENEW)
+		zk_renew_answered(c, rc);
+	zk_req_free(r);
+}
+
+static void zk_renew_sent(struct zk_conn *c);
+
+bool zk_send_renew_sync(struct zk_conn *c)
+{
+	struct zk_req *r = zk_req_new(c, OP_RENEW, NULL);
+
+	if (r == NULL || zoo_async(c->zh, c->path, sync_done, r) != ZOK) {
+		zk_req_free(r);
+		zk_queue(c, ZE_FAILED, 0, "could not send the renewal", NULL);
+		return false;
+	}
+	zk_renew_sent(c);
+	return true;
+}
+
+int64_t zk_alive_lag(const struct backend_params *p)
+{
+	char err[256];
+	int64_t tick_ns;
+
+	if (zk_url_tick(p->url, ZK_DEFAULT_TICK_NS, &tick_ns, err, sizeof(err)) < 0)
+		return 0;
+	return tick_ns * 3 / 2 + p->renew_ns;
 }
 
 void *zk_req_done(struct zk_req *r, int rc)
@@ -162,10 +267,10 @@ void *zk_req_done(struct zk_req *r, int rc)
 		zk_req_free(r);
 		return NULL;
 	}
-	/* The send time, not the answer's arrival: the server cannot expire the
-	 * session before sent + timeout (DESIGN.md rule 1). */
+	/* Proves nothing about the ZooKeeper leader by itself (a follower cut
+	 * off from it answers too): only kept for a later sync's proof. */
 	if (server_answered(rc))
-		zk_note_alive(c, r->sent_ns);
+		note_answer(c, r->sent_ns, clock_now_ns());
 	return c->owner;
 }
 
@@ -383,6 +488,7 @@ static void auth_done(int rc, const void *data)
 
 static void connect_session(struct zk_conn *c)
 {
+	c->handle_created_ns = clock_now_ns();
 	c->zh = zookeeper_init2(c->hosts, session_watcher, c->ttl_ms, NULL, c, 0, zk_log_line);
 	if (c->zh == NULL) {
 		log_error("zk: cannot start a session with %s: %s", c->hosts, strerror(errno));
@@ -397,6 +503,7 @@ static void connect_session(struct zk_conn *c)
 	zoo_set_servers_resolution_delay(c->zh, -1);
 	c->session_id = 0;
 	c->alive_reported_ns = 0;
+	c->n_answers = 0;
 	c->client_err_seq = client_error_seq;   /* only errors of this handle count */
 	if (c->auth != NULL)
 		zoo_add_auth(c->zh, "digest", c->auth, (int)strlen(c->auth), auth_done, c);
@@ -514,6 +621,16 @@ static bool session_timeout_ok(struct zk_conn *c, int negotiated_ms)
 		          "lower --ttl to at most %s or raise maxSessionTimeout. Retrying later.", got, want, got);
 		return false;
 	}
+	if (negotiated_ms < 2 * c->tick_ns / NS_PER_MS && !c->warned_tick) {
+		char tick[32];
+
+		c->warned_tick = true;
+		duration_format(c->tick_ns, tick, sizeof(tick));
+		log_warnx("zk: server granted a session timeout of %s, less than 2 x the tick %s "
+		          "(servers grant at least 2 x their tickTime by default): set ?tick= in the URL "
+		          "to the servers' tickTime (a longer one only slows renewals down; a shorter one "
+		          "would be unsafe)", got, tick);
+	}
 	if (negotiated_ms > c->ttl_ms && !c->warned_longer) {
 		c->warned_longer = true;
 		log_warnx("zk: server granted a session timeout of %s, longer than --ttl %s "
@@ -542,8 +659,14 @@ static void on_connected(struct zk_conn *c)
 	}
 	if (new_session) {
 		c->session_id = cid->client_id;
+		c->n_answers = 0;
 		log_info("zk: session 0x%llx with %s, timeout %dms", (unsigned long long)c->session_id,
 		         zoo_get_current_server(c->zh), negotiated);
+		/* The leader created the session after the handle was made, with
+		 * an expiry a timeout after its creation, and the connect was
+		 * answered only once a quorum had it: the handle's creation time
+		 * proves a new session. */
+		zk_note_alive(c, c->handle_created_ns);
 	} else {
 		log_info("zk: reconnected to %s, session 0x%llx still alive", zoo_get_current_server(c->zh),
 		         (unsigned long long)c->session_id);
@@ -600,8 +723,10 @@ int zk_conn_init(struct zk_conn *c, const struct backend_params *p, const char *
 		snprintf(err, errlen, "zk session timeout (--ttl) must be between 1ms and 24h");
 		return -1;
 	}
-	if (zk_parse_url(p->url, path_name, &c->hosts, &c->path, err, errlen) < 0)
+	if (zk_url_tick(p->url, ZK_DEFAULT_TICK_NS, &c->tick_ns, err, errlen) < 0 ||
+	    zk_parse_url(p->url, path_name, &c->hosts, &c->path, err, errlen) < 0)
 		return -1;
+	c->lag_ns = c->tick_ns * 3 / 2;
 	c->ops = ops;
 	c->owner = owner;
 	c->loop = p->loop;

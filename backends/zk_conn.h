@@ -1,9 +1,30 @@
 /* ZooKeeper session driver, shared by the election backend (zk.c,
  * zk_elect.c) and the lock backend (zk_lock.c, zk_lock_list.c): one
  * libzookeeper_st handle driven by libev, the session's states, request
- * slots, the send time of every answered request (session_alive) and an
+ * slots, the alive proof (session_alive: see "Alive proof" below) and an
  * event queue delivered from the loop, never from inside the call that
  * caused an event.
+ *
+ * Alive proof. A ZooKeeper follower answers its clients by itself, also
+ * when it is cut off from its leader (for up to syncLimit x tickTime), while
+ * the leader expires a session one timeout after the last touch it heard
+ * of; and the leader hears of a follower's touches only through the
+ * follower's replies to its pings (every tickTime/2), which the leader reads
+ * in order with the requests the follower forwards. So an answered read
+ * proves nothing about the leader's clock. What does: a sync (forwarded to
+ * the leader, answered after it answered) sent at s_sync, together with an
+ * earlier request sent at s' whose answer came at a' <= s_sync - lag (lag =
+ * 1.5 x tickTime): the follower got a ping between a' and the sync's
+ * forwarding, so its touch (>= s') reached the leader before the sync, and
+ * the leader's expiry is at least s' + timeout. A leader cut off from its
+ * quorum answers syncs itself until it notices (about syncLimit ticks, at
+ * tick granularity), but its successor starts no earlier than its last
+ * answer - lag, when it resets every session's expiry to its start +
+ * timeout: s' <= a_sync - lag is before that start. So session_alive is
+ * reported only from answered syncs, with s' as the send time; a new
+ * session's first one is the handle's creation (the session is created by
+ * the leader, after it). The lag is the price: the deadline of a renewal is
+ * counted from a request at least lag older (zk_alive_lag()).
  *
  * The owner (struct backend or struct lock_session) embeds a struct zk_conn
  * and is called back through struct zk_conn_owner. */
@@ -17,13 +38,25 @@
 #include <zookeeper/zookeeper.h>
 
 #include "backends/backend.h"
+#include "common/clock.h"
 
 /* What a request is for (both users' kinds; the driver only needs OP_DELETE:
  * close waits for deletes in flight, the election's handover multi among
  * them). OP_RECORD: reads and removal of the election's handover record. */
 enum zk_op {
 	OP_PARENT, OP_FIND, OP_OWNER, OP_CREATE, OP_CHECK, OP_WATCH, OP_LEADER, OP_RENEW,
-	OP_DELETE, OP_SIGNAL, OP_RECORD
+	OP_DELETE, OP_SIGNAL, OP_RECORD, OP_SYNC
+};
+
+/* The default tickTime of ZooKeeper's servers (and Debian's zoo.cfg); the
+ * URL option ?tick= names another. The alive proof's lag is 1.5 ticks. */
+#define ZK_DEFAULT_TICK_NS (2 * NS_PER_SEC)
+#define ZK_ANSWERS 32
+
+/* When an answered request was sent and when its answer came; opened_ns:
+ * when the first answer this entry stands for came (see note_answer). */
+struct zk_answer {
+	int64_t sent_ns, answered_ns, opened_ns;
 };
 
 /* One asynchronous request. Owned by the connection, not by the completion:
@@ -77,6 +110,7 @@ struct zk_conn {
 	const char *auth;            /* "user:password" or NULL */
 	char *hosts, *path;          /* "h1:2181,h2:2181", "/elect/web" */
 	int ttl_ms;
+	int64_t tick_ns, lag_ns;     /* the servers' tickTime (?tick=), 1.5 x that */
 	int64_t retry_ns, renew_timeout_ns, close_timeout_ns;
 	struct ACL_vector *acl;
 	zhandle_t *zh;
@@ -88,7 +122,12 @@ struct zk_conn {
 	ev_timer retry;              /* back-off before the next attempt */
 	ev_timer renew_timeout, close_timer;
 
-	bool connected, refused, warned_longer;
+	bool connected, refused, warned_longer, warned_tick;
+	int64_t handle_created_ns;   /* clock_now_ns() before zookeeper_init2() */
+	/* Answered requests of this session, oldest first, by answer time:
+	 * the candidates for a sync's alive proof. */
+	struct zk_answer answers[ZK_ANSWERS];
+	int n_answers;
 	bool closing, close_expired, close_done;
 	bool drop_handle, in_zk_close;
 	bool renew_inflight, renew_late;
@@ -150,6 +189,12 @@ char *zk_child_path(const struct zk_conn *c, const char *name);
  * a send failed (the caller retries later). */
 bool zk_send_parents(struct zk_conn *c, const char *path, uint64_t tag, string_completion_t done);
 
+/* How much older than a renewal's send time its alive proof may be, for
+ * the timing checks: the lag and one renew interval (the proving request
+ * may be the previous renewal). 0 for a URL it cannot parse (create()
+ * then refuses it). */
+int64_t zk_alive_lag(const struct backend_params *p);
+
 /* Reports (or, while held, keeps) a session_alive for this send time. */
 void zk_note_alive(struct zk_conn *c, int64_t sent_ns);
 void zk_release_alive(struct zk_conn *c);
@@ -157,7 +202,9 @@ void zk_release_alive(struct zk_conn *c);
 /* Renewals: a renewal can be sent now (else a session_failed is queued);
  * the renewal was sent (starts its timeout); its answer came. */
 bool zk_renew_wanted(struct zk_conn *c);
-void zk_renew_sent(struct zk_conn *c);
-void zk_renew_answered(struct zk_conn *c, int rc);
+/* Sends the renewal's sync (on the connection's path): its answer is the
+ * alive proof (see above) and ends the renewal. false (a session_failed is
+ * queued) if it could not be sent. */
+bool zk_send_renew_sync(struct zk_conn *c);
 
 #endif

@@ -578,7 +578,6 @@ static void renew_done(int rc, const struct Stat *stat, const void *data)
 	(void)stat;
 	if (b == NULL)
 		return;
-	zk_renew_answered(&b->c, rc);
 	if (rc == ZNONODE && r->arg != NULL && b->campaigning) {
 		/* Our node (-> lost) or the leader's (-> who leads now?) is gone. */
 		zk_schedule_check(b);
@@ -586,20 +585,22 @@ static void renew_done(int rc, const struct Stat *stat, const void *data)
 	zk_req_free(r);
 }
 
-/* One cheap read proves the session: the leader asks for its own node, a
- * follower for the leader's (which also notices a leader change within one
- * renew interval without watching the leader: no herd). */
+/* A renewal is a sync (the alive proof, see zk_conn.h) and one cheap read
+ * pipelined after it: the leader asks for its own node, a follower for the
+ * leader's (which also notices a leader change within one renew interval
+ * without watching the leader: no herd). The sync's answer ends the
+ * renewal; the read only looks. */
 void zk_send_renew(struct backend *b)
 {
 	const char *target = b->leading ? b->node : b->leader_node;
-	char *full = target ? zk_child_path(&b->c, target) : strdup(b->c.path);
-	struct zk_req *r = full ? req_new(b, OP_RENEW, target) : NULL;
+	char *full;
+	struct zk_req *r;
 
-	if (r == NULL || zoo_aexists(b->c.zh, full, 0, renew_done, r) != ZOK) {
+	if (!zk_send_renew_sync(&b->c) || target == NULL)
+		return;
+	full = zk_child_path(&b->c, target);
+	r = full ? req_new(b, OP_RENEW, target) : NULL;
+	if (r != NULL && zoo_aexists(b->c.zh, full, 0, renew_done, r) != ZOK)
 		zk_req_free(r);
-		zk_queue(&b->c, ZE_FAILED, 0, "could not send the renewal", NULL);
-	} else {
-		zk_renew_sent(&b->c);
-	}
 	free(full);
 }

@@ -670,32 +670,11 @@ static void zkl_open(struct lock_session *s)
 	zk_kick(&s->c);
 }
 
-static void renew_done(int rc, const struct Stat *stat, const void *data)
-{
-	struct zk_req *r = (struct zk_req *)(uintptr_t)data;
-	struct lock_session *s = zk_req_done(r, rc);
-
-	(void)stat;
-	if (s == NULL)
-		return; /* r was freed: the handle is closing */
-	zk_renew_answered(&s->c, rc);
-	zk_req_free(r);
-}
-
-/* One cheap read proves the session (its answer's send time). */
+/* One sync is the renewal: its answer is the alive proof (see zk_conn.h). */
 static void zkl_renew(struct lock_session *s)
 {
-	struct zk_req *r;
-
-	if (!zk_renew_wanted(&s->c))
-		return;
-	r = zk_req_new(&s->c, OP_RENEW, NULL);
-	if (r == NULL || zoo_aexists(s->c.zh, s->c.path, 0, renew_done, r) != ZOK) {
-		zk_req_free(r);
-		zk_queue(&s->c, ZE_FAILED, 0, "could not send the renewal", NULL);
-	} else {
-		zk_renew_sent(&s->c);
-	}
+	if (zk_renew_wanted(&s->c))
+		zk_send_renew_sync(&s->c);
 }
 
 static struct lock_hold *zkl_acquire(struct lock_session *s, const char *name, unsigned limit,
@@ -779,4 +758,5 @@ const struct lock_backend_ops zk_lock_ops = {
 	.close = zkl_close,
 	.destroy = zkl_destroy,
 	.check_timing = NULL,
+	.alive_lag = zk_alive_lag,
 };

@@ -9,6 +9,8 @@
 
 #include "backends/backend.h"
 #include "backends/zk.h"
+#include "common/clock.h"
+#include "common/duration.h"
 
 /* Each of "host:port,host:port" must name a host and a port in 1..65535. */
 static int check_hosts(const char *hosts, char *err, size_t errlen)
@@ -80,11 +82,19 @@ static int check_path(const char *path, char *err, size_t errlen)
 int zk_parse_url(const char *url, const char *name, char **hosts, char **path,
                  char *err, size_t errlen)
 {
-	char *h = NULL, *rel = NULL, *abs = NULL;
+	char *h = NULL, *rel = NULL, *abs = NULL, *base;
 	size_t len;
+	int rc;
 
 	*hosts = *path = NULL;
-	if (backend_split_url(url, &h, &rel, err, errlen) < 0)
+	base = strndup(url, strcspn(url, "?"));
+	if (base == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = backend_split_url(base, &h, &rel, err, errlen);
+	free(base);
+	if (rc < 0)
 		return -1;
 	if (check_hosts(h, err, errlen) < 0)
 		goto fail;
@@ -117,6 +127,23 @@ fail:
 	free(rel);
 	free(abs);
 	return -1;
+}
+
+int zk_url_tick(const char *url, int64_t default_ns, int64_t *tick_ns, char *err, size_t errlen)
+{
+	const char *q = strchr(url, '?');
+
+	*tick_ns = default_ns;
+	if (q == NULL || q[1] == '\0')
+		return 0;
+	q++;
+	if (strncmp(q, "tick=", 5) != 0 || strchr(q, '&') != NULL || duration_parse(q + 5, tick_ns) < 0 ||
+	    *tick_ns < NS_PER_MS || *tick_ns > 60 * NS_PER_SEC) {
+		snprintf(err, errlen, "zk: unknown URL option '%s': the only one is tick=DURATION, the "
+		         "servers' tickTime (1ms to 60s), as in zk://HOST:2181/PATH?tick=2s", q);
+		return -1;
+	}
+	return 0;
 }
 
 int64_t zk_node_seq(const char *name)

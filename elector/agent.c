@@ -271,6 +271,7 @@ int agent_run(struct elect_opts *o)
 	if (ops == NULL)
 		log_fatalx(2, "unknown backend '%s': use one of %s, e.g. file:///run/elect/NAME.lock",
 		           o->backend, backend_schemes());
+	cfg.alive_lag_ns = ops->alive_lag ? ops->alive_lag(&bp) : 0;
 	if (elector_check_timing(&cfg, err, sizeof(err)) < 0)
 		log_fatalx(2, "%s", err);
 	if (o->campaign_timeout > 0 && o->command == NULL)

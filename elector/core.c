@@ -152,6 +152,20 @@ int elector_check_timing(const struct elector_config *cfg, char *err, size_t err
 		return -1;
 	}
 	lead_for = lease_lead_time(cfg->ttl_ns, elector_step_down_budget(cfg));
+	if (cfg->alive_lag_ns > 0 && lead_for - cfg->alive_lag_ns <= cfg->renew_ns) {
+		char lag[32];
+
+		duration_format(cfg->alive_lag_ns - cfg->renew_ns, lag, sizeof(lag));
+		duration_format(lead_for - cfg->alive_lag_ns, left, sizeof(left));
+		snprintf(err, errlen,
+		         "unsafe timing: a renewal proves the session only as of a request sent up to %s "
+		         "(1.5 x the ZooKeeper tick, ?tick= in the URL) plus --renew %s before it, so a leader "
+		         "must start stepping down %s after a renewal (--ttl %s minus margin, --kill-grace %s, "
+		         "hooks %s and that lag), which is not later than the next renewal: raise --ttl or "
+		         "lower --renew, --kill-grace or --hook-timeout",
+		         lag, renew, left, ttl, cfg->has_command ? grace : "0s (no command)", hook);
+		return -1;
+	}
 	if (lead_for <= cfg->renew_ns) {
 		/* Negative as it is: how far the budget overshoots the TTL. */
 		duration_format(lead_for, left, sizeof(left));

@@ -26,6 +26,7 @@ enum elector_state {
 struct elector_config {
 	const char *name, *id, *backend_url;
 	int64_t ttl_ns, renew_ns, kill_grace_ns, hook_timeout_ns;
+	int64_t alive_lag_ns;       /* the backend's alive_lag (0: none) */
 	int64_t backoff_ns;         /* wait before campaigning again after resign / failed elected hook */
 	int64_t campaign_timeout_ns; /* wrapper mode: exit ELECT_EXIT_CAMPAIGN_TIMEOUT when not
 	                              * ready this long after start or after leading ended (0: no limit) */

@@ -35,7 +35,7 @@ static const struct opt_def elect_options[] = {
 	OPT("id", 0, OPT_STRING, id, "ID", "this candidate's id (default: hostname)"),
 	OPT("backend", 'b', OPT_STRING, backend, "URL", "file:///PATH, etcd://HOSTS/PREFIX, zk://HOSTS/PATH"),
 	OPT("ttl", 0, OPT_DURATION_POSITIVE, ttl, "DURATION", "session TTL (default 15s)"),
-	OPT("renew", 0, OPT_DURATION_POSITIVE, renew, "DURATION", "renew interval (default TTL/3)"),
+	OPT("renew", 0, OPT_DURATION_POSITIVE, renew, "DURATION", "renew interval (default TTL/3, zk: TTL/6)"),
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION", "SIGTERM to SIGKILL of the command (default 3s)"),
 	OPT("socket", 's', OPT_STRING, socket, "PATH", "API socket (default RUNDIR/NAME@ID.sock; none: off)"),
 	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
@@ -239,8 +239,14 @@ static void resolve(struct elect_opts *o, bool agent)
 	/* 0 is "not given": an explicit 0 was refused while reading. */
 	if (o->ttl == 0)
 		o->ttl = 15 * NS_PER_SEC;
-	if (o->renew == 0)
-		o->renew = o->ttl / 3;
+	if (o->renew == 0) {
+		const struct backend_ops *be = backend_lookup(o->backend);
+
+		/* A backend whose renewals prove an older request (ZooKeeper's
+		 * lag) renews twice as often, so that one late renewal does not
+		 * end a hold. */
+		o->renew = o->ttl / (be != NULL && be->alive_lag != NULL ? 6 : 3);
+	}
 	if (o->log_format && strcmp(o->log_format, "text") && strcmp(o->log_format, "json"))
 		log_fatalx(USAGE_EXIT, "--log-format '%s': use text or json", o->log_format);
 	if (options_check_backend_access(o->backend, o->tls_ca, o->tls_cert, o->tls_key, o->auth,

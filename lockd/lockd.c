@@ -66,6 +66,19 @@ int lockd_check_timing(const struct lockd_config *cfg, char *err, size_t errlen)
 	duration_format(cfg->renew_ns, renew, sizeof(renew));
 	duration_format(cfg->kill_grace_ns, grace, sizeof(grace));
 	lead = lease_lead_time(cfg->ttl_ns, budget_ns(cfg));
+	if (cfg->alive_lag_ns > 0 && lead - cfg->alive_lag_ns <= cfg->renew_ns) {
+		char lag[32];
+
+		duration_format(cfg->alive_lag_ns - cfg->renew_ns, lag, sizeof(lag));
+		duration_format(lead - cfg->alive_lag_ns > 0 ? lead - cfg->alive_lag_ns : 0, left, sizeof(left));
+		snprintf(err, errlen,
+		         "unsafe timing: a renewal proves the session only as of a request sent up to %s "
+		         "(1.5 x the ZooKeeper tick, ?tick= in the URL) plus --renew %s before it, so holds "
+		         "must be revoked %s after a renewal (--ttl %s minus margin, --kill-grace %s and that "
+		         "lag), which is not later than the next renewal: raise --ttl or lower --renew or "
+		         "--kill-grace", lag, renew, left, ttl, grace);
+		return -1;
+	}
 	if (lead <= cfg->renew_ns) {
 		duration_format(lead > 0 ? lead : 0, left, sizeof(left));
 		snprintf(err, errlen,

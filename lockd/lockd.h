@@ -71,6 +71,7 @@ struct hold {
 struct lockd_config {
 	const char *id;
 	int64_t ttl_ns, renew_ns, kill_grace_ns, request_timeout_ns;
+	int64_t alive_lag_ns;       /* the backend's alive_lag (0: none) */
 	int max_holds;
 };
 

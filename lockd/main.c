@@ -35,7 +35,7 @@ static const struct opt_def lockd_options[] = {
 	OPT("socket-mode", 0, OPT_STRING, socket_mode, "MODE", "socket permissions, octal (default 0660)"),
 	OPT("socket-group", 0, OPT_STRING, socket_group, "GROUP", "group of the socket (default: lockd's)"),
 	OPT("ttl", 0, OPT_DURATION_POSITIVE, ttl, "DURATION", "backend session TTL (default 15s)"),
-	OPT("renew", 0, OPT_DURATION_POSITIVE, renew, "DURATION", "renew interval (default TTL/3)"),
+	OPT("renew", 0, OPT_DURATION_POSITIVE, renew, "DURATION", "renew interval (default TTL/3, zk: TTL/6)"),
 	OPT("kill-grace", 0, OPT_DURATION, kill_grace, "DURATION",
 	    "time clients get to stop after a revocation (default 3s)"),
 	OPT("id", 0, OPT_STRING, id, "ID", "this lockd's id, stored with its locks (default hostname)"),
@@ -189,8 +189,14 @@ static void resolve(struct lockd_opts *o)
 	/* 0 is "not given": an explicit 0 was refused while reading. */
 	if (o->ttl == 0)
 		o->ttl = 15 * NS_PER_SEC;
-	if (o->renew == 0)
-		o->renew = o->ttl / 3;
+	if (o->renew == 0) {
+		const struct lock_backend_ops *be = lock_backend_lookup(o->backend);
+
+		/* A backend whose renewals prove an older request (ZooKeeper's
+		 * lag) renews twice as often, so that one late renewal does not
+		 * end a hold. */
+		o->renew = o->ttl / (be != NULL && be->alive_lag != NULL ? 6 : 3);
+	}
 	o->max_holds = 10000;
 	if (o->max_holds_s) {
 		n = strtol(o->max_holds_s, &end, 10);
@@ -227,6 +233,7 @@ static int run(struct lockd_opts *o)
 	if (ops == NULL)
 		log_fatalx(USAGE_EXIT, "unknown lock backend '%s': use file:///DIR, etcd://HOSTS/PREFIX, "
 		           "zk://HOSTS/PATH, consul://HOSTS/PREFIX or k8s:///NAMESPACE[/PREFIX]", o->backend);
+	cfg.alive_lag_ns = ops->alive_lag ? ops->alive_lag(&bp) : 0;
 	if (lockd_check_timing(&cfg, err, sizeof(err)) < 0)
 		log_fatalx(USAGE_EXIT, "%s", err);
 	dm.loop = ev_default_loop(EVFLAG_AUTO);

@@ -63,11 +63,11 @@ class Backend(bench.Backend):
         self.server.start().wait_ready()
 
     def url(self, ctx, election):
-        return 'zk://%s/elect/%s' % (self.server.hostport, election)
+        return 'zk://%s/elect/%s%s' % (self.server.hostport, election, zk_server.URL_OPTS)
 
     def counting_url(self, ctx, election):
         cp = bench.CountingProxy(ctx, ('127.0.0.1', self.server.port), ZkParser)
-        return 'zk://%s/elect/%s' % (cp.hostport, election), cp
+        return 'zk://%s/elect/%s%s' % (cp.hostport, election, zk_server.URL_OPTS), cp
 
     def stop(self, ctx):
         self.server.stop()

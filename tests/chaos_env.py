@@ -37,6 +37,12 @@ sys.path.insert(0, HERE)
 from proxy import FaultProxy  # noqa: E402
 
 
+
+def zk_server_url_opts():
+    import zk_server
+    return zk_server.URL_OPTS
+
+
 class FileEnv:
     kind = 'file'
     has_link = False
@@ -167,7 +173,11 @@ class NetEnv:
         ps = self.link(agent_id)
         k = i % len(ps)
         hosts = ','.join('127.0.0.1:%d' % p.port for p in ps[k:] + ps[:k])
+        # consul: the servers take 1s TTLs; zk: the servers' tickTime for
+        # elect's alive proof.
         query = '?session-ttl-min=1s' if self.kind == 'consul' else ''
+        if self.kind == 'zk':
+            query = zk_server_url_opts()
         return '%s://%s/chaos/%s%s' % (self.kind, hosts, election, query)
 
     def agent_args(self, agent_id):

@@ -20,8 +20,12 @@ here, once, and kept in the engine.
       base, for the etcd members of the multi-host and compose tests; built
       every time (cached: a second).
 
-  python3 tests/containers.py --prepare   all three, with their times and the size
-  python3 tests/containers.py --remove    the image of this checkout, the etcd ones, the base
+  ZK_IMAGE (elect-test-zk:bookworm): Debian's ZooKeeper server
+      (libzookeeper-java, openjdk-17-jre-headless) on the base, for the
+      ZooKeeper members of the multi-host tests; built when missing.
+
+  python3 tests/containers.py --prepare   all four, with their times and the size
+  python3 tests/containers.py --remove    the image of this checkout, the etcd and zk ones, the base
 
 Containers, networks and volumes the tests make are named NAME_PREFIX + a
 random part, so they are clearly ours; the tests remove them by name
@@ -240,6 +244,68 @@ def build_etcd_image(out=sys.stdout):
     return time.monotonic() - t0
 
 
+# The ZooKeeper members of the multi-host tests: Debian's ZooKeeper (the
+# Java server, libzookeeper-java) on the base (openjdk's postinst needs the
+# man1 folder that the slim base leaves out). The entry point writes zoo.cfg
+# from the environment (ZK_MYID, ZK_SERVERS = "1=host1,2=host2,3=host3",
+# ZK_TICK_MS, ZK_SYNC_LIMIT) and runs QuorumPeerMain in the foreground.
+ZK_IMAGE = 'elect-test-zk:bookworm'
+ZK_CLASSPATH = ':'.join('/usr/share/java/%s.jar' % j for j in (
+    'zookeeper', 'zookeeper-jute', 'slf4j-api', 'slf4j-simple', 'netty-handler', 'netty-common',
+    'netty-buffer', 'netty-transport', 'netty-codec', 'netty-resolver',
+    'netty-transport-native-epoll', 'netty-transport-native-unix-common', 'commons-cli',
+    'commons-io', 'metrics-core', 'snappy-java'))
+ZK_ENTRY = r"""#!/bin/sh
+set -e
+d=/var/lib/zookeeper
+mkdir -p $d
+echo "$ZK_MYID" > $d/myid
+{
+  echo "tickTime=${ZK_TICK_MS:-200}"
+  echo "initLimit=${ZK_INIT_LIMIT:-50}"
+  echo "syncLimit=${ZK_SYNC_LIMIT:-10}"
+  echo "dataDir=$d"
+  echo "clientPort=2181"
+  echo "maxClientCnxns=0"
+  echo "admin.enableServer=false"
+  echo "4lw.commands.whitelist=ruok,srvr,stat"
+  echo "autopurge.purgeInterval=0"
+  # A member reconnected to the network may get another address.
+  echo "quorumListenOnAllIPs=true"
+  for s in $(echo "$ZK_SERVERS" | tr , ' '); do
+    echo "server.${s%%=*}=${s#*=}:2888:3888"
+  done
+} > /etc/zk.cfg
+exec java -Xms32m -Xmx160m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k \
+  -Djava.net.preferIPv4Stack=true -Dzookeeper.jmx.log4j.disable=true \
+  -Dorg.slf4j.simpleLogger.defaultLogLevel=info -Dzookeeper.admin.enableServer=false \
+  -cp %s org.apache.zookeeper.server.quorum.QuorumPeerMain /etc/zk.cfg
+"""
+ZK_DOCKERFILE = """\
+FROM %s
+RUN mkdir -p /usr/share/man/man1 && apt-get update && \\
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+      libzookeeper-java libslf4j-java openjdk-17-jre-headless && rm -rf /var/lib/apt/lists/*
+COPY zk-member /usr/local/bin/zk-member
+ENTRYPOINT ["/usr/local/bin/zk-member"]
+"""
+
+
+def build_zk_image(out=sys.stdout):
+    """ZK_IMAGE unless the engine has it; returns the seconds it took."""
+    if image_id(ZK_IMAGE):
+        return 0.0
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix='elect-zk-image-') as ctx:
+        with open(os.path.join(ctx, 'Dockerfile'), 'w') as f:
+            f.write(ZK_DOCKERFILE % BASE_IMAGE)
+        with open(os.path.join(ctx, 'zk-member'), 'w') as f:
+            f.write(ZK_ENTRY % ZK_CLASSPATH)
+        os.chmod(os.path.join(ctx, 'zk-member'), 0o755)
+        _run_logged(['docker', 'build', '--force-rm', '-t', ZK_IMAGE, ctx], out, timeout=3600)
+    return time.monotonic() - t0
+
+
 # The compile's priority in the tests' builds, background or not (the same
 # value everywhere, so that they share the layer cache).
 TEST_NICE = 19
@@ -250,9 +316,11 @@ def prepare(out=sys.stdout, nice=TEST_NICE):
     t_image = build_image(out, nice)
     size = image_size(image_tag())
     t_etcd = build_etcd_image(out)
-    out.write('containers: base %s %s; image %s built in %.0fs, %.1f MB; %s built in %.0fs\n'
+    t_zk = build_zk_image(out)
+    out.write('containers: base %s %s; image %s built in %.0fs, %.1f MB; %s built in %.0fs; %s %s\n'
               % (BASE_IMAGE, 'made in %.0fs' % t_base if t_base else 'was there',
-                 image_tag(), t_image, size / 1e6, ETCD_IMAGE, t_etcd))
+                 image_tag(), t_image, size / 1e6, ETCD_IMAGE, t_etcd, ZK_IMAGE,
+                 'built in %.0fs' % t_zk if t_zk else 'was there'))
     out.flush()
     return t_base, t_image, size
 
@@ -309,7 +377,7 @@ def main():
                     help='priority of the compile inside the image build (default %(default)s)')
     a = ap.parse_args()
     if a.remove:
-        for name in (image_tag(), ETCD_IMAGE, BASE_IMAGE):
+        for name in (image_tag(), ETCD_IMAGE, ZK_IMAGE, BASE_IMAGE):
             if image_id(name):
                 docker('image', 'rm', name)
         return 0

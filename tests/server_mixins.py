@@ -52,7 +52,7 @@ class ZkServerMixin(_ServerMixin):
         return s
 
     def backend_url(self):
-        return 'zk://%s/elect/web' % self._hosts
+        return 'zk://%s/elect/web%s' % (self._hosts, zk_server.URL_OPTS)
 
 
 class ConsulServerMixin(_ServerMixin):

@@ -3,7 +3,7 @@
     from zk_server import ZkServer, ZkEnsemble
     zk = ZkServer(tmpdir)            # standalone, free loopback port
     zk.start(); zk.wait_ready()
-    url = 'zk://%s/elect/x' % zk.hostport
+    url = 'zk://%s/elect/x%s' % (zk.hostport, URL_OPTS)   # ?tick=: the servers' tickTime
     zk.four('wchc')                  # a four-letter-word command's answer
     zk.stop()                        # by pid (SIGKILL by default), data kept
     zk.start(); zk.wait_ready()      # restart on the same port and data
@@ -40,6 +40,8 @@ JVM = ['-Xms32m', '-Xmx192m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-X
        '-Djava.net.preferIPv4Stack=true', '-Dzookeeper.jmx.log4j.disable=true',
        '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-Dzookeeper.admin.enableServer=false']
 TICK_MS = 100
+# The servers' tickTime for elect's alive proof (zk URL option; its default is 2s).
+URL_OPTS = '?tick=%dms' % TICK_MS
 
 
 def available():

@@ -12,7 +12,7 @@ timeout (the time from `docker stop` to the new leader command's start is
 printed); orphans of the leader command and of hooks are reaped (no zombies
 in the container).
 
-Three hosts on a private Docker network (EtcdHosts): an etcd member each
+Three hosts on a private Docker network (Hosts; EtcdHosts): an etcd member each
 and an elect agent in its network namespace; `docker network disconnect` of
 the leader's host stops its command before another host leads, then
 `docker kill` and `docker stop` of the leader's container; `docker pause`
@@ -24,12 +24,17 @@ elect leader throughout). The leader commands' interval log is checked for
 overlaps (those inside a pause window apart, as in the chaos suite) and
 token order.
 
+ZkHosts: the same with a ZooKeeper member per host (tickTime 200 ms,
+syncLimit 10): the elect leader on a ZooKeeper follower, then on the
+ZooKeeper leader, cut off with its member (`docker network disconnect`):
+its command stops before another host leads (README, Safety 5).
+
 Compose: deploy/compose/docker-compose.yml brought up as a user would
 (`docker compose` or `docker-compose`), with the test images: one of its
 three apps says it leads and every sidecar names it; `stop` of that
 sidecar makes another lead.
 
-The containers have no network (--network none) but EtcdHosts' and
+The containers have no network (--network none) but Hosts' and
 Compose's internal ones, and are removed by name, also when a test fails. Run alone with `make check-containers`; in `make
 check` the image is built in the background while other tests run
 (run.py). Not in the valgrind and ASan passes: elect here is the image's.
@@ -347,53 +352,39 @@ class Pid1(ContainerTestCase):
         self.check_intervals(log)
 
 
-class EtcdHosts(ContainerTestCase):
+class Hosts(ContainerTestCase):
     """Three "hosts" on a private Docker network (--internal: no way out):
-    each a container running an etcd member (Debian's etcd-server, image
-    containers.ETCD_IMAGE) with an elect agent in a container of its own in
-    the host's network namespace (--network container:HOST), talking to its
-    local member only. The leader commands (leadercmd) write one interval
-    log in a shared directory; CLOCK_MONOTONIC is the one kernel's, so the
-    checker compares the hosts' times directly."""
+    each a container running a member of the backend's cluster (MEMBER)
+    with an elect agent in a container of its own in the host's network
+    namespace (--network container:HOST), talking to its local member only.
+    The leader commands (leadercmd) write one interval log in a shared
+    directory; CLOCK_MONOTONIC is the one kernel's, so the checker compares
+    the hosts' times directly. Subclasses: MEMBER, ensure_member_image(),
+    start_cluster() (fills self.net and self.hosts) and backend_url()."""
 
     TTL = '3s'
+    MEMBER = None
+    AGENT_ARGS = ()
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        ensure_etcd_image()
+        cls.ensure_member_image()
 
-    def start_cluster(self, n=3):
-        self.net = self.docker.network(self.docker.name('net'), '--internal')
-        self.hosts = {}
-        names = ['h%d' % (i + 1) for i in range(n)]
-        cluster = ','.join('%s=http://%s:2380' % (h, h) for h in names)
-        for h in names:
-            cname = self.docker.name(h)
-            self.docker.run(cname, containers.ETCD_IMAGE, [
-                '--name', h,
-                '--listen-peer-urls', 'http://0.0.0.0:2380',
-                '--listen-client-urls', 'http://0.0.0.0:2379',
-                '--advertise-client-urls', 'http://%s:2379' % h,
-                '--initial-advertise-peer-urls', 'http://%s:2380' % h,
-                '--initial-cluster', cluster, '--initial-cluster-state', 'new',
-                '--initial-cluster-token', self.net,
-                '--heartbeat-interval', '100', '--election-timeout', '1000',
-                # A member back from a partition must not depose the raft
-                # leader with its higher term (elections there would make
-                # every lease keepalive wait).
-                '--pre-vote'],
-                ['--network', self.net, '--network-alias', h, '--hostname', h])
-            self.hosts[h] = cname
-        return names
+    @classmethod
+    def ensure_member_image(cls):
+        raise NotImplementedError
+
+    def backend_url(self):
+        raise NotImplementedError
 
     def start_agent_on(self, h, log):
         """elect (the image's, PID 1) in host h's network namespace."""
         lc, env = self.leadercmd()
         cname = self.docker.name('agent-' + h)
         self.docker.run(cname, self.image, [
-            '--name', 'e', '--id', h, '--backend', 'etcd://127.0.0.1:2379/elect/e',
-            '--ttl', self.TTL, '--kill-grace', '500ms', '-v', '--', lc, log],
+            '--name', 'e', '--id', h, '--backend', self.backend_url(),
+            '--ttl', self.TTL, '--kill-grace', '500ms', '-v'] + list(self.AGENT_ARGS) + ['--', lc, log],
             ['--network', 'container:' + self.hosts[h], '--stop-timeout', str(STOP_TIMEOUT),
              '-v', '%s:%s' % (self.shared, self.shared)] + env)
         return cname
@@ -432,8 +423,52 @@ class EtcdHosts(ContainerTestCase):
 
     def diag(self, agents):
         out = ['--- %s\n%s' % (h, self.container_log(c, 20000)) for h, c in agents.items()]
-        out += ['--- etcd %s\n%s' % (h, self.container_log(c)[-1500:]) for h, c in self.hosts.items()]
+        out += ['--- %s %s\n%s' % (self.MEMBER, h, self.container_log(c)[-1500:])
+                for h, c in self.hosts.items()]
         return '\n'.join(out)
+
+    def cut_off(self, h):
+        docker('network', 'disconnect', self.net, self.hosts[h])
+
+    def reconnect(self, h):
+        docker('network', 'connect', '--alias', h, self.net, self.hosts[h])
+
+
+class EtcdHosts(Hosts):
+    """Hosts with an etcd member each (image containers.ETCD_IMAGE)."""
+
+    MEMBER = 'etcd'
+
+    @classmethod
+    def ensure_member_image(cls):
+        ensure_etcd_image()
+
+    def backend_url(self):
+        return 'etcd://127.0.0.1:2379/elect/e'
+
+    def start_cluster(self, n=3):
+        self.net = self.docker.network(self.docker.name('net'), '--internal')
+        self.hosts = {}
+        names = ['h%d' % (i + 1) for i in range(n)]
+        cluster = ','.join('%s=http://%s:2380' % (h, h) for h in names)
+        for h in names:
+            cname = self.docker.name(h)
+            self.docker.run(cname, containers.ETCD_IMAGE, [
+                '--name', h,
+                '--listen-peer-urls', 'http://0.0.0.0:2380',
+                '--listen-client-urls', 'http://0.0.0.0:2379',
+                '--advertise-client-urls', 'http://%s:2379' % h,
+                '--initial-advertise-peer-urls', 'http://%s:2380' % h,
+                '--initial-cluster', cluster, '--initial-cluster-state', 'new',
+                '--initial-cluster-token', self.net,
+                '--heartbeat-interval', '100', '--election-timeout', '1000',
+                # A member back from a partition must not depose the raft
+                # leader with its higher term (elections there would make
+                # every lease keepalive wait).
+                '--pre-vote'],
+                ['--network', self.net, '--network-alias', h, '--hostname', h])
+            self.hosts[h] = cname
+        return names
 
     def etcd_is_leader(self, h):
         """Whether host h's etcd member is the raft leader (its /metrics,
@@ -472,7 +507,7 @@ class EtcdHosts(ContainerTestCase):
         # renewals through its minority member fail) before any other host
         # leads (after the lease expired in the majority).
         t0 = now_ns()
-        docker('network', 'disconnect', self.net, self.hosts[first.id])
+        self.cut_off(first.id)
         second = self.wait_new_term(log, after_ns=t0, exclude_id=first.id, timeout=60)
         old = next(i for i in self.intervals(log) if i.pid == first.pid and i.start == first.start)
         self.assertIsNotNone(old.end, 'the cut-off leader still runs its command:\n'
@@ -481,7 +516,7 @@ class EtcdHosts(ContainerTestCase):
                         % second.id)
         sys.stderr.write('[partition: old command stopped after %.0f ms, %s leads after %.0f ms] '
                          % ((old.end - t0) / 1e6, second.id, (second.start - t0) / 1e6))
-        docker('network', 'connect', '--alias', first.id, self.net, self.hosts[first.id])
+        self.reconnect(first.id)
         self.check_intervals(log)
         # Back in the majority, its member catches up; whoever leads then.
         second = self.settled(log, agents)
@@ -602,6 +637,136 @@ class EtcdHosts(ContainerTestCase):
         self.assertEqual(len(rep.sigstop_overlaps), 1, rep.table())
         sys.stderr.write('[%d terms, %d overlap inside the pause window] '
                          % (rep.terms, len(rep.sigstop_overlaps)))
+
+class ZkHosts(Hosts):
+    """Hosts with a ZooKeeper member each (Debian's ZooKeeper server, image
+    containers.ZK_IMAGE: tickTime 200 ms, syncLimit 10, so a member cut off
+    from its leader goes on answering its clients for up to 2 s). The
+    agents are told the tick (?tick=200ms).
+
+    The gap this guards against (README, Safety 5): a member cut off from
+    the ZooKeeper leader answers reads and pings itself, while the leader
+    expires the session after the timeout; an agent that counted its
+    deadline from those answers led next to its successor. Leadership is
+    moved (resign --to) to the host whose member is a follower, then to the
+    one whose member leads ZooKeeper, and that host is cut off each time:
+    another host leads, the cut-off agent's command stopped before, never
+    two at once."""
+
+    MEMBER = 'zk'
+    TICK_MS = 200
+    AGENT_ARGS = ('--renew', '500ms')
+
+    @classmethod
+    def ensure_member_image(cls):
+        """containers.ZK_IMAGE, built when missing."""
+        t0 = time.monotonic()
+        os.makedirs(os.path.join(ROOT, 'build'), exist_ok=True)
+        with open(os.path.join(ROOT, 'build', 'containers-zk.log'), 'w') as out:
+            try:
+                containers.build_zk_image(out)
+            except (RuntimeError, subprocess.SubprocessError) as e:
+                raise AssertionError('%s: %s; see build/containers-zk.log' % (containers.ZK_IMAGE, e))
+        sys.stderr.write('[%s ready in %.1fs] ' % (containers.ZK_IMAGE, time.monotonic() - t0))
+
+    def backend_url(self):
+        return 'zk://127.0.0.1:2181/elect/e?tick=%dms' % self.TICK_MS
+
+    def start_cluster(self, n=3):
+        self.net = self.docker.network(self.docker.name('net'), '--internal')
+        self.hosts = {}
+        names = ['h%d' % (i + 1) for i in range(n)]
+        servers = ','.join('%d=%s' % (i + 1, h) for i, h in enumerate(names))
+        for i, h in enumerate(names):
+            cname = self.docker.name(h)
+            self.docker.run(cname, containers.ZK_IMAGE, [], [
+                '--network', self.net, '--network-alias', h, '--hostname', h,
+                '-e', 'ZK_MYID=%d' % (i + 1), '-e', 'ZK_SERVERS=' + servers,
+                '-e', 'ZK_TICK_MS=%d' % self.TICK_MS, '-e', 'ZK_SYNC_LIMIT=10'])
+            self.hosts[h] = cname
+        return names
+
+    def zk_mode(self, h):
+        """'leader', 'follower' (or None) from host h's member (srvr, with
+        bash's /dev/tcp in its container)."""
+        r = docker('exec', self.hosts[h], 'bash', '-c',
+                   'exec 3<>/dev/tcp/127.0.0.1/2181 && printf srvr >&3 && cat <&3', check=False)
+        m = re.search(r'^Mode: (\w+)', r.stdout, re.M) if r.returncode == 0 else None
+        return m.group(1) if m else None
+
+    def zk_roles(self, names):
+        """{host: mode} once one member leads and the others follow."""
+        def one():
+            modes = {h: self.zk_mode(h) for h in names}
+            ok = (sorted(modes.values()) == sorted(['leader'] + ['follower'] * (len(names) - 1)))
+            return modes if ok else None
+        return wait_for(one, 60, interval=0.2, msg='one ZooKeeper leader among %s' % names)
+
+    def move_to(self, log, agents, cur, h):
+        """Leadership from cur (an interval) to host h, with resign --to."""
+        if cur.id == h:
+            return cur
+        r = docker('exec', agents[cur.id], 'elect', 'resign', '--name', 'e', '--id', cur.id,
+                   '--to', h, '--handover-timeout', '10s', check=False, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        new = self.settled(log, agents)
+        self.assertEqual(new.id, h, r.stdout)
+        return new
+
+    def cut_off_leader(self, log, agents, cur, what):
+        """Cuts cur's host off; another host leads after cur's command
+        stopped. Returns (new interval, ms to the old command's end, ms to
+        the new leader's start)."""
+        t0 = now_ns()
+        self.cut_off(cur.id)
+        new = self.wait_new_term(log, after_ns=t0, exclude_id=cur.id, timeout=60)
+
+        def old_ended():
+            old = next(i for i in self.intervals(log) if i.pid == cur.pid and i.start == cur.start)
+            return old if old.end is not None else None
+        try:
+            # (Waited for, so that a failure shows how long the two overlapped.)
+            old = wait_for(old_ended, 30, interval=0.05,
+                           msg='the cut-off leader (%s) stopped its command' % what)
+            self.check_intervals(log)
+            self.assertLess(old.end, new.start)
+        except AssertionError as e:
+            ended = next(i.end for i in self.intervals(log) if i.pid == cur.pid and i.start == cur.start)
+            raise AssertionError('%s cut off: %s leads after %.0f ms, its command ended after %s ms: '
+                                 '%s\n%s' % (what, new.id, (new.start - t0) / 1e6,
+                                             '%.0f' % ((ended - t0) / 1e6) if ended else '-',
+                                             e, self.diag(agents)))
+        st = wait_for(lambda: (lambda s: s if s and s['state'] not in ('leader', 'suspended') else None)
+                      (self.status(agents[cur.id], cur.id)), 30, msg='the cut-off agent stepped down')
+        sys.stderr.write('[%s %s cut off: its command stopped after %.0f ms, %s leads after %.0f ms; '
+                         'it is %s] ' % (what, cur.id, (old.end - t0) / 1e6, new.id,
+                                         (new.start - t0) / 1e6, st['state']))
+        return new
+
+    def test_cut_off_follower_then_zk_leader(self):
+        log = os.path.join(self.shared, 'intervals.log')
+        names = self.start_cluster()
+        agents = self.agents = {h: self.start_agent_on(h, log) for h in names}
+        cur = self.settled(log, agents, 120)
+
+        # 1. The elect leader on a ZooKeeper follower, cut off with it.
+        modes = self.zk_roles(names)
+        follower = next(h for h in names if modes[h] == 'follower')
+        cur = self.move_to(log, agents, cur, follower)
+        self.cut_off_leader(log, agents, cur, 'ZooKeeper follower')
+        self.reconnect(follower)
+        modes = self.zk_roles(names)
+        cur = self.settled(log, agents)
+
+        # 2. The elect leader on the ZooKeeper leader, cut off with it.
+        zk_leader = next(h for h in names if modes[h] == 'leader')
+        cur = self.move_to(log, agents, cur, zk_leader)
+        self.cut_off_leader(log, agents, cur, 'ZooKeeper leader')
+        self.reconnect(zk_leader)
+        self.zk_roles(names)
+        self.settled(log, agents)
+        rep = self.check_intervals(log)
+        sys.stderr.write('[%d terms] ' % rep.terms)
 
 
 def compose_command():

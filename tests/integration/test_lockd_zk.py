@@ -54,7 +54,7 @@ class ZkLocks(LockdCases, SessionCutCases, ElectTestCase):
 
     def lock_url(self, proxy_port=None):
         hp = '127.0.0.1:%d' % proxy_port if proxy_port else self.zk.hostport
-        return 'zk://%s%s' % (hp, ROOT)
+        return 'zk://%s%s%s' % (hp, ROOT, zk_server.URL_OPTS)
 
     def backend_addr(self):
         return ('127.0.0.1', self.zk.port)

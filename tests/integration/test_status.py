@@ -210,7 +210,7 @@ class Reachability(ElectTestCase):
 
     @valgrind_ok
     def test_zk_closed_port_is_logged_and_shown(self):
-        self.check_unreachable('zk://127.0.0.1:%d/x' % self.closed_port(), r'Connection refused')
+        self.check_unreachable('zk://127.0.0.1:%d/x?tick=100ms' % self.closed_port(), r'Connection refused')
 
     def test_etcd_closed_port_is_logged_and_shown(self):
         self.check_unreachable('etcd://127.0.0.1:%d/x' % self.closed_port(),
@@ -230,7 +230,7 @@ class CampaignTimeout(ElectTestCase):
 
     @valgrind_ok
     def test_unreachable_backend_exits_75_in_time(self):
-        url = 'zk://127.0.0.1:%d/x' % self.port()
+        url = 'zk://127.0.0.1:%d/x?tick=100ms' % self.port()
         t0 = time.monotonic()
         r = self.run_elect(['--campaign-timeout', '2s', '--backend', url, '--ttl', '3s',
                             '--kill-grace', '500ms', '--socket', 'none', '--', 'true'],

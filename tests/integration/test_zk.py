@@ -52,7 +52,7 @@ class ZkTestCase(ElectTestCase):
     def zk_agent(self, hosts, id, log=None, path='/elect/t', sidecar=False, **kw):
         args = list(kw.pop('args', TIMING))
         ttl = kw.pop('ttl', TTL)
-        url = 'zk://%s%s' % (hosts, path)
+        url = 'zk://%s%s%s' % (hosts, path, zk_server.URL_OPTS)
         if sidecar:
             return self.agent(mode='sidecar', id=id, backend=url, ttl=ttl, args=args, **kw)
         return self.agent(id=id, backend=url, ttl=ttl, cmd=self.leader_cmd(log), args=args,
@@ -217,7 +217,9 @@ class ZkBackend(ZkTestCase):
         zk = self.zk()
         cmd_env, hook_env = self.path('cmd.env'), self.path('hook.env')
         hook = self.script('dump-env', 'env > %s\n' % hook_env)
-        a = self.agent(id='n0', backend='zk://%s/secure/env' % zk.hostport, ttl=TTL, kill_grace='300ms',
+        # TTL 3s: the hooks' allowance and ZooKeeper's lag do not fit into 2s.
+        a = self.agent(id='n0', backend='zk://%s/secure/env%s' % (zk.hostport, zk_server.URL_OPTS), ttl='3s',
+                       kill_grace='300ms',
                        args=TIMING + ['--on-elected', hook, '--once'],
                        cmd=['sh', '-c', 'env > %s' % cmd_env],
                        env={'ELECT_AUTH': 'elect:s3cret-env', 'CONSUL_HTTP_TOKEN': 'tok-consul'})

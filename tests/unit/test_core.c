@@ -340,6 +340,17 @@ static void test_timing_refusals(void **state)
 	c.kill_grace_ns = 12 * S;
 	assert_int_equal(elector_check_timing(&c, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "stepping down -2.2s after"));
+	/* A backend whose renewals prove an older request (ZooKeeper): 10s -
+	 * 150ms margin - 1.05s budget = 8.8s; minus the lag it must still
+	 * outlast the renew interval. */
+	c = base_config();
+	c.alive_lag_ns = 3 * S + c.renew_ns;        /* tick 2s: 8.8 - 5 > 2 */
+	assert_int_equal(elector_check_timing(&c, err, sizeof(err)), 0);
+	c.alive_lag_ns = 6 * S + c.renew_ns;        /* tick 4s: 8.8 - 8 < 2 */
+	assert_int_equal(elector_check_timing(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unsafe timing"));
+	assert_non_null(strstr(err, "?tick="));
+	assert_null(strchr(err, '\n'));
 }
 
 int main(void)

@@ -210,6 +210,13 @@ static void test_unsafe_timing_refused(void **state)
 	c = cfg;
 	c.renew_ns = 9 * S;
 	assert_int_equal(lockd_check_timing(&c, err, sizeof(err)), -1);
+	/* ZooKeeper's lag (1.5 ticks + the renew interval) counts too. */
+	c = cfg;
+	c.alive_lag_ns = 3 * S / 2 + c.renew_ns;    /* tick 1s */
+	assert_int_equal(lockd_check_timing(&c, err, sizeof(err)), 0);
+	c.alive_lag_ns = 3 * S + c.renew_ns;        /* tick 2s */
+	assert_int_equal(lockd_check_timing(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "?tick="));
 	assert_true(lock_name_valid("db-migrate.v2_x"));
 	assert_false(lock_name_valid(".x"));
 	assert_false(lock_name_valid("a/b"));

@@ -11,6 +11,8 @@
 #include <cmocka.h>
 
 #include "backends/zk.h"
+#include "backends/zk_conn.h"
+#include "common/clock.h"
 
 static void url_ok(const char *url, const char *name, const char *hosts, const char *path)
 {
@@ -53,6 +55,39 @@ static void test_url(void **state)
 	url_bad("zk://h1:2181/zookeeper/x", "web", "reserved");
 	url_bad("zk://h1:2181", "a/b", "no path");
 	url_bad("h1:2181/x", "web", "no scheme");
+	/* Options after '?' are not part of the path (zk_url_tick's). */
+	url_ok("zk://h1:2181/elect/web?tick=200ms", "x", "h1:2181", "/elect/web");
+	url_ok("zk://h1:2181?tick=1s", "web", "h1:2181", "/web");
+}
+
+static void test_url_tick(void **state)
+{
+	int64_t tick;
+	char err[256] = "";
+	struct backend_params p = { .url = "zk://h1:2181/x?tick=200ms", .renew_ns = 500 * NS_PER_MS };
+
+	(void)state;
+	assert_int_equal(zk_url_tick("zk://h1:2181/x", 7, &tick, err, sizeof(err)), 0);
+	assert_int_equal(tick, 7);
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?", 7, &tick, err, sizeof(err)), 0);
+	assert_int_equal(tick, 7);
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?tick=200ms", 7, &tick, err, sizeof(err)), 0);
+	assert_int_equal(tick, 200 * NS_PER_MS);
+	assert_int_equal(zk_url_tick("zk://h1:2181?tick=2s", 7, &tick, err, sizeof(err)), 0);
+	assert_int_equal(tick, 2 * NS_PER_SEC);
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?tick=0s", 7, &tick, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "tick=DURATION"));
+	assert_null(strchr(err, '\n'));
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?tick=61s", 7, &tick, err, sizeof(err)), -1);
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?tick=2", 7, &tick, err, sizeof(err)), -1);
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?tick=2s&x=1", 7, &tick, err, sizeof(err)), -1);
+	assert_int_equal(zk_url_tick("zk://h1:2181/x?lock-delay=2s", 7, &tick, err, sizeof(err)), -1);
+	/* The timing checks' lag: 1.5 ticks and one renew interval. */
+	assert_int_equal(zk_alive_lag(&p), 800 * NS_PER_MS);
+	p.url = "zk://h1:2181/x";
+	assert_int_equal(zk_alive_lag(&p), 3500 * NS_PER_MS);
+	p.url = "zk://h1:2181/x?tick=no";
+	assert_int_equal(zk_alive_lag(&p), 0);
 }
 
 static void test_seq(void **state)
@@ -198,6 +233,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_url),
+		cmocka_unit_test(test_url_tick),
 		cmocka_unit_test(test_seq),
 		cmocka_unit_test(test_view),
 		cmocka_unit_test(test_lock_view),
