@@ -38,6 +38,7 @@ int duration_parse(const char *s, int64_t *out)
 	}
 	while (*s) {
 		int64_t whole = 0, frac = 0, frac_div = 1, unit;
+		__int128 add;
 		size_t ulen;
 		int digits = 0;
 
@@ -61,9 +62,12 @@ int duration_parse(const char *s, int64_t *out)
 		if (digits == 0 || match_unit(s, &unit, &ulen) < 0)
 			return -1;
 		s += ulen;
-		if (whole > (INT64_MAX - total) / unit)
+		/* In 128 bits: frac (up to 9 digits) times an hour in ns does
+		 * not fit in 64 ("0.123456789h"). */
+		add = (__int128)whole * unit + (__int128)frac * unit / frac_div;
+		if (add > (__int128)(INT64_MAX - total))
 			return -1;
-		total += whole * unit + frac * unit / frac_div;
+		total += (int64_t)add;
 	}
 	*out = total;
 	return 0;

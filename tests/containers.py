@@ -227,10 +227,9 @@ def prune_build_stages():
 
 # The etcd members of the multi-host tests and of the compose example: the
 # user's recipe (deploy/compose/etcd.Dockerfile: Debian 13's etcd-server
-# 3.5 on the Debian 12 base; Debian 12's 3.4.23 revokes live leases after a
-# stalled raft leader resumes, etcd issue #15247, README Safety), built
-# every time, as the elect image (the layer cache makes it a second's work),
-# so that the tests run the Dockerfile of this checkout.
+# 3.5 on the Debian 12 base; see README, Safety 6 for why not Debian 12's
+# 3.4.23), built every time, as the elect image (the layer cache makes it a
+# second's work), so that the tests run the Dockerfile of this checkout.
 COMPOSE_DIR = os.path.join(ROOT, 'deploy', 'compose')
 ETCD_IMAGE = 'elect-test-etcd:3.5'
 

@@ -1,9 +1,10 @@
 # The etcd members of the compose example (docker-compose.yml builds it on
 # first `up`): etcd-server 3.5 from Debian 13 (trixie) on a Debian 12 image,
 # run as the package's user. Not Debian 12's own etcd-server 3.4.23: after
-# its raft leader stalls (a paused VM, a slow disk) it can revoke leases that
-# are alive (etcd issue #15247, fixed in 3.4.28 and 3.5.11), and a lock or
-# leadership goes to a second holder early (README, Safety). Only etcd-server
+# its raft leader stalls (a slow disk, a paused VM) it can revoke leases that
+# are alive (etcd issue #15247; 3.5.11 and later check leadership first,
+# which covers the slow disk, not the paused VM), and a lock or leadership
+# goes to a second holder early (README, Safety 6). Only etcd-server
 # comes from trixie (pinned low, so nothing else is upgraded from it later);
 # its dependencies are Debian 12's. Alone, from this directory:
 #   docker build -f etcd.Dockerfile -t elect-etcd:3.5 .

@@ -205,8 +205,10 @@ class ConsulElection(ConsulTestCase):
         a = self.agent(mode='sidecar', id='p0', name='short',
                        backend='consul://%s/web2?session-ttl-min=2s' % plain.endpoint, ttl='2s',
                        renew='500ms', kill_grace='300ms')
-        wait_for(lambda: 'Invalid Session TTL' in a.log(), 20, msg='the servers\' refusal logged')
-        self.assertIn("the servers' session_ttl_min is above --ttl", a.log())
+        # The refusal's line, then the core's with what to change.
+        wait_for(lambda: "the servers' session_ttl_min is above --ttl" in a.log(), 20,
+                 msg='the servers\' refusal logged with what to change')
+        self.assertIn('Invalid Session TTL', a.log())
         self.assertNotEqual(a.status()['state'], 'leader')
 
     @valgrind_ok

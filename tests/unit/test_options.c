@@ -62,6 +62,12 @@ static void test_durations(void **state)
 	assert_int_equal(duration_parse("", &ns), -1);
 	assert_int_equal(duration_parse("s", &ns), -1);
 	assert_int_equal(duration_parse("99999999999999999999h", &ns), -1);
+	/* A long fraction of a large unit (its product needs more than 64
+	 * bits on the way), and a sum just past the largest value. */
+	assert_int_equal(duration_parse("0.123456789h", &ns), 0);
+	assert_int_equal(ns, INT64_C(444444440400));
+	assert_int_equal(duration_parse("2562047h", &ns), 0);
+	assert_int_equal(duration_parse("2562047h48m", &ns), -1);
 }
 
 static int load(struct t_opts *o, int argc, char **argv, struct opt_result *res, char *err)
