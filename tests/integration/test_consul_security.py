@@ -187,7 +187,7 @@ class ConsulAcl(ConsulTestCase):
         log = self.path('iv.log')
         url = 'consul://%s/web' % srv.endpoint
         # Consul's own variable; elect removes it from its children's environment.
-        good = self.agents(url, log, ['g0'], env={'CONSUL_HTTP_TOKEN': secret})[0]
+        good = self.agents(url, log, ['g0'], t=timing(), env={'CONSUL_HTTP_TOKEN': secret})[0]
         good.wait_state('leader', 20)
         self.assertEqual(srv.kv_get('web/.lock')['Value'], 'g0')
         # A wrong token: refused, said once and clearly, never logged.
