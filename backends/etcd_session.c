@@ -26,8 +26,9 @@ static void status_done(struct etcd_req *r, const json_t *ans, const char *err)
 	}
 	if (etcd_parse_status_revokes_early(ans, ver, sizeof(ver)) == 1)
 		log_warnx("etcd: %s runs etcd %s, which can revoke live leases when a stalled raft "
-		          "leader resumes (etcd issue #15247): two leaders are possible then; run "
-		          "etcd 3.5.11 or later, or 3.4.28 or later", r->c->ep.list[r->endpoint], ver);
+		          "leader resumes (etcd issue #15247): two leaders are possible then; etcd "
+		          "3.5.11 or later, or 3.4.28 or later, fixes it but for a frozen (paused) "
+		          "member (README, Safety 6)", r->c->ep.list[r->endpoint], ver);
 }
 
 static void grant_done(struct etcd_req *r, const json_t *ans, const char *err)
